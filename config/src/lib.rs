@@ -1,0 +1,33 @@
+//! Switchyard's inputs: task manifests (`jobs/*.yaml`), the egress policy (`egress.yaml`) and
+//! settings (`switchyard.toml`) — reading them, and every check that needs no I/O.
+//!
+//! Data flows one way: bytes → [`document`] (a node tree that remembers the line and column of
+//! every key and value) → typed values ([`manifest::Manifest`], [`egress::EgressPolicy`],
+//! [`settings::Settings`]) through a serde deserializer that records *all* problems, each as a
+//! [`Diagnostic`] with `FILE:LINE:COL`, key path, [`Code`], message and hint → per-document checks.
+//! [`load`] does all of that for a set of files and returns [`Inputs`]; the scheduler then checks
+//! references between documents and plans.
+//!
+//! Secrets are never held here, only where to find them ([`SecretRef`]); a resolved one is a
+//! [`Secret`], which prints as `***`.
+
+#![forbid(unsafe_code)]
+
+mod diagnostic;
+pub mod document;
+pub mod egress;
+mod error;
+mod load;
+pub mod manifest;
+mod schema;
+mod secret;
+pub mod settings;
+pub mod suggest;
+pub mod value;
+
+pub use diagnostic::{Code, Diagnostic, Location, sort_in_reading_order};
+pub use document::{Document, Seg};
+pub use error::Error;
+pub use load::{DEFAULT_EGRESS, DEFAULT_SETTINGS, Inputs, LoadOptions, load};
+pub use schema::{SchemaKind, json_schema};
+pub use secret::{Secret, SecretRef};

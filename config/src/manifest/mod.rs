@@ -1,0 +1,338 @@
+//! Task manifests (`jobs/*.yaml`, DESIGN §4.1): one job per file, its tasks tagged by workload class.
+//!
+//! These types are the user documentation: each field's `///` comment is what `switchyard schema
+//! manifest` shows in an editor.
+
+mod check;
+mod load;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub(crate) use check::{check_manifest, valid_name};
+pub use load::LoadedManifest;
+pub(crate) use load::load_manifest;
+
+use crate::document::{recover_opt, recover_vec};
+use crate::value::{Duration, Endpoint, HttpUrl, Port, Schedule, TableName};
+
+/// A job: a named set of tasks run together, in dependency order.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Job name, unique across all manifests: letters, digits, `_` and `-`.
+    pub job: String,
+    /// What the job is for, shown in the dashboard.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Cron schedule (five fields, UTC), e.g. `0 */6 * * *`. Without one the job runs when submitted.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub schedule: Option<Schedule>,
+    /// Tables this job reads that already exist in the lake (written by something outside these
+    /// manifests). Any other table a task reads must be written by a task being planned.
+    #[serde(default, deserialize_with = "recover_vec")]
+    pub external_tables: Vec<TableName>,
+    /// The job's tasks, in the order they are shown.
+    #[serde(deserialize_with = "recover_vec")]
+    pub tasks: Vec<Task>,
+}
+
+/// One unit of work: an ingestion `source`, a transform `sql`, or a program to `run`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    /// Task name, unique within the job.
+    pub name: String,
+    /// Workload class tag. Optional: inferred from what the task declares when absent; a tag that
+    /// contradicts the task's connectivity needs is an error (`class_mismatch`).
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub class: Option<WorkloadClass>,
+    /// External system to ingest from (makes the task external ingestion).
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub source: Option<Source>,
+    /// SQL over lake tables (makes the task a transform). Tables it reads become dependencies.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// A program to run, for tools a team already has.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub run: Option<RunSpec>,
+    /// The lake table the task writes.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub sink: Option<SinkSpec>,
+    /// `triggered` (run to completion, the default) or `continuous` (keep running; restarted with
+    /// backoff when it stops).
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub mode: Option<RunMode>,
+    /// Tasks of this job that must succeed first, beyond those inferred from tables.
+    #[serde(default, deserialize_with = "recover_vec")]
+    pub depends_on: Vec<String>,
+    /// Pin a dedicated task to one pool; placement then considers only that pool.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Data quality checks on a transform's output.
+    #[serde(default, deserialize_with = "recover_vec")]
+    pub expectations: Vec<Expectation>,
+    /// Retry policy for failed attempts (exponential backoff with full jitter).
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub retries: Option<Retries>,
+    /// Longest an attempt may run before it is stopped and marked `timed_out`, e.g. `15m`.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub timeout: Option<Duration>,
+}
+
+impl Task {
+    pub fn mode(&self) -> RunMode {
+        self.mode.unwrap_or_default()
+    }
+}
+
+/// Workload class tags (DESIGN §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
+pub enum WorkloadClass {
+    /// SQL Server or PostgreSQL ingestion.
+    #[serde(rename = "ingest.jdbc")]
+    IngestJdbc,
+    /// Kafka consumer.
+    #[serde(rename = "ingest.kafka")]
+    IngestKafka,
+    /// HTTPS API, or a `run` task with destinations.
+    #[serde(rename = "ingest.api")]
+    IngestApi,
+    /// SQL over lake tables, or a `run` task without destinations.
+    #[serde(rename = "transform")]
+    Transform,
+}
+
+impl WorkloadClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadClass::IngestJdbc => "ingest.jdbc",
+            WorkloadClass::IngestKafka => "ingest.kafka",
+            WorkloadClass::IngestApi => "ingest.api",
+            WorkloadClass::Transform => "transform",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    #[default]
+    Triggered,
+    Continuous,
+}
+
+/// An external system to ingest from, selected by `kind`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[schemars(tag = "kind")]
+pub enum Source {
+    Sqlserver(DatabaseSource),
+    Postgres(DatabaseSource),
+    Kafka(KafkaSource),
+    Https(HttpsSource),
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Sqlserver(_) => "sqlserver",
+            Source::Postgres(_) => "postgres",
+            Source::Kafka(_) => "kafka",
+            Source::Https(_) => "https",
+        }
+    }
+}
+
+/// SQL Server (`kind: sqlserver`, port 1433 by default) or PostgreSQL (`kind: postgres`, 5432).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSource {
+    /// Database server host name or IP address.
+    pub host: String,
+    /// Server port; defaults to the engine's standard port.
+    #[serde(default)]
+    pub port: Option<Port>,
+    pub database: String,
+    pub user: String,
+    /// Environment variable holding the password. Secrets are never written in manifests.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding the password (e.g. a mounted secret), as an alternative to `password_env`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The query whose rows are ingested.
+    pub query: String,
+    /// Column for incremental loads: only rows past the last committed value are read.
+    #[serde(default)]
+    pub watermark: Option<String>,
+}
+
+/// A Kafka consumer (`kind: kafka`). It keeps its group membership on one node while that node is
+/// healthy.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Bootstrap brokers as host:port.
+    #[serde(deserialize_with = "recover_vec")]
+    pub brokers: Vec<Endpoint>,
+    pub topic: String,
+    /// Consumer group id; defaults to `switchyard-<job>-<task>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Message payload format.
+    #[serde(default)]
+    pub format: Option<MessageFormat>,
+    /// Client identity (certificate) for TLS to the brokers.
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageFormat {
+    Json,
+    Avro,
+}
+
+/// A partner HTTPS API (`kind: https`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsSource {
+    pub url: HttpUrl,
+    #[serde(default)]
+    pub method: Option<HttpMethod>,
+    /// JSON request body for POST.
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// Extra request headers (not for secrets: use `bearer_token_env`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// Client certificate held by the gateway (settings `[identities.NAME]`).
+    #[serde(default)]
+    pub identity: Option<String>,
+    #[serde(default)]
+    pub pagination: Option<Pagination>,
+    /// Page body format: a JSON array (optionally under `records`) or newline-delimited JSON.
+    #[serde(default)]
+    pub format: Option<PageFormat>,
+    /// Field of the JSON response that holds the records array, e.g. `data`.
+    #[serde(default)]
+    pub records: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PageFormat {
+    Json,
+    Ndjson,
+}
+
+/// How to get the next page: set exactly one of `cursor_field`, `next_link` or `page_param`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pagination {
+    /// Response field holding the cursor for the next page.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// Query parameter that carries the cursor (default `cursor`).
+    #[serde(default)]
+    pub cursor_param: Option<String>,
+    /// Response field holding the full URL of the next page.
+    #[serde(default)]
+    pub next_link: Option<String>,
+    /// Query parameter for page numbers, starting at 1.
+    #[serde(default)]
+    pub page_param: Option<String>,
+}
+
+/// A program to run. With `destinations` it is dedicated and reaches them through the node's
+/// gateway (`HTTPS_PROXY`); without, it is serverless and has no egress.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Program and arguments, e.g. `["python3", "export.py"]`. Not run through a shell.
+    pub command: Vec<String>,
+    /// Declared egress as host:port; enforced through the gateway proxy.
+    #[serde(default, deserialize_with = "recover_vec")]
+    pub destinations: Vec<Endpoint>,
+    /// Environment for the program. Point at secret files here; never write secret values.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the manifest's directory.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+}
+
+/// Where a task's output goes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    pub table: TableName,
+    /// `append` (default), `overwrite`, or `merge` on `keys`.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub mode: Option<WriteMode>,
+    /// Key columns for `merge`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    #[default]
+    Append,
+    Overwrite,
+    Merge,
+}
+
+/// A data quality rule: a SQL boolean expression over output rows.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub name: String,
+    /// SQL boolean expression that valid rows satisfy, e.g. `amount >= 0`.
+    pub check: String,
+    /// What to do with rows that fail: `warn` (keep, count; the default), `drop`, `fail` the task,
+    /// or `quarantine` them in `<table>__quarantine`.
+    #[serde(default)]
+    pub on_violation: Option<OnViolation>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnViolation {
+    #[default]
+    Warn,
+    Drop,
+    Fail,
+    Quarantine,
+}
+
+/// Retries with exponential backoff and full jitter: attempt n waits a random time up to
+/// `min(backoff · 2^(n-1), max_backoff)`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Retries after the first attempt.
+    pub max: u32,
+    /// Base delay, e.g. `2s` (default `1s`).
+    #[serde(default)]
+    pub backoff: Option<Duration>,
+    /// Cap on the delay (default `5m`).
+    #[serde(default)]
+    pub max_backoff: Option<Duration>,
+}

@@ -1,0 +1,146 @@
+//! Settings (`switchyard.toml`, DESIGN §4.3), layered: built-in defaults < the file <
+//! `SWITCHYARD__SECTION__KEY` environment variables. The file is read twice on purpose: once into a
+//! located node tree so its errors carry `FILE:LINE:COL`, then through the `config` crate with the
+//! environment on top.
+
+mod check;
+mod load;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use check::check_settings;
+pub(crate) use load::load_settings;
+pub use load::{ENV_PREFIX, LoadedSettings};
+
+use crate::value::Duration;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub control_plane: ControlPlane,
+    pub lake: Lake,
+    /// Dedicated node pools, each with its static egress IPs.
+    pub pools: Vec<Pool>,
+    pub serverless: Serverless,
+    /// Client identities by name: PEM files read by nodes, never by `plan`.
+    pub identities: BTreeMap<String, IdentityFiles>,
+    /// Prices for the cost report.
+    pub prices: Prices,
+}
+
+impl Settings {
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlane {
+    /// Address the API and dashboard listen on.
+    pub listen: SocketAddr,
+    /// State store URL: `sqlite://PATH` (embedded default) or `postgres://user@host/db` for
+    /// several control-plane replicas.
+    pub state: String,
+    /// File holding the admin API token (created on first start).
+    pub token_file: PathBuf,
+}
+
+impl Default for ControlPlane {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            state: "sqlite://.switchyard/state.db".to_owned(),
+            token_file: PathBuf::from(".switchyard/admin.token"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lake {
+    /// Lake root: a local directory, or an object store URL (s3://, abfss://, gs://).
+    pub root: String,
+}
+
+impl Default for Lake {
+    fn default() -> Self {
+        Self {
+            root: "./lake".to_owned(),
+        }
+    }
+}
+
+/// A pool of dedicated nodes that share static egress IPs and installed identities.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    /// Pool name, unique; tasks may pin to it with `pool:`.
+    pub name: String,
+    /// Static egress IPs of this pool's nodes; a node must start with one of them.
+    pub egress_ips: Vec<IpAddr>,
+    /// Concurrent tasks per node.
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+    /// Client identities installed on this pool's nodes.
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+fn default_slots() -> u32 {
+    4
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Serverless {
+    /// Most workers running at once; 0 disables serverless.
+    pub max_workers: u32,
+    /// How long an idle worker waits for work before it exits.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Serverless {
+    fn default() -> Self {
+        Self {
+            max_workers: 8,
+            idle_timeout: Duration(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
+/// PEM files of one client identity.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFiles {
+    /// Client certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM). Keep it readable only by the node's user.
+    pub key: PathBuf,
+    /// CA bundle that verifies the destination's server certificate; system roots when absent.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Prices {
+    /// Cost of one dedicated node for one hour, idle or busy.
+    pub dedicated_node_hour: f64,
+    /// Cost of one serverless vCPU for one second.
+    pub serverless_vcpu_second: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Self {
+            dedicated_node_hour: 0.50,
+            serverless_vcpu_second: 0.000024,
+        }
+    }
+}
