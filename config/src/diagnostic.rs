@@ -101,6 +101,11 @@ impl Diagnostic {
         self
     }
 
+    pub fn at(mut self, location: Location) -> Self {
+        self.location = location;
+        self
+    }
+
     pub fn in_file(mut self, file: &Path) -> Self {
         self.file = file.to_path_buf();
         self
@@ -137,13 +142,6 @@ impl fmt::Display for Diagnostic {
 
 /// Orders diagnostics the way a person reads them: by file as given, then by position.
 pub fn sort_in_reading_order(diagnostics: &mut [Diagnostic], file_order: &[PathBuf]) {
-    let rank = |file: &Path| {
-        file_order
-            .iter()
-            .position(|f| f == file)
-            .unwrap_or(usize::MAX)
-    };
-    diagnostics.sort_by(|a, b| {
-        (rank(&a.file), a.location, a.code).cmp(&(rank(&b.file), b.location, b.code))
-    });
+    let rank = |file: &Path| file_order.iter().position(|f| f == file).unwrap_or(usize::MAX);
+    diagnostics.sort_by(|a, b| (rank(&a.file), a.location, a.code).cmp(&(rank(&b.file), b.location, b.code)));
 }

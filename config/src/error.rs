@@ -7,10 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read {}: {cause}", path.display())]
-    Read {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{what} {} does not exist; pass an existing file or leave the option out to use the default", path.display())]
     NotFound { what: &'static str, path: PathBuf },
     #[error("{} holds no manifests (*.yaml or *.yml)", path.display())]

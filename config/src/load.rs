@@ -44,10 +44,7 @@ impl Inputs {
     /// between them can be trusted (a task that failed to read must not look like a missing one).
     pub fn manifests_clean(&self) -> bool {
         self.manifests.iter().all(|m| m.clean)
-            && !self
-                .diagnostics
-                .iter()
-                .any(|d| d.code == Code::Syntax && self.is_manifest_file(&d.file))
+            && !self.diagnostics.iter().any(|d| d.code == Code::Syntax && self.is_manifest_file(&d.file))
     }
 
     fn is_manifest_file(&self, file: &Path) -> bool {
@@ -69,24 +66,17 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
     let mut notes = Vec::new();
     let mut files = Vec::new();
 
-    let settings_path = resolve_optional(
-        options.settings.as_deref(),
-        DEFAULT_SETTINGS,
-        "settings file",
-    )?;
+    let settings_path = resolve_optional(options.settings.as_deref(), DEFAULT_SETTINGS, "settings file")?;
     let egress_path = resolve_optional(options.egress.as_deref(), DEFAULT_EGRESS, "egress policy")?;
-    let skip: Vec<PathBuf> = [&settings_path, &egress_path]
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.canonicalize().ok())
-        .collect();
+    let skip: Vec<PathBuf> =
+        [&settings_path, &egress_path].into_iter().flatten().filter_map(|p| p.canonicalize().ok()).collect();
     let manifest_paths = discover(&options.paths, &skip)?;
 
     let mut manifests = Vec::new();
     for path in &manifest_paths {
         files.push(path.clone());
         if let Some(doc) = read_document(path, Format::Yaml, &sink)? {
-            if let Some(m) = load_manifest(doc.0, &sink) {
+            if let Some(m) = load_manifest(doc, &sink) {
                 manifests.push(m);
             }
         }
@@ -96,33 +86,22 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
         Some(path) => {
             files.push(path.clone());
             match read_document(path, Format::Yaml, &sink)? {
-                Some((doc, _)) => load_policy(doc, &sink),
-                None => LoadedPolicy {
-                    doc: None,
-                    policy: Default::default(),
-                    clean: false,
-                },
+                Some(doc) => load_policy(doc, &sink),
+                None => LoadedPolicy { doc: None, policy: Default::default(), clean: false },
             }
         }
         None => {
             notes.push(format!("no {DEFAULT_EGRESS} here and no --egress given: the policy is empty, so every destination is denied"));
-            LoadedPolicy {
-                doc: None,
-                policy: Default::default(),
-                clean: true,
-            }
+            LoadedPolicy { doc: None, policy: Default::default(), clean: true }
         }
     };
 
-    let env = options
-        .env
-        .clone()
-        .unwrap_or_else(|| std::env::vars().collect());
+    let env = options.env.clone().unwrap_or_else(|| std::env::vars().collect());
     let settings = match &settings_path {
         Some(path) => {
             files.push(path.clone());
             match read_document(path, Format::Toml, &sink)? {
-                Some((doc, text)) => load_settings(Some((doc, &text)), &env, &sink),
+                Some(doc) => load_settings(Some(doc), &env, &sink),
                 None => LoadedSettings {
                     doc: None,
                     settings: Default::default(),
@@ -132,7 +111,9 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
             }
         }
         None => {
-            notes.push(format!("no {DEFAULT_SETTINGS} here and no --settings given: built-in defaults, which define no pools"));
+            notes.push(format!(
+                "no {DEFAULT_SETTINGS} here and no --settings given: built-in defaults, which define no pools"
+            ));
             load_settings(None, &env, &sink)
         }
     };
@@ -143,24 +124,13 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
     }
     check_duplicate_jobs(&manifests, &mut diagnostics);
     if policy.clean {
-        check_policy(
-            &policy,
-            settings.clean.then_some(&settings.settings),
-            &mut diagnostics,
-        );
+        check_policy(&policy, settings.clean.then_some(&settings.settings), &mut diagnostics);
     }
     if settings.clean {
         check_settings(&settings, &mut diagnostics);
     }
     sort_in_reading_order(&mut diagnostics, &files);
-    Ok(Inputs {
-        manifests,
-        policy,
-        settings,
-        diagnostics,
-        notes,
-        files,
-    })
+    Ok(Inputs { manifests, policy, settings, diagnostics, notes, files })
 }
 
 fn check_duplicate_jobs(manifests: &[LoadedManifest], out: &mut Vec<Diagnostic>) {
@@ -195,10 +165,7 @@ fn resolve_optional(
 ) -> Result<Option<PathBuf>, Error> {
     match explicit {
         Some(path) if path.is_file() => Ok(Some(path.to_path_buf())),
-        Some(path) => Err(Error::NotFound {
-            what,
-            path: path.to_path_buf(),
-        }),
+        Some(path) => Err(Error::NotFound { what, path: path.to_path_buf() }),
         None => Ok(Path::new(default).is_file().then(|| PathBuf::from(default))),
     }
 }
@@ -209,14 +176,8 @@ fn discover(paths: &[PathBuf], skip: &[PathBuf]) -> Result<Vec<PathBuf>, Error> 
     let mut out = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|cause| match cause.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                what: "manifest path",
-                path: path.clone(),
-            },
-            _ => Error::Read {
-                path: path.clone(),
-                cause,
-            },
+            std::io::ErrorKind::NotFound => Error::NotFound { what: "manifest path", path: path.clone() },
+            _ => Error::Read { path: path.clone(), cause },
         })?;
         if meta.is_dir() {
             let before = out.len();
@@ -232,10 +193,7 @@ fn discover(paths: &[PathBuf], skip: &[PathBuf]) -> Result<Vec<PathBuf>, Error> 
 }
 
 fn walk(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let read_err = |cause| Error::Read {
-        path: dir.to_path_buf(),
-        cause,
-    };
+    let read_err = |cause| Error::Read { path: dir.to_path_buf(), cause };
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(read_err)?
         .map(|e| e.map(|e| e.path()))
@@ -243,10 +201,7 @@ fn walk(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Erro
         .map_err(read_err)?;
     entries.sort();
     for path in entries {
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
+        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
         if hidden || path.canonicalize().is_ok_and(|c| skip.contains(&c)) {
             continue;
         }
@@ -267,23 +222,13 @@ enum Format {
 
 /// Reads a file into a document. `Ok(None)` when its content is unusable (the reason is in the
 /// sink); `Err` when it cannot be read at all.
-fn read_document(
-    path: &Path,
-    format: Format,
-    sink: &Sink,
-) -> Result<Option<(Document, String)>, Error> {
-    let file = std::fs::File::open(path).map_err(|cause| Error::Read {
-        path: path.to_path_buf(),
-        cause,
-    })?;
+fn read_document(path: &Path, format: Format, sink: &Sink) -> Result<Option<Document>, Error> {
+    let file = std::fs::File::open(path).map_err(|cause| Error::Read { path: path.to_path_buf(), cause })?;
     let mut bytes = Vec::new();
     // Read one byte past the limit: enough to know the file is too big, without reading 50 MB.
     file.take(MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|cause| Error::Read {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        .map_err(|cause| Error::Read { path: path.to_path_buf(), cause })?;
     let text = match decode_text(&bytes) {
         Ok(text) => text.to_owned(),
         Err(d) => {
@@ -293,14 +238,13 @@ fn read_document(
     };
     let parsed = match format {
         Format::Yaml => parse_yaml(&text).map(|(root, problems)| {
-            sink.borrow_mut()
-                .extend(problems.into_iter().map(|d| d.in_file(path)));
+            sink.borrow_mut().extend(problems.into_iter().map(|d| d.in_file(path)));
             root
         }),
         Format::Toml => parse_toml(&text),
     };
     match parsed {
-        Ok(root) => Ok(Some((Document::new(path, root), text))),
+        Ok(root) => Ok(Some(Document::new(path, root, text))),
         Err(d) => {
             sink.borrow_mut().push(d.in_file(path));
             Ok(None)

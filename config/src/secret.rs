@@ -55,19 +55,12 @@ impl SecretRef {
     /// Reads the secret. A file's trailing newline is dropped, as `echo secret > file` adds one.
     pub fn resolve(&self) -> Result<Secret<String>, Error> {
         match self {
-            SecretRef::Env(name) => {
-                std::env::var(name)
-                    .map(Secret::new)
-                    .map_err(|_| Error::SecretMissing {
-                        name: format!("environment variable {name}"),
-                    })
-            }
+            SecretRef::Env(name) => std::env::var(name)
+                .map(Secret::new)
+                .map_err(|_| Error::SecretMissing { name: format!("environment variable {name}") }),
             SecretRef::File(path) => std::fs::read_to_string(path)
                 .map(|s| Secret::new(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|cause| Error::Read {
-                    path: path.clone(),
-                    cause,
-                }),
+                .map_err(|cause| Error::Read { path: path.clone(), cause }),
         }
     }
 }
@@ -90,9 +83,7 @@ mod tests {
         let path = dir.path().join("pw");
         std::fs::write(&path, "s3cret\n").unwrap();
         assert_eq!(SecretRef::File(path).resolve().unwrap().expose(), "s3cret");
-        let err = SecretRef::Env("SWITCHYARD_TEST_SURELY_UNSET".into())
-            .resolve()
-            .unwrap_err();
+        let err = SecretRef::Env("SWITCHYARD_TEST_SURELY_UNSET".into()).resolve().unwrap_err();
         assert!(err.to_string().contains("SWITCHYARD_TEST_SURELY_UNSET"));
     }
 }

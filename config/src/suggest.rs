@@ -31,9 +31,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
             }
@@ -48,14 +46,8 @@ mod tests {
 
     #[test]
     fn finds_typos_but_not_strangers() {
-        assert_eq!(
-            closest("pasword_env", ["password_env", "host"]),
-            Some("password_env")
-        );
-        assert_eq!(
-            closest("bronze.claim", ["bronze.claims", "silver.claims"]),
-            Some("bronze.claims")
-        );
+        assert_eq!(closest("pasword_env", ["password_env", "host"]), Some("password_env"));
+        assert_eq!(closest("bronze.claim", ["bronze.claims", "silver.claims"]), Some("bronze.claims"));
         assert_eq!(closest("xyz", ["host", "port"]), None);
     }
 }

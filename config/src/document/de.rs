@@ -31,29 +31,15 @@ const TAG: &str = "kind";
 
 /// Deserializes `node`, found at `prefix` in its document, as `T`, recording every problem in
 /// `sink`. `None` when `node` itself failed (its errors are in the sink).
-pub(crate) fn from_node_at<T: DeserializeOwned>(
-    node: &Node,
-    prefix: &[Seg<'_>],
-    sink: &Sink,
-) -> Option<T> {
-    fn go<T: DeserializeOwned>(
-        node: &Node,
-        prefix: &[Seg<'_>],
-        path: Path<'_>,
-        sink: &Sink,
-    ) -> Option<T> {
+pub(crate) fn from_node_at<T: DeserializeOwned>(node: &Node, prefix: &[Seg<'_>], sink: &Sink) -> Option<T> {
+    fn go<T: DeserializeOwned>(node: &Node, prefix: &[Seg<'_>], path: Path<'_>, sink: &Sink) -> Option<T> {
         match prefix.split_first() {
             Some((seg, rest)) => {
                 let link = path.link(*seg);
                 go(node, rest, link.path(), sink)
             }
             None => {
-                let de = NodeDe {
-                    node,
-                    path,
-                    sink,
-                    skip_tag: false,
-                };
+                let de = NodeDe { node, path, sink, skip_tag: false };
                 T::deserialize(de).map_err(|e| de.stamp(e)).ok()
             }
         }
@@ -71,11 +57,7 @@ pub(crate) struct Error {
 
 impl Error {
     fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: hint.into(),
-            recorded: false,
-        }
+        Self { message: message.into(), hint: hint.into(), recorded: false }
     }
 }
 
@@ -121,17 +103,11 @@ impl de::Error for Error {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        Error::new(
-            format!("unknown field `{field}`"),
-            field_hint(field, expected),
-        )
+        Error::new(format!("unknown field `{field}`"), field_hint(field, expected))
     }
 
     fn missing_field(field: &'static str) -> Self {
-        Error::new(
-            format!("missing field `{field}`"),
-            format!("add `{field}:` to this mapping"),
-        )
+        Error::new(format!("missing field `{field}`"), format!("add `{field}:` to this mapping"))
     }
 }
 
@@ -177,10 +153,7 @@ impl<'a> NodeDe<'a> {
     }
 
     fn type_error(&self, exp: &dyn de::Expected) -> Error {
-        Error::new(
-            format!("wrong type: expected {exp}, found {}", self.node.describe()),
-            "",
-        )
+        Error::new(format!("wrong type: expected {exp}, found {}", self.node.describe()), "")
     }
 
     fn scalar(&self) -> Option<(&'a str, bool)> {
@@ -191,9 +164,7 @@ impl<'a> NodeDe<'a> {
     }
 
     fn plain(&self) -> Option<&'a str> {
-        self.scalar()
-            .filter(|(_, quoted)| !quoted)
-            .map(|(text, _)| text)
+        self.scalar().filter(|(_, quoted)| !quoted).map(|(text, _)| text)
     }
 }
 
@@ -225,10 +196,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let result = match &self.node.kind {
             NodeKind::Null => visitor.visit_unit(),
             NodeKind::Scalar { text, quoted: true } => visitor.visit_str(text),
-            NodeKind::Scalar {
-                text,
-                quoted: false,
-            } => match text.as_str() {
+            NodeKind::Scalar { text, quoted: false } => match text.as_str() {
                 "true" => visitor.visit_bool(true),
                 "false" => visitor.visit_bool(false),
                 t => match (t.parse::<i64>(), t.parse::<f64>()) {
@@ -318,9 +286,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        visitor
-            .visit_newtype_struct(self)
-            .map_err(|e| self.stamp(e))
+        visitor.visit_newtype_struct(self).map_err(|e| self.stamp(e))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -335,11 +301,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         result.map_err(|e| self.stamp(e))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
         self.deserialize_seq(visitor)
     }
 
@@ -384,35 +346,22 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         let result = match &self.node.kind {
-            NodeKind::Scalar { text, .. } => visitor.visit_enum(Variant {
-                name: text,
-                tag: None,
-                content: self,
-            }),
+            NodeKind::Scalar { text, .. } => {
+                visitor.visit_enum(Variant { name: text, tag: None, content: self })
+            }
             NodeKind::Map(_) => match self.node.get(TAG) {
                 Some(tag) => match &tag.kind {
                     NodeKind::Scalar { text, .. } => {
                         let tag_link = self.path.link(Seg::Key(TAG));
-                        let tag_de = NodeDe {
-                            node: tag,
-                            path: tag_link.path(),
-                            sink: self.sink,
-                            skip_tag: false,
-                        };
+                        let tag_de =
+                            NodeDe { node: tag, path: tag_link.path(), sink: self.sink, skip_tag: false };
                         if !variants.contains(&text.as_str()) {
                             let err = <Error as de::Error>::unknown_variant(text, variants);
                             return Err(tag_de.stamp(err));
                         }
-                        visitor.visit_enum(Variant {
-                            name: text,
-                            tag: Some(tag_de),
-                            content: self,
-                        })
+                        visitor.visit_enum(Variant { name: text, tag: Some(tag_de), content: self })
                     }
-                    _ => Err(Error::new(
-                        format!("`{TAG}` must be one of: {}", variants.join(", ")),
-                        "",
-                    )),
+                    _ => Err(Error::new(format!("`{TAG}` must be one of: {}", variants.join(", ")), "")),
                 },
                 None => Err(Error::new(
                     format!("missing field `{TAG}`"),
@@ -441,21 +390,13 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 }
 
 /// Reports every key of a mapping that the struct does not have, each at the key's own location.
-fn report_unknown_fields(
-    entries: &[(Key, Node)],
-    fields: &[&str],
-    skip: Option<&str>,
-    de: NodeDe<'_>,
-) {
+fn report_unknown_fields(entries: &[(Key, Node)], fields: &[&str], skip: Option<&str>, de: NodeDe<'_>) {
     for (key, _) in entries {
         if Some(key.name.as_str()) == skip || fields.contains(&key.name.as_str()) {
             continue;
         }
         let link = de.path.link(Seg::Key(&key.name));
-        let err = Error::new(
-            format!("unknown field `{}`", key.name),
-            field_hint(&key.name, fields),
-        );
+        let err = Error::new(format!("unknown field `{}`", key.name), field_hint(&key.name, fields));
         record(de.sink, key.location, link.path(), &err);
     }
 }
@@ -476,23 +417,14 @@ struct MapAcc<'a> {
 
 impl<'a> MapAcc<'a> {
     fn new(entries: &'a [(Key, Node)], de: NodeDe<'a>, filter: Option<Filter>) -> Self {
-        Self {
-            entries: entries.iter(),
-            current: None,
-            path: de.path,
-            sink: de.sink,
-            filter,
-        }
+        Self { entries: entries.iter(), current: None, path: de.path, sink: de.sink, filter }
     }
 }
 
 impl<'de> MapAccess<'de> for MapAcc<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         for entry in self.entries.by_ref() {
             let name = entry.0.name.as_str();
             if let Some(filter) = self.filter {
@@ -501,18 +433,15 @@ impl<'de> MapAccess<'de> for MapAcc<'_> {
                 }
             }
             self.current = Some(entry);
-            return seed
-                .deserialize(name.into_deserializer())
-                .map(Some)
-                .map_err(|e: Error| {
-                    let mut e = e;
-                    if !e.recorded {
-                        let link = self.path.link(Seg::Key(name));
-                        record(self.sink, entry.0.location, link.path(), &e);
-                        e.recorded = true;
-                    }
-                    e
-                });
+            return seed.deserialize(name.into_deserializer()).map(Some).map_err(|e: Error| {
+                let mut e = e;
+                if !e.recorded {
+                    let link = self.path.link(Seg::Key(name));
+                    record(self.sink, entry.0.location, link.path(), &e);
+                    e.recorded = true;
+                }
+                e
+            });
         }
         Ok(None)
     }
@@ -522,12 +451,7 @@ impl<'de> MapAccess<'de> for MapAcc<'_> {
             return Err(Error::new("internal: value requested before key", ""));
         };
         let link = self.path.link(Seg::Key(&key.name));
-        let de = NodeDe {
-            node,
-            path: link.path(),
-            sink: self.sink,
-            skip_tag: false,
-        };
+        let de = NodeDe { node, path: link.path(), sink: self.sink, skip_tag: false };
         seed.deserialize(de).map_err(|e| de.stamp(e))
     }
 }
@@ -541,20 +465,12 @@ struct SeqAcc<'a> {
 impl<'de> SeqAccess<'de> for SeqAcc<'_> {
     type Error = Error;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         let Some((i, node)) = self.items.next() else {
             return Ok(None);
         };
         let link = self.path.link(Seg::Index(i));
-        let de = NodeDe {
-            node,
-            path: link.path(),
-            sink: self.sink,
-            skip_tag: false,
-        };
+        let de = NodeDe { node, path: link.path(), sink: self.sink, skip_tag: false };
         seed.deserialize(de).map(Some).map_err(|e| de.stamp(e))
     }
 
@@ -576,9 +492,7 @@ impl<'de, 'a> EnumAccess<'de> for Variant<'a> {
 
     fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), Error> {
         let at = self.tag.unwrap_or(self.content);
-        let value = seed
-            .deserialize(self.name.into_deserializer())
-            .map_err(|e: Error| at.stamp(e))?;
+        let value = seed.deserialize(self.name.into_deserializer()).map_err(|e: Error| at.stamp(e))?;
         Ok((value, self))
     }
 }
@@ -598,10 +512,7 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
-        seed.deserialize(NodeDe {
-            skip_tag: true,
-            ..self.content
-        })
+        seed.deserialize(NodeDe { skip_tag: true, ..self.content })
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
@@ -616,22 +527,14 @@ impl<'de> VariantAccess<'de> for Variant<'_> {
         let de = self.content;
         let NodeKind::Map(entries) = &de.node.kind else {
             let err = Error::new(
-                format!(
-                    "`{}` needs its settings as a mapping with `{TAG}: {}`",
-                    self.name, self.name
-                ),
+                format!("`{}` needs its settings as a mapping with `{TAG}: {}`", self.name, self.name),
                 "",
             );
             return Err(de.stamp(err));
         };
         report_unknown_fields(entries, fields, Some(TAG), de);
-        let filter = Filter {
-            fields,
-            skip: Some(TAG),
-        };
-        visitor
-            .visit_map(MapAcc::new(entries, de, Some(filter)))
-            .map_err(|e| de.stamp(e))
+        let filter = Filter { fields, skip: Some(TAG) };
+        visitor.visit_map(MapAcc::new(entries, de, Some(filter))).map_err(|e| de.stamp(e))
     }
 }
 
@@ -669,31 +572,19 @@ mod tests {
 
     #[test]
     fn reads_kind_tagged_enums_and_plain_scalars_as_strings() {
-        let (task, errors) =
-            read::<Task>("name: 2024\nsource: {kind: kafka, topic: t, brokers: [a:1]}\n");
+        let (task, errors) = read::<Task>("name: 2024\nsource: {kind: kafka, topic: t, brokers: [a:1]}\n");
         assert!(errors.is_empty(), "{errors:?}");
         let task = task.unwrap();
         assert_eq!(task.name, "2024");
-        assert_eq!(
-            task.source,
-            Some(Source::Kafka {
-                topic: "t".into(),
-                brokers: vec!["a:1".into()]
-            })
-        );
+        assert_eq!(task.source, Some(Source::Kafka { topic: "t".into(), brokers: vec!["a:1".into()] }));
     }
 
     #[test]
     fn reports_all_unknown_fields_with_locations_and_suggestions() {
-        let (_, errors) =
-            read::<Task>("name: a\nnmae: b\nsource:\n  kind: https\n  ulr: x\n  url: y\n");
+        let (_, errors) = read::<Task>("name: a\nnmae: b\nsource:\n  kind: https\n  ulr: x\n  url: y\n");
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0].location, Location::new(2, 1));
-        assert!(
-            errors[0].hint.contains("did you mean `name`"),
-            "{}",
-            errors[0].hint
-        );
+        assert!(errors[0].hint.contains("did you mean `name`"), "{}", errors[0].hint);
         assert_eq!(errors[1].path, "source.ulr");
         assert_eq!(errors[1].location, Location::new(5, 3));
     }
@@ -705,11 +596,7 @@ mod tests {
         assert_eq!(errors[0].location, Location::new(2, 7));
         assert_eq!(errors[0].path, "port");
         let (_, errors) = read::<Task>("name: [a]\n");
-        assert!(
-            errors[0].message.contains("expected a string"),
-            "{}",
-            errors[0].message
-        );
+        assert!(errors[0].message.contains("expected a string"), "{}", errors[0].message);
     }
 
     #[test]
@@ -724,10 +611,6 @@ mod tests {
         let (_, errors) = read::<Task>("name: a\nsource: {kind: kafak, topic: t}\n");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "source.kind");
-        assert!(
-            errors[0].hint.contains("did you mean `kafka`"),
-            "{}",
-            errors[0].hint
-        );
+        assert!(errors[0].hint.contains("did you mean `kafka`"), "{}", errors[0].hint);
     }
 }

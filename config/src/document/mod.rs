@@ -29,14 +29,21 @@ use crate::diagnostic::{Code, Diagnostic, Location};
 pub struct Document {
     file: PathBuf,
     pub(crate) root: Node,
+    text: String,
 }
 
 impl Document {
-    pub(crate) fn new(file: &FsPath, root: Node) -> Self {
-        Self {
-            file: file.to_path_buf(),
-            root,
-        }
+    pub(crate) fn new(file: &FsPath, root: Node, text: String) -> Self {
+        Self { file: file.to_path_buf(), root, text }
+    }
+
+    /// Line `n` (1-based) of the source text, without its newline.
+    pub fn line(&self, n: u32) -> Option<&str> {
+        self.text.lines().nth((n as usize).checked_sub(1)?)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     pub fn file(&self) -> &FsPath {
@@ -151,10 +158,7 @@ impl Node {
 
     fn key_location(&self, key: &str) -> Option<Location> {
         match &self.kind {
-            NodeKind::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.name == key)
-                .map(|(k, _)| k.location),
+            NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.location),
             _ => None,
         }
     }

@@ -18,9 +18,7 @@ pub(crate) fn decode_text(bytes: &[u8]) -> Result<&str, Diagnostic> {
                 MAX_INPUT_BYTES / (1024 * 1024)
             ),
         )
-        .with_hint(
-            "is this the right file? Split a very large manifest into several files in a directory",
-        ));
+        .with_hint("is this the right file? Split a very large manifest into several files in a directory"));
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(text.strip_prefix('\u{feff}').unwrap_or(text)),

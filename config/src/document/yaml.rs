@@ -18,17 +18,8 @@ pub(crate) const MAX_DEPTH: usize = 64;
 const MAX_ALIAS_NODES: usize = 1_000_000;
 
 enum Frame {
-    Seq {
-        items: Vec<Node>,
-        location: Location,
-        anchor: usize,
-    },
-    Map {
-        entries: Vec<(Key, Node)>,
-        pending_key: Option<Key>,
-        location: Location,
-        anchor: usize,
-    },
+    Seq { items: Vec<Node>, location: Location, anchor: usize },
+    Map { entries: Vec<(Key, Node)>, pending_key: Option<Key>, location: Location, anchor: usize },
 }
 
 fn location(mark: &Marker) -> Location {
@@ -42,22 +33,14 @@ pub(crate) fn parse_yaml(text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnost
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
-            Diagnostic::new(
-                Code::Syntax,
-                location(e.marker()),
-                format!("invalid YAML: {}", e.info()),
-            )
-            .with_hint(
-                "check indentation and quoting near this position; YAML uses spaces, not tabs",
-            )
+            Diagnostic::new(Code::Syntax, location(e.marker()), format!("invalid YAML: {}", e.info()))
+                .with_hint("check indentation and quoting near this position; YAML uses spaces, not tabs")
         })?;
         if builder.on_event(event, &mark)? {
             break;
         }
     }
-    let root = builder
-        .root
-        .unwrap_or_else(|| Node::new(NodeKind::Null, Location::new(1, 1)));
+    let root = builder.root.unwrap_or_else(|| Node::new(NodeKind::Null, Location::new(1, 1)));
     Ok((root, builder.problems))
 }
 
@@ -80,14 +63,10 @@ impl Builder {
             Event::DocumentStart => {
                 self.documents += 1;
                 if self.documents > 1 {
-                    return Err(Diagnostic::new(
-                        Code::Syntax,
-                        at,
-                        "a second YAML document starts here",
-                    )
-                    .with_hint(
-                        "put one job per file; remove the extra `---` or move it to its own file",
-                    ));
+                    return Err(Diagnostic::new(Code::Syntax, at, "a second YAML document starts here")
+                        .with_hint(
+                            "put one job per file; remove the extra `---` or move it to its own file",
+                        ));
                 }
             }
             Event::Nothing | Event::StreamStart | Event::DocumentEnd => {}
@@ -95,71 +74,48 @@ impl Builder {
                 let kind = if style == TScalarStyle::Plain && is_null(&text) {
                     NodeKind::Null
                 } else {
-                    NodeKind::Scalar {
-                        text,
-                        quoted: style != TScalarStyle::Plain,
-                    }
+                    NodeKind::Scalar { text, quoted: style != TScalarStyle::Plain }
                 };
                 self.complete(Node::new(kind, at), anchor)?;
             }
-            Event::SequenceStart(anchor, _) => self.push(
-                Frame::Seq {
-                    items: Vec::new(),
-                    location: at,
-                    anchor,
-                },
-                at,
-            )?,
-            Event::MappingStart(anchor, _) => self.push(
-                Frame::Map {
-                    entries: Vec::new(),
-                    pending_key: None,
-                    location: at,
-                    anchor,
-                },
-                at,
-            )?,
+            Event::SequenceStart(anchor, _) => {
+                self.push(Frame::Seq { items: Vec::new(), location: at, anchor }, at)?
+            }
+            Event::MappingStart(anchor, _) => {
+                self.push(Frame::Map { entries: Vec::new(), pending_key: None, location: at, anchor }, at)?
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq {
-                        items,
-                        location,
-                        anchor,
-                    }) => (Node::new(NodeKind::Seq(items), location), anchor),
-                    Some(Frame::Map {
-                        entries,
-                        location,
-                        anchor,
-                        ..
-                    }) => {
+                    Some(Frame::Seq { items, location, anchor }) => {
+                        (Node::new(NodeKind::Seq(items), location), anchor)
+                    }
+                    Some(Frame::Map { entries, location, anchor, .. }) => {
                         // yaml-rust2 marks a block mapping's start after its first key; the first
                         // key is where a person sees the mapping begin.
                         let location = entries.first().map_or(location, |(k, _)| k.location);
                         (Node::new(NodeKind::Map(entries), location), anchor)
                     }
                     None => {
-                        return Err(Diagnostic::new(
-                            Code::Syntax,
-                            at,
-                            "unbalanced end of collection",
-                        ));
+                        return Err(Diagnostic::new(Code::Syntax, at, "unbalanced end of collection"));
                     }
                 };
                 self.complete(node, anchor)?;
             }
             Event::Alias(id) => {
                 let Some(node) = self.anchors.get(&id).cloned() else {
-                    return Err(Diagnostic::new(
-                        Code::Syntax,
-                        at,
-                        "alias refers to an unknown anchor",
-                    )
-                    .with_hint("define the anchor (`&name`) before using it (`*name`)"));
+                    return Err(Diagnostic::new(Code::Syntax, at, "alias refers to an unknown anchor")
+                        .with_hint("define the anchor (`&name`) before using it (`*name`)"));
                 };
                 self.alias_nodes += count_nodes(&node);
                 if self.alias_nodes > MAX_ALIAS_NODES {
-                    return Err(Diagnostic::new(Code::Syntax, at, "aliases expand to more than a million nodes")
-                        .with_hint("this looks like an alias bomb; write the values out or use fewer nested aliases"));
+                    return Err(Diagnostic::new(
+                        Code::Syntax,
+                        at,
+                        "aliases expand to more than a million nodes",
+                    )
+                    .with_hint(
+                        "this looks like an alias bomb; write the values out or use fewer nested aliases",
+                    ));
                 }
                 self.complete(node, 0)?;
             }
@@ -174,9 +130,7 @@ impl Builder {
                 at,
                 format!("nesting is deeper than {MAX_DEPTH} levels"),
             )
-            .with_hint(
-                "manifests nest a few levels deep; check for runaway brackets or indentation",
-            ));
+            .with_hint("manifests nest a few levels deep; check for runaway brackets or indentation"));
         }
         self.stack.push(frame);
         Ok(())
@@ -190,11 +144,7 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
+            Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
                 Some(key) => {
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == key.name) {
                         self.problems.push(
@@ -225,10 +175,7 @@ impl Builder {
                             .with_hint("check for a misplaced `?`, `[` or `{`"));
                         }
                     };
-                    *pending_key = Some(Key {
-                        name,
-                        location: node.location,
-                    });
+                    *pending_key = Some(Key { name, location: node.location });
                 }
             },
         }
@@ -263,9 +210,7 @@ mod tests {
         let (root, problems) = parse_yaml("job: a\ntasks:\n  - name: x\n    port: 5\n").unwrap();
         assert!(problems.is_empty());
         let tasks = root.get("tasks").unwrap();
-        let NodeKind::Seq(items) = &tasks.kind else {
-            panic!("{tasks:?}")
-        };
+        let NodeKind::Seq(items) = &tasks.kind else { panic!("{tasks:?}") };
         let port = items[0].get("port").unwrap();
         assert_eq!(port.location, Location::new(4, 11));
         assert_eq!(items[0].location, Location::new(3, 5));
@@ -284,9 +229,7 @@ mod tests {
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         let err = parse_yaml(&deep).unwrap_err();
         assert_eq!(err.code, Code::Syntax);
-        let deep_block: String = (0..10_000)
-            .map(|i| format!("{}k:\n", " ".repeat(i)))
-            .collect();
+        let deep_block: String = (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
         let err = parse_yaml(&deep_block).unwrap_err();
         assert_eq!(err.code, Code::Syntax);
     }

@@ -30,12 +30,9 @@ impl RuleIndex {
             match &d.host {
                 HostPattern::Exact(h) => index.exact.entry(h.clone()).or_default().push(i),
                 HostPattern::Suffix(s) => index.suffix.entry(s.clone()).or_default().push(i),
-                HostPattern::Cidr(net) => by_len
-                    .entry(net.prefix_len())
-                    .or_default()
-                    .entry(*net)
-                    .or_default()
-                    .push(i),
+                HostPattern::Cidr(net) => {
+                    by_len.entry(net.prefix_len()).or_default().entry(*net).or_default().push(i)
+                }
             }
         }
         index.cidr = by_len.into_iter().collect();
@@ -50,12 +47,7 @@ impl RuleIndex {
         policy: &'p EgressPolicy,
         endpoint: &Endpoint,
     ) -> Option<(usize, &'p Destination)> {
-        let allows_port = |i: &usize| {
-            policy.destinations[*i]
-                .ports
-                .iter()
-                .any(|p| p.0 == endpoint.port)
-        };
+        let allows_port = |i: &usize| policy.destinations[*i].ports.iter().any(|p| p.0 == endpoint.port);
         let found = match &endpoint.host {
             Host::Name(name) => self.lookup_name(name, &allows_port),
             Host::Ip(ip) => self.lookup_ip(*ip, &allows_port),
@@ -65,26 +57,19 @@ impl RuleIndex {
 
     fn lookup_name(&self, name: &str, allows_port: &dyn Fn(&usize) -> bool) -> Option<usize> {
         let name = name.trim_end_matches('.');
-        if let Some(i) = self
-            .exact
-            .get(name)
-            .and_then(|rules| rules.iter().find(|i| allows_port(i)))
-        {
+        if let Some(i) = self.exact.get(name).and_then(|rules| rules.iter().find(|i| allows_port(i))) {
             return Some(*i);
         }
         // Each `.` starts a candidate suffix; the leftmost is the longest.
         name.match_indices('.').find_map(|(at, _)| {
-            self.suffix
-                .get(&name[at..])
-                .and_then(|rules| rules.iter().find(|i| allows_port(i)).copied())
+            self.suffix.get(&name[at..]).and_then(|rules| rules.iter().find(|i| allows_port(i)).copied())
         })
     }
 
     fn lookup_ip(&self, ip: IpAddr, allows_port: &dyn Fn(&usize) -> bool) -> Option<usize> {
         self.cidr.iter().find_map(|(len, nets)| {
             let net = IpNet::new(ip, *len).ok()?.trunc();
-            nets.get(&net)
-                .and_then(|rules| rules.iter().find(|i| allows_port(i)).copied())
+            nets.get(&net).and_then(|rules| rules.iter().find(|i| allows_port(i)).copied())
         })
     }
 }
@@ -119,22 +104,14 @@ mod tests {
     }
 
     fn name_of(p: &EgressPolicy, ep: &str) -> Option<String> {
-        RuleIndex::new(p)
-            .lookup(p, &ep.parse().unwrap())
-            .map(|(_, d)| d.name.clone())
+        RuleIndex::new(p).lookup(p, &ep.parse().unwrap()).map(|(_, d)| d.name.clone())
     }
 
     #[test]
     fn most_specific_rule_wins() {
         let p = policy();
-        assert_eq!(
-            name_of(&p, "api.partner.example.com:443").as_deref(),
-            Some("api")
-        );
-        assert_eq!(
-            name_of(&p, "x.y.partner.example.com:443").as_deref(),
-            Some("partner")
-        );
+        assert_eq!(name_of(&p, "api.partner.example.com:443").as_deref(), Some("api"));
+        assert_eq!(name_of(&p, "x.y.partner.example.com:443").as_deref(), Some("partner"));
         assert_eq!(name_of(&p, "www.example.com:443").as_deref(), Some("wide"));
         assert_eq!(name_of(&p, "10.20.30.7:1433").as_deref(), Some("net24"));
         assert_eq!(name_of(&p, "10.20.99.7:1433").as_deref(), Some("net16"));
@@ -148,9 +125,6 @@ mod tests {
         assert_eq!(name_of(&p, "10.21.0.1:1433"), None);
         // An exact rule on another port falls through to the wildcard.
         assert_eq!(name_of(&p, "db.example.com:443").as_deref(), Some("wide"));
-        assert_eq!(
-            name_of(&p, "db.example.com:5432").as_deref(),
-            Some("other-port")
-        );
+        assert_eq!(name_of(&p, "db.example.com:5432").as_deref(), Some("other-port"));
     }
 }

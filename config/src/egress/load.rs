@@ -15,10 +15,9 @@ pub(crate) fn load_policy(doc: Document, sink: &Sink) -> LoadedPolicy {
     let before = sink.borrow().len();
     let policy = match &doc.root.kind {
         NodeKind::Null => {
-            sink.borrow_mut().push(
-                doc.error(Code::Schema, &[], "egress policy file is empty")
-                    .with_hint("list allowed destinations under `destinations:`; see `switchyard schema egress`"),
-            );
+            sink.borrow_mut().push(doc.error(Code::Schema, &[], "egress policy file is empty").with_hint(
+                "list allowed destinations under `destinations:`; see `switchyard schema egress`",
+            ));
             None
         }
         _ => from_node_at::<EgressPolicy>(&doc.root, &[], sink),
@@ -27,9 +26,5 @@ pub(crate) fn load_policy(doc: Document, sink: &Sink) -> LoadedPolicy {
         d.file = doc.file().to_path_buf();
     }
     let clean = sink.borrow().len() == before;
-    LoadedPolicy {
-        doc: Some(doc),
-        policy: policy.unwrap_or_default(),
-        clean,
-    }
+    LoadedPolicy { doc: Some(doc), policy: policy.unwrap_or_default(), clean }
 }

@@ -12,9 +12,7 @@ use crate::document::Seg;
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 const NAME_HINT: &str = "use letters, digits, `_` and `-` (at most 128 characters)";
@@ -25,12 +23,8 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
     let mut push = |d: Diagnostic, task: Option<&str>| out.push(d.for_task(job, task));
     if !valid_name(job) {
         push(
-            doc.error(
-                Code::Schema,
-                &[Seg::Key("job")],
-                format!("invalid job name `{job}`"),
-            )
-            .with_hint(NAME_HINT),
+            doc.error(Code::Schema, &[Seg::Key("job")], format!("invalid job name `{job}`"))
+                .with_hint(NAME_HINT),
             None,
         );
     }
@@ -41,32 +35,21 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
         let name = task.name.as_str();
         if !valid_name(name) {
             push(
-                doc.error(
-                    Code::Schema,
-                    &at("name"),
-                    format!("invalid task name `{name}`"),
-                )
-                .with_hint(NAME_HINT),
+                doc.error(Code::Schema, &at("name"), format!("invalid task name `{name}`"))
+                    .with_hint(NAME_HINT),
                 Some(name),
             );
         }
         if let Some(first) = seen.insert(name, i) {
-            let first_line = doc
-                .locate(&[
-                    m.task_path(first)[0],
-                    m.task_path(first)[1],
-                    Seg::Key("name"),
-                ])
-                .line;
+            let first_line =
+                doc.locate(&[m.task_path(first)[0], m.task_path(first)[1], Seg::Key("name")]).line;
             push(
                 doc.error(
                     Code::DuplicateName,
                     &at("name"),
                     format!("task `{name}` is defined twice in job `{job}`"),
                 )
-                .with_hint(format!(
-                    "the first `{name}` is at line {first_line}; rename one of them"
-                )),
+                .with_hint(format!("the first `{name}` is at line {first_line}; rename one of them")),
                 Some(name),
             );
         }
@@ -74,12 +57,8 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
         for dep in &task.depends_on {
             if dep == name {
                 push(
-                    doc.error(
-                        Code::Cycle,
-                        &at("depends_on"),
-                        format!("task `{name}` depends on itself"),
-                    )
-                    .with_hint("remove it from its own `depends_on`"),
+                    doc.error(Code::Cycle, &at("depends_on"), format!("task `{name}` depends on itself"))
+                        .with_hint("remove it from its own `depends_on`"),
                     Some(name),
                 );
             } else if !m.manifest.tasks.iter().any(|t| &t.name == dep) {
@@ -104,13 +83,7 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
                 push(
                     doc.error(
                         Code::DuplicateName,
-                        &[
-                            base[0],
-                            base[1],
-                            Seg::Key("expectations"),
-                            Seg::Index(e),
-                            Seg::Key("name"),
-                        ],
+                        &[base[0], base[1], Seg::Key("expectations"), Seg::Index(e), Seg::Key("name")],
                         format!("expectation `{}` is defined twice", exp.name),
                     )
                     .with_hint("give each expectation its own name; counts are reported by name"),
@@ -124,12 +97,7 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
                     push(
                         doc.error(
                             Code::Schema,
-                            &[
-                                base[0],
-                                base[1],
-                                Seg::Key("retries"),
-                                Seg::Key("max_backoff"),
-                            ],
+                            &[base[0], base[1], Seg::Key("retries"), Seg::Key("max_backoff")],
                             format!("max_backoff {mb} is shorter than backoff {b}"),
                         )
                         .with_hint("raise max_backoff or lower backoff"),
@@ -147,10 +115,7 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
     let task = &m.manifest.tasks[i];
     let base = m.task_path(i);
     let at = |key: &'static str| [base[0], base[1], Seg::Key(key)];
-    let present: Vec<&str> = ["source", "sql", "run"]
-        .into_iter()
-        .filter(|k| doc.has(&at(k)))
-        .collect();
+    let present: Vec<&str> = ["source", "sql", "run"].into_iter().filter(|k| doc.has(&at(k))).collect();
     match present.as_slice() {
         [] => push(
             doc.error(Code::Schema, &base, format!("task `{}` has nothing to do", task.name))
@@ -165,12 +130,8 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
     let needs_sink = task.source.is_some() || task.sql.is_some();
     if needs_sink && task.sink.is_none() && !doc.has(&at("sink")) {
         push(
-            doc.error(
-                Code::Schema,
-                &base,
-                format!("task `{}` has no `sink`", task.name),
-            )
-            .with_hint("add `sink: { table: schema.table }` naming the lake table it writes"),
+            doc.error(Code::Schema, &base, format!("task `{}` has no `sink`", task.name))
+                .with_hint("add `sink: { table: schema.table }` naming the lake table it writes"),
         );
     }
     if let Some(sink) = &task.sink {
@@ -212,9 +173,7 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
                     &[base[0], base[1], Seg::Key("run"), Seg::Key("command")],
                     "`command` is empty",
                 )
-                .with_hint(
-                    "write the program and its arguments, e.g. [\"python3\", \"export.py\"]",
-                ),
+                .with_hint("write the program and its arguments, e.g. [\"python3\", \"export.py\"]"),
             );
         }
     }
@@ -223,10 +182,7 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
     match &task.source {
         Some(Source::Sqlserver(db) | Source::Postgres(db)) => {
             if let Err(e) = crate::value::Host::parse(&db.host) {
-                push(
-                    doc.error(Code::Schema, &src_at("host"), e.message)
-                        .with_hint(e.hint),
-                );
+                push(doc.error(Code::Schema, &src_at("host"), e.message).with_hint(e.hint));
             }
             if db.password_env.is_some() && db.password_file.is_some() {
                 push(
@@ -249,11 +205,7 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
         }
         Some(Source::Https(h)) => {
             if let Some(p) = &h.pagination {
-                let styles = [
-                    p.cursor_field.is_some(),
-                    p.next_link.is_some(),
-                    p.page_param.is_some(),
-                ];
+                let styles = [p.cursor_field.is_some(), p.next_link.is_some(), p.page_param.is_some()];
                 if styles.iter().filter(|s| **s).count() != 1 {
                     push(
                         doc.error(Code::Schema, &src_at("pagination"), "pagination needs exactly one of `cursor_field`, `next_link`, `page_param`")

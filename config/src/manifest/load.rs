@@ -50,10 +50,9 @@ pub(crate) fn load_manifest(doc: Document, sink: &Sink) -> Option<LoadedManifest
     let root = &doc.root;
     match &root.kind {
         NodeKind::Null => {
-            sink.borrow_mut().push(
-                doc.error(Code::Schema, &[], "file is empty")
-                    .with_hint("a manifest needs `job:` and `tasks:`; see `switchyard schema manifest` or examples/jobs/"),
-            );
+            sink.borrow_mut().push(doc.error(Code::Schema, &[], "file is empty").with_hint(
+                "a manifest needs `job:` and `tasks:`; see `switchyard schema manifest` or examples/jobs/",
+            ));
             return None;
         }
         NodeKind::Map(_) => {}
@@ -62,10 +61,7 @@ pub(crate) fn load_manifest(doc: Document, sink: &Sink) -> Option<LoadedManifest
                 doc.error(
                     Code::Schema,
                     &[],
-                    format!(
-                        "expected a mapping with `job:` and `tasks:`, found {}",
-                        root.describe()
-                    ),
+                    format!("expected a mapping with `job:` and `tasks:`, found {}", root.describe()),
                 )
                 .with_hint("start the file with `job: NAME` and a `tasks:` list"),
             );
@@ -116,12 +112,7 @@ pub(crate) fn load_manifest(doc: Document, sink: &Sink) -> Option<LoadedManifest
         external_tables: header.external_tables,
         tasks,
     };
-    Some(LoadedManifest {
-        doc,
-        manifest,
-        task_index,
-        clean,
-    })
+    Some(LoadedManifest { doc, manifest, task_index, clean })
 }
 
 /// Fills in file, job and task on the diagnostics recorded since `from` (the deserializer knows

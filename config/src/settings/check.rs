@@ -14,8 +14,14 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
         || state.starts_with("postgresql://"))
     {
         out.push(
-            doc.error(Code::Schema, &[Seg::Key("control_plane"), Seg::Key("state")], format!("unsupported state store `{}`", state.split("://").next().unwrap_or(state)))
-                .with_hint("use sqlite://PATH (single control plane) or postgres://USER@HOST/DB (several replicas)"),
+            doc.error(
+                Code::Schema,
+                &[Seg::Key("control_plane"), Seg::Key("state")],
+                format!("unsupported state store `{}`", state.split("://").next().unwrap_or(state)),
+            )
+            .with_hint(
+                "use sqlite://PATH (single control plane) or postgres://USER@HOST/DB (several replicas)",
+            ),
         );
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -23,47 +29,27 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
         let at = |key: &'static str| [Seg::Key("pools"), Seg::Index(i), Seg::Key(key)];
         if !valid_name(&pool.name) {
             out.push(
-                doc.error(
-                    Code::Schema,
-                    &at("name"),
-                    format!("invalid pool name `{}`", pool.name),
-                )
-                .with_hint("use letters, digits, `_` and `-`"),
+                doc.error(Code::Schema, &at("name"), format!("invalid pool name `{}`", pool.name))
+                    .with_hint("use letters, digits, `_` and `-`"),
             );
         }
         if let Some(first) = seen.insert(pool.name.as_str(), i) {
-            let line = doc
-                .locate(&[Seg::Key("pools"), Seg::Index(first), Seg::Key("name")])
-                .line;
+            let line = doc.locate(&[Seg::Key("pools"), Seg::Index(first), Seg::Key("name")]).line;
             out.push(
-                doc.error(
-                    Code::DuplicateName,
-                    &at("name"),
-                    format!("pool `{}` is defined twice", pool.name),
-                )
-                .with_hint(format!(
-                    "the first is at line {line}; give each pool its own name"
-                )),
+                doc.error(Code::DuplicateName, &at("name"), format!("pool `{}` is defined twice", pool.name))
+                    .with_hint(format!("the first is at line {line}; give each pool its own name")),
             );
         }
         if pool.egress_ips.is_empty() {
             out.push(
-                doc.error(
-                    Code::Schema,
-                    &at("egress_ips"),
-                    format!("pool `{}` has no egress IP", pool.name),
-                )
-                .with_hint("list the static egress IPs of the pool's nodes"),
+                doc.error(Code::Schema, &at("egress_ips"), format!("pool `{}` has no egress IP", pool.name))
+                    .with_hint("list the static egress IPs of the pool's nodes"),
             );
         }
         if pool.slots == 0 {
             out.push(
-                doc.error(
-                    Code::Schema,
-                    &at("slots"),
-                    "`slots` is 0: nodes of this pool could run nothing",
-                )
-                .with_hint("set slots to 1 or more"),
+                doc.error(Code::Schema, &at("slots"), "`slots` is 0: nodes of this pool could run nothing")
+                    .with_hint("set slots to 1 or more"),
             );
         }
         for (j, identity) in pool.identities.iter().enumerate() {
@@ -72,16 +58,8 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
                 out.push(
                     doc.error(
                         Code::UnknownIdentity,
-                        &[
-                            Seg::Key("pools"),
-                            Seg::Index(i),
-                            Seg::Key("identities"),
-                            Seg::Index(j),
-                        ],
-                        format!(
-                            "pool `{}` holds identity `{identity}`, which is not defined",
-                            pool.name
-                        ),
+                        &[Seg::Key("pools"), Seg::Index(i), Seg::Key("identities"), Seg::Index(j)],
+                        format!("pool `{}` holds identity `{identity}`, which is not defined", pool.name),
                     )
                     .with_hint(format!(
                         "{}add `[identities.{identity}]` with cert, key and ca",
@@ -93,10 +71,7 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
     }
     for (key, value) in [
         ("dedicated_node_hour", settings.prices.dedicated_node_hour),
-        (
-            "serverless_vcpu_second",
-            settings.prices.serverless_vcpu_second,
-        ),
+        ("serverless_vcpu_second", settings.prices.serverless_vcpu_second),
     ] {
         if !(value >= 0.0 && value.is_finite()) {
             out.push(

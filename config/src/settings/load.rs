@@ -19,27 +19,20 @@ pub struct LoadedSettings {
     pub clean: bool,
 }
 
-/// `file` is the settings document and its text, if a file is used; `env` the process environment
+/// `doc` is the settings file, if one is used; `env` the process environment
 /// (or a test's stand-in).
 pub(crate) fn load_settings(
-    file: Option<(Document, &str)>,
+    doc: Option<Document>,
     env: &BTreeMap<String, String>,
     sink: &Sink,
 ) -> LoadedSettings {
     let before = sink.borrow().len();
     let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
-    let overrides: BTreeMap<String, String> = env
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let overrides: BTreeMap<String, String> =
+        env.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let env_overrides: Vec<String> = overrides.keys().cloned().collect();
 
     // First the file alone, through the located deserializer.
-    let (doc, text) = match file {
-        Some((doc, text)) => (Some(doc), Some(text)),
-        None => (None, None),
-    };
     if let Some(doc) = &doc {
         let _: Option<Settings> = from_node_at(&doc.root, &[], sink);
         for d in sink.borrow_mut()[before..].iter_mut() {
@@ -48,18 +41,13 @@ pub(crate) fn load_settings(
     }
     let file_clean = sink.borrow().len() == before;
     if !file_clean {
-        return LoadedSettings {
-            doc,
-            settings: Settings::default(),
-            env_overrides,
-            clean: false,
-        };
+        return LoadedSettings { doc, settings: Settings::default(), env_overrides, clean: false };
     }
 
     // Then the layers: defaults (serde) < file < environment.
     let mut builder = config::Config::builder();
-    if let Some(text) = text {
-        builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
+    if let Some(doc) = &doc {
+        builder = builder.add_source(config::File::from_str(doc.text(), config::FileFormat::Toml));
     }
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX)
@@ -68,24 +56,12 @@ pub(crate) fn load_settings(
             .try_parsing(true)
             .source(Some(overrides.into_iter().collect())),
     );
-    let layered = builder
-        .build()
-        .and_then(config::Config::try_deserialize::<Settings>);
+    let layered = builder.build().and_then(config::Config::try_deserialize::<Settings>);
     match layered {
-        Ok(settings) => LoadedSettings {
-            doc,
-            settings,
-            env_overrides,
-            clean: true,
-        },
+        Ok(settings) => LoadedSettings { doc, settings, env_overrides, clean: true },
         Err(err) => {
             sink.borrow_mut().push(env_error(&err, &env_overrides));
-            LoadedSettings {
-                doc,
-                settings: Settings::default(),
-                env_overrides,
-                clean: false,
-            }
+            LoadedSettings { doc, settings: Settings::default(), env_overrides, clean: false }
         }
     }
 }
@@ -98,12 +74,7 @@ fn env_error(err: &config::ConfigError, vars: &[String]) -> Diagnostic {
     };
     let var = key
         .as_deref()
-        .map(|k| {
-            format!(
-                "{ENV_PREFIX}{ENV_SEPARATOR}{}",
-                k.replace('.', ENV_SEPARATOR).to_uppercase()
-            )
-        })
+        .map(|k| format!("{ENV_PREFIX}{ENV_SEPARATOR}{}", k.replace('.', ENV_SEPARATOR).to_uppercase()))
         .filter(|v| vars.contains(v))
         .unwrap_or_else(|| vars.join(", "));
     Diagnostic::new(Code::Schema, Location::default(), format!("invalid setting from the environment: {err}"))

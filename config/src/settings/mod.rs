@@ -70,9 +70,7 @@ pub struct Lake {
 
 impl Default for Lake {
     fn default() -> Self {
-        Self {
-            root: "./lake".to_owned(),
-        }
+        Self { root: "./lake".to_owned() }
     }
 }
 
@@ -107,10 +105,7 @@ pub struct Serverless {
 
 impl Default for Serverless {
     fn default() -> Self {
-        Self {
-            max_workers: 8,
-            idle_timeout: Duration(std::time::Duration::from_secs(30)),
-        }
+        Self { max_workers: 8, idle_timeout: Duration(std::time::Duration::from_secs(30)) }
     }
 }
 
@@ -138,9 +133,6 @@ pub struct Prices {
 
 impl Default for Prices {
     fn default() -> Self {
-        Self {
-            dedicated_node_hour: 0.50,
-            serverless_vcpu_second: 0.000024,
-        }
+        Self { dedicated_node_hour: 0.50, serverless_vcpu_second: 0.000024 }
     }
 }

@@ -24,14 +24,12 @@ impl FromStr for Duration {
                 format!("write the unit, e.g. `{trimmed}s` or `{trimmed}m`"),
             ));
         }
-        humantime::parse_duration(trimmed)
-            .map(Duration)
-            .map_err(|e| {
-                ParseError::new(
-                    format!("invalid duration `{s}`: {e}"),
-                    "write a number with a unit: ms, s, m, h, d (e.g. `30s`, `15m`, `1h 30m`)",
-                )
-            })
+        humantime::parse_duration(trimmed).map(Duration).map_err(|e| {
+            ParseError::new(
+                format!("invalid duration `{s}`: {e}"),
+                "write a number with a unit: ms, s, m, h, d (e.g. `30s`, `15m`, `1h 30m`)",
+            )
+        })
     }
 }
 

@@ -14,10 +14,7 @@ pub enum Host {
 impl Host {
     /// Parses a host without port, checking DNS name syntax.
     pub fn parse(s: &str) -> Result<Host, ParseError> {
-        let bare = s
-            .strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .unwrap_or(s);
+        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
@@ -47,10 +44,7 @@ pub(crate) fn check_dns_name(s: &str) -> Result<(), ParseError> {
         if label.len() > 63 {
             return bad(format!("label `{label}` is longer than 63 characters"));
         }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-        {
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
             return bad(format!("it contains `{c}`"));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -100,24 +94,15 @@ impl FromStr for Endpoint {
             ));
         }
         let port = parse_port(port)?;
-        Ok(Endpoint {
-            host: Host::parse(host)?,
-            port,
-        })
+        Ok(Endpoint { host: Host::parse(host)?, port })
     }
 }
 
 pub(crate) fn parse_port(s: &str) -> Result<u16, ParseError> {
     match s.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
-        Ok(p) => Err(ParseError::new(
-            format!("port {p} is out of range"),
-            "ports are 1–65535",
-        )),
-        Err(_) => Err(ParseError::new(
-            format!("`{s}` is not a port number"),
-            "ports are 1–65535",
-        )),
+        Ok(p) => Err(ParseError::new(format!("port {p} is out of range"), "ports are 1–65535")),
+        Err(_) => Err(ParseError::new(format!("`{s}` is not a port number"), "ports are 1–65535")),
     }
 }
 
@@ -143,20 +128,8 @@ mod tests {
         assert_eq!(e.to_string(), "kafka1.corp.example:9093");
         let e: Endpoint = "[2001:db8::1]:443".parse().unwrap();
         assert_eq!(e.host, Host::Ip("2001:db8::1".parse().unwrap()));
-        assert!(
-            "host"
-                .parse::<Endpoint>()
-                .unwrap_err()
-                .hint
-                .contains("host:443")
-        );
-        assert!(
-            "host:70000"
-                .parse::<Endpoint>()
-                .unwrap_err()
-                .message
-                .contains("out of range")
-        );
+        assert!("host".parse::<Endpoint>().unwrap_err().hint.contains("host:443"));
+        assert!("host:70000".parse::<Endpoint>().unwrap_err().message.contains("out of range"));
         assert!("bad host:1".parse::<Endpoint>().is_err());
     }
 }

@@ -38,10 +38,7 @@ impl FromStr for HostPattern {
                     "name the organisation's domain, e.g. `*.partner.example.com`",
                 ));
             }
-            return Ok(HostPattern::Suffix(format!(
-                ".{}",
-                suffix.to_ascii_lowercase()
-            )));
+            return Ok(HostPattern::Suffix(format!(".{}", suffix.to_ascii_lowercase())));
         }
         if s.contains('*') {
             return Err(wildcard_error(s));
@@ -112,32 +109,14 @@ mod tests {
             "*.partner.example.com".parse::<HostPattern>().unwrap(),
             HostPattern::Suffix(".partner.example.com".into())
         );
-        assert!(matches!(
-            "10.0.0.0/8".parse::<HostPattern>().unwrap(),
-            HostPattern::Cidr(_)
-        ));
-        assert_eq!(
-            "10.0.0.5".parse::<HostPattern>().unwrap().to_string(),
-            "10.0.0.5"
-        );
+        assert!(matches!("10.0.0.0/8".parse::<HostPattern>().unwrap(), HostPattern::Cidr(_)));
+        assert_eq!("10.0.0.5".parse::<HostPattern>().unwrap().to_string(), "10.0.0.5");
     }
 
     #[test]
     fn explains_bad_patterns() {
-        assert!(
-            "10.0.0.5/24"
-                .parse::<HostPattern>()
-                .unwrap_err()
-                .hint
-                .contains("10.0.0.0/24")
-        );
-        assert!(
-            "10.0.0.0/33"
-                .parse::<HostPattern>()
-                .unwrap_err()
-                .message
-                .contains("more than 32")
-        );
+        assert!("10.0.0.5/24".parse::<HostPattern>().unwrap_err().hint.contains("10.0.0.0/24"));
+        assert!("10.0.0.0/33".parse::<HostPattern>().unwrap_err().message.contains("more than 32"));
         assert!("api.*.example.com".parse::<HostPattern>().is_err());
         assert!("*.com".parse::<HostPattern>().is_err());
         assert!("*".parse::<HostPattern>().is_err());

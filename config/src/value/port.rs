@@ -18,9 +18,7 @@ impl Visitor<'_> for PortVisitor {
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
         match u16::try_from(v) {
             Ok(p) if p > 0 => Ok(Port(p)),
-            _ => Err(E::custom(format!(
-                "port {v} is out of range\nports are 1–65535"
-            ))),
+            _ => Err(E::custom(format!("port {v} is out of range\nports are 1–65535"))),
         }
     }
 

@@ -47,10 +47,7 @@ impl FromStr for Schedule {
                 "write minute hour day-of-month month day-of-week, e.g. `0 */6 * * *`, or @hourly/@daily",
             )
         })?;
-        Ok(Schedule {
-            text: s.to_owned(),
-            cron,
-        })
+        Ok(Schedule { text: s.to_owned(), cron })
     }
 }
 
@@ -74,13 +71,7 @@ mod tests {
     fn parses_five_fields_and_aliases() {
         assert!("0 */6 * * *".parse::<Schedule>().is_ok());
         assert!("@daily".parse::<Schedule>().is_ok());
-        assert!(
-            "0 */6 * *"
-                .parse::<Schedule>()
-                .unwrap_err()
-                .message
-                .contains("4 fields")
-        );
+        assert!("0 */6 * *".parse::<Schedule>().unwrap_err().message.contains("4 fields"));
         assert!("61 * * * *".parse::<Schedule>().is_err());
     }
 }

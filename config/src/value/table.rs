@@ -20,9 +20,7 @@ impl FromStr for TableName {
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let valid_part = |p: &str| {
             let mut chars = p.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         };
         if s.is_empty() || !s.split('.').all(valid_part) {

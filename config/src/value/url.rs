@@ -26,17 +26,13 @@ impl FromStr for HttpUrl {
 
     fn from_str(s: &str) -> Result<Self, ParseError> {
         let hint = "write a full URL such as `https://api.partner.example.com/v2/eligibility`";
-        let url = url::Url::parse(s)
-            .map_err(|e| ParseError::new(format!("invalid URL `{s}`: {e}"), hint))?;
+        let url = url::Url::parse(s).map_err(|e| ParseError::new(format!("invalid URL `{s}`: {e}"), hint))?;
         if !matches!(url.scheme(), "https" | "http") {
             return Err(ParseError::new(format!("URL `{s}` is not http(s)"), hint));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(ParseError::new(
-                format!(
-                    "URL for host `{}` carries credentials",
-                    url.host_str().unwrap_or("")
-                ),
+                format!("URL for host `{}` carries credentials", url.host_str().unwrap_or("")),
                 "never put credentials in a URL; use `bearer_token_env` or a client `identity`",
             ));
         }
@@ -47,10 +43,7 @@ impl FromStr for HttpUrl {
             None => return Err(ParseError::new(format!("URL `{s}` has no host"), hint)),
         };
         let port = url.port_or_known_default().unwrap_or(443);
-        Ok(HttpUrl {
-            endpoint: Endpoint::new(host, port),
-            url,
-        })
+        Ok(HttpUrl { endpoint: Endpoint::new(host, port), url })
     }
 }
 
@@ -76,9 +69,7 @@ mod tests {
         assert_eq!(u.endpoint().to_string(), "api.partner.example.com:443");
         let u: HttpUrl = "http://127.0.0.1:8080/x".parse().unwrap();
         assert_eq!(u.endpoint().to_string(), "127.0.0.1:8080");
-        let err = "https://user:pw@h.example.com/"
-            .parse::<HttpUrl>()
-            .unwrap_err();
+        let err = "https://user:pw@h.example.com/".parse::<HttpUrl>().unwrap_err();
         assert!(!err.message.contains("pw"), "{}", err.message);
         assert!("ftp://x.example.com".parse::<HttpUrl>().is_err());
     }

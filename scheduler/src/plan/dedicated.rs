@@ -1,0 +1,150 @@
+//! Placing one dedicated task and explaining the choice.
+
+use switchyard_config::manifest::{LoadedManifest, Source, Task};
+use switchyard_config::{Code, Diagnostic, Seg};
+
+use super::classify::Needs;
+use super::placement::{Outcome, place};
+use super::{Context, TaskPlan};
+
+impl Context<'_> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn place_task(
+        &self,
+        m: &LoadedManifest,
+        t: usize,
+        task: &Task,
+        needs: &Needs,
+        plan: &mut TaskPlan,
+        reasons: &mut Vec<String>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let doc = &m.doc;
+        let base = m.task_path(t);
+        let settings = &self.inputs.settings.settings;
+        let policy = &self.inputs.policy.policy;
+        if let Some(group) = &needs.session {
+            reasons.push(format!("consumer group {group} keeps its membership on one healthy node"));
+        }
+        if !self.can_place {
+            reasons.insert(0, "not placed: fix the settings or egress policy errors first".to_owned());
+            return;
+        }
+        if let Some(identity) = &needs.identity {
+            if !settings.identities.contains_key(identity) {
+                let known = settings.identities.keys().map(String::as_str);
+                out.push(
+                    doc.error(Code::UnknownIdentity, &[base[0], base[1], Seg::Key("source"), Seg::Key("identity")], format!("identity `{identity}` is not defined in the settings"))
+                        .with_hint(format!(
+                            "{}define `[identities.{identity}]` (cert, key, ca) in the settings and install it on a pool",
+                            switchyard_config::suggest::did_you_mean(identity, known)
+                        )),
+                );
+                reasons.insert(0, format!("not placed: unknown identity {identity}"));
+                return;
+            }
+        }
+        let pinned = match &task.pool {
+            Some(name) => match settings.pool(name) {
+                Some(pool) => Some(pool),
+                None => {
+                    let known = settings.pools.iter().map(|p| p.name.as_str());
+                    out.push(
+                        doc.error(
+                            Code::UnknownPool,
+                            &[base[0], base[1], Seg::Key("pool")],
+                            format!("pool `{name}` is not defined in the settings"),
+                        )
+                        .with_hint(format!(
+                            "{}pools are the `[[pools]]` of the settings: {}",
+                            switchyard_config::suggest::did_you_mean(name, known),
+                            settings.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                        )),
+                    );
+                    reasons.insert(0, format!("not placed: unknown pool {name}"));
+                    return;
+                }
+            },
+            None => None,
+        };
+        let (outcome, rules) =
+            place(&needs.destinations, needs.identity.as_deref(), pinned, settings, policy, self.index);
+        let mut rule_reasons: Vec<String> = Vec::new();
+        for rule in &rules.matched {
+            let ips: Vec<String> = rule.egress_ips.iter().map(ToString::to_string).collect();
+            let text = match ips.as_slice() {
+                [one] => format!("destination {} allows only {one}", rule.name),
+                _ => format!("destination {} allows {}", rule.name, ips.join(", ")),
+            };
+            if !rule_reasons.contains(&text) {
+                rule_reasons.push(text);
+            }
+        }
+        match outcome {
+            Outcome::Placed { pool, egress_ips, also_eligible } => {
+                for identity in &rules.identities {
+                    rule_reasons.push(format!("needs identity {identity}, installed on pool {pool}"));
+                }
+                let ips: Vec<String> = egress_ips.iter().map(ToString::to_string).collect();
+                rule_reasons.push(match pinned {
+                    Some(_) => format!("pinned to pool {pool}, which has {}", ips.join(", ")),
+                    None => format!("pool {pool} has {}", ips.join(", ")),
+                });
+                if !also_eligible.is_empty() {
+                    rule_reasons.push(format!("also eligible: {}", also_eligible.join(", ")));
+                }
+                plan.eligible_pools = std::iter::once(pool.clone()).chain(also_eligible).collect();
+                plan.pool = Some(pool);
+                plan.egress_ips = egress_ips;
+            }
+            Outcome::NoRule(missing) => {
+                for i in missing {
+                    let endpoint = &needs.destinations[i];
+                    out.push(
+                        doc.error(Code::NoEgressRule, &destination_path(base, task, i), format!("no egress rule allows {endpoint}"))
+                            .with_hint(format!(
+                                "ask the operator to add a destination for host {} port {} to the egress policy, or check the host and port for typos",
+                                endpoint.host, endpoint.port
+                            )),
+                    );
+                }
+                rule_reasons.insert(0, "not placed: a destination has no egress rule".to_owned());
+            }
+            Outcome::Unplaceable { why, hint } => {
+                let field = if task.run.is_some() { "run" } else { "source" };
+                out.push(
+                    doc.error(
+                        Code::Unplaceable,
+                        &[base[0], base[1], Seg::Key(field)],
+                        format!("task `{}` cannot be placed: {why}", task.name),
+                    )
+                    .with_hint(hint),
+                );
+                rule_reasons.insert(0, "not placed: no pool qualifies".to_owned());
+            }
+        }
+        let inferred = reasons.iter().position(|r| r.starts_with("class inferred"));
+        let tail: Vec<String> = match inferred {
+            Some(i) => vec![reasons.remove(i)],
+            None => vec![],
+        };
+        let session: Vec<String> = std::mem::take(reasons);
+        reasons.extend(rule_reasons);
+        reasons.extend(session);
+        reasons.extend(tail);
+    }
+}
+
+/// Where destination `i` of a task is declared.
+fn destination_path(base: [Seg<'static>; 2], task: &Task, i: usize) -> Vec<Seg<'static>> {
+    let mut path = base.to_vec();
+    match (&task.source, &task.run) {
+        (Some(Source::Sqlserver(_) | Source::Postgres(_)), _) => {
+            path.extend([Seg::Key("source"), Seg::Key("host")])
+        }
+        (Some(Source::Kafka(_)), _) => path.extend([Seg::Key("source"), Seg::Key("brokers"), Seg::Index(i)]),
+        (Some(Source::Https(_)), _) => path.extend([Seg::Key("source"), Seg::Key("url")]),
+        (None, _) => path.extend([Seg::Key("run"), Seg::Key("destinations"), Seg::Index(i)]),
+    }
+    path
+}

@@ -1,0 +1,267 @@
+//! `switchyard plan`: where every task runs and why (DESIGN §4.4–4.5).
+//!
+//! For each task: derive its needs ([`classify`]), check its class tag against them, find the
+//! tables its SQL reads ([`sql`]), link it into its job's DAG ([`dag`]) and, when it is dedicated,
+//! choose a pool ([`placement`]). Checks between documents (tables, identities, pools, rules) are
+//! made only when the documents they rely on read cleanly, so one typo does not cascade into a
+//! page of errors.
+
+mod classify;
+mod dag;
+mod dedicated;
+mod dependencies;
+mod placement;
+mod sql;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use switchyard_config::egress::RuleIndex;
+use switchyard_config::manifest::{LoadedManifest, Task, WorkloadClass};
+use switchyard_config::{Code, Diagnostic, Inputs, Seg, sort_in_reading_order};
+
+pub use classify::{Compute, Needs, class_mismatch, derive_needs};
+
+/// The plan: the contract of `switchyard plan --json` (DESIGN §4.5). Field order is the output order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub jobs: Vec<JobPlan>,
+    pub errors: Vec<PlanError>,
+}
+
+impl Plan {
+    pub fn is_ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPlan {
+    pub job: String,
+    pub tasks: Vec<TaskPlan>,
+    #[serde(skip)]
+    pub schedule: Option<String>,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskPlan {
+    pub task: String,
+    pub class: WorkloadClass,
+    pub compute: Compute,
+    pub pool: Option<String>,
+    pub egress_ips: Vec<IpAddr>,
+    pub destinations: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub reasons: Vec<String>,
+    /// Every pool the task may run on (the chosen one first); the runtime uses all of them.
+    #[serde(skip)]
+    pub eligible_pools: Vec<String>,
+}
+
+/// One error of `plan --json`: a [`Diagnostic`] flattened to the documented fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanError {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub job: Option<String>,
+    pub task: Option<String>,
+    pub code: Code,
+    pub message: String,
+    pub hint: String,
+}
+
+impl From<&Diagnostic> for PlanError {
+    fn from(d: &Diagnostic) -> Self {
+        PlanError {
+            file: d.file.display().to_string(),
+            line: d.location.line,
+            column: d.location.column,
+            job: d.job.clone(),
+            task: d.task.clone(),
+            code: d.code,
+            message: d.message.clone(),
+            hint: d.hint.clone(),
+        }
+    }
+}
+
+/// Plans every job of `inputs`. Errors include those found while loading.
+pub fn plan(inputs: &Inputs) -> Plan {
+    let diagnostics = plan_diagnostics(inputs);
+    let (jobs, mut more) = diagnostics;
+    let mut all = inputs.diagnostics.clone();
+    all.append(&mut more);
+    sort_in_reading_order(&mut all, &inputs.files);
+    Plan { jobs, errors: all.iter().map(PlanError::from).collect() }
+}
+
+/// The job plans and the diagnostics of the cross-document checks.
+fn plan_diagnostics(inputs: &Inputs) -> (Vec<JobPlan>, Vec<Diagnostic>) {
+    let index = RuleIndex::new(&inputs.policy.policy);
+    let ctx = Context {
+        inputs,
+        index: &index,
+        can_place: inputs.settings.clean && inputs.policy.clean,
+        refs_ok: inputs.manifests_clean(),
+        writers: table_writers(&inputs.manifests),
+    };
+    let mut out = Vec::new();
+    let jobs = inputs.manifests.iter().map(|m| ctx.plan_job(m, &mut out)).collect();
+    (jobs, out)
+}
+
+struct Context<'a> {
+    inputs: &'a Inputs,
+    index: &'a RuleIndex,
+    /// Settings and policy read cleanly, so placement verdicts can be trusted.
+    can_place: bool,
+    /// Every manifest read cleanly, so a table with no writer is really unknown.
+    refs_ok: bool,
+    /// table → (manifest, task) of each task writing it.
+    writers: HashMap<String, Vec<(usize, usize)>>,
+}
+
+fn table_writers(manifests: &[LoadedManifest]) -> HashMap<String, Vec<(usize, usize)>> {
+    let mut writers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+    for (j, m) in manifests.iter().enumerate() {
+        for (t, task) in m.manifest.tasks.iter().enumerate() {
+            if let Some(sink) = &task.sink {
+                writers.entry(sink.table.as_str().to_owned()).or_default().push((j, t));
+            }
+        }
+    }
+    writers
+}
+
+/// Per-task facts gathered before the DAG is built.
+struct TaskFacts {
+    reads: Vec<sql::TableRef>,
+}
+
+impl Context<'_> {
+    fn plan_job(&self, m: &LoadedManifest, out: &mut Vec<Diagnostic>) -> JobPlan {
+        let job = &m.manifest.job;
+        let j = self.inputs.manifests.iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
+        let mut tasks = Vec::new();
+        let mut facts = Vec::new();
+        for (t, task) in m.manifest.tasks.iter().enumerate() {
+            let mut diags = Vec::new();
+            let (plan, fact) = self.plan_task(m, t, task, &mut diags);
+            out.extend(diags.into_iter().map(|d| d.for_task(job, Some(&task.name))));
+            tasks.push(plan);
+            facts.push(fact);
+        }
+        let deps = self.link(j, m, &facts, &mut tasks, out);
+        self.report_cycles(m, &deps, out);
+        JobPlan {
+            job: job.clone(),
+            tasks,
+            schedule: m.manifest.schedule.as_ref().map(ToString::to_string),
+            file: m.doc.file().to_path_buf(),
+        }
+    }
+
+    fn plan_task(
+        &self,
+        m: &LoadedManifest,
+        t: usize,
+        task: &Task,
+        out: &mut Vec<Diagnostic>,
+    ) -> (TaskPlan, TaskFacts) {
+        let doc = &m.doc;
+        let base = m.task_path(t);
+        let at = |key: &'static str| [base[0], base[1], Seg::Key(key)];
+        let needs = derive_needs(&m.manifest.job, task);
+        let compute = needs.compute();
+        let mut reasons = Vec::new();
+        match task.class {
+            Some(declared) => {
+                if let Some((message, hint)) = class_mismatch(declared, &needs) {
+                    out.push(doc.error(Code::ClassMismatch, &at("class"), message).with_hint(hint));
+                }
+            }
+            None => reasons.push(format!(
+                "class inferred as {} from its {}",
+                needs.inferred.as_str(),
+                needs.declared
+            )),
+        }
+        let reads = self.check_sql(m, t, task, out);
+        let mut plan = TaskPlan {
+            task: task.name.clone(),
+            class: needs.inferred,
+            compute,
+            pool: None,
+            egress_ips: vec![],
+            destinations: needs.destinations.iter().map(ToString::to_string).collect(),
+            depends_on: vec![],
+            reasons: vec![],
+            eligible_pools: vec![],
+        };
+        match compute {
+            Compute::Serverless => {
+                reasons.insert(
+                    0,
+                    if task.run.is_some() {
+                        "declares no destinations: no egress needed".to_owned()
+                    } else {
+                        "reads only lake tables".to_owned()
+                    },
+                );
+                if let Some(pool) = &task.pool {
+                    out.push(
+                        doc.error(
+                            Code::ClassMismatch,
+                            &at("pool"),
+                            format!("task is pinned to pool `{pool}` but runs serverless"),
+                        )
+                        .with_hint("pools hold dedicated nodes for external connections; remove `pool:`"),
+                    );
+                }
+            }
+            Compute::Dedicated => self.place_task(m, t, task, &needs, &mut plan, &mut reasons, out),
+        }
+        plan.reasons.extend(reasons);
+        (plan, TaskFacts { reads })
+    }
+
+    /// Parses the task's SQL and expectations; returns the tables it reads.
+    fn check_sql(
+        &self,
+        m: &LoadedManifest,
+        t: usize,
+        task: &Task,
+        out: &mut Vec<Diagnostic>,
+    ) -> Vec<sql::TableRef> {
+        let doc = &m.doc;
+        let base = m.task_path(t);
+        let mut reads = Vec::new();
+        if let Some(text) = &task.sql {
+            let path = [base[0], base[1], Seg::Key("sql")];
+            match sql::tables_read(text) {
+                Ok(tables) => reads = tables,
+                Err(p) => out.push(
+                    doc.error(Code::Syntax, &path, p.message)
+                        .with_hint(p.hint)
+                        .at(sql::file_position(doc, &path, p.at)),
+                ),
+            }
+        }
+        for (e, exp) in task.expectations.iter().enumerate() {
+            let path = [base[0], base[1], Seg::Key("expectations"), Seg::Index(e), Seg::Key("check")];
+            if let Err(p) = sql::check_expression(&exp.check) {
+                out.push(
+                    doc.error(Code::Syntax, &path, format!("expectation `{}`: {}", exp.name, p.message))
+                        .with_hint(p.hint)
+                        .at(sql::file_position(doc, &path, p.at)),
+                );
+            }
+        }
+        reads
+    }
+}
