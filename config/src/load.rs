@@ -87,12 +87,12 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
             files.push(path.clone());
             match read_document(path, Format::Yaml, &sink)? {
                 Some(doc) => load_policy(doc, &sink),
-                None => LoadedPolicy { doc: None, policy: Default::default(), clean: false },
+                None => LoadedPolicy { clean: false, ..LoadedPolicy::empty() },
             }
         }
         None => {
             notes.push(format!("no {DEFAULT_EGRESS} here and no --egress given: the policy is empty, so every destination is denied"));
-            LoadedPolicy { doc: None, policy: Default::default(), clean: true }
+            LoadedPolicy::empty()
         }
     };
 
@@ -102,12 +102,7 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
             files.push(path.clone());
             match read_document(path, Format::Toml, &sink)? {
                 Some(doc) => load_settings(Some(doc), &env, &sink),
-                None => LoadedSettings {
-                    doc: None,
-                    settings: Default::default(),
-                    env_overrides: vec![],
-                    clean: false,
-                },
+                None => LoadedSettings::unreadable(),
             }
         }
         None => {
@@ -123,12 +118,9 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
         check_manifest(m, &mut diagnostics);
     }
     check_duplicate_jobs(&manifests, &mut diagnostics);
-    if policy.clean {
-        check_policy(&policy, settings.clean.then_some(&settings.settings), &mut diagnostics);
-    }
-    if settings.clean {
-        check_settings(&settings, &mut diagnostics);
-    }
+    // Each runs on what could be read; references into the other file only when it read cleanly.
+    check_policy(&policy, settings.clean.then_some(&settings.settings), &mut diagnostics);
+    check_settings(&settings, &mut diagnostics);
     sort_in_reading_order(&mut diagnostics, &files);
     Ok(Inputs { manifests, policy, settings, diagnostics, notes, files })
 }

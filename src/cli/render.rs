@@ -69,6 +69,10 @@ pub(super) fn render_plan(plan: &Plan, style: Style) -> String {
                 ]
             })
             .collect();
+        if rows.is_empty() {
+            let _ = writeln!(out, "  {}\n", style.dim("no task could be planned; see the errors"));
+            continue;
+        }
         let heads = ["TASK", "CLASS", "COMPUTE", "POOL", "EGRESS IP", "DEPENDS ON"];
         let mut widths: Vec<usize> = heads.iter().map(|h| h.len()).collect();
         for row in &rows {

@@ -111,11 +111,15 @@ impl Context<'_> {
                 rule_reasons.insert(0, "not placed: a destination has no egress rule".to_owned());
             }
             Outcome::Unplaceable { why, hint } => {
-                let field = if task.run.is_some() { "run" } else { "source" };
+                let path: Vec<Seg<'_>> = if task.run.is_some() {
+                    vec![base[0], base[1], Seg::Key("run"), Seg::Key("destinations")]
+                } else {
+                    vec![base[0], base[1], Seg::Key("source")]
+                };
                 out.push(
                     doc.error(
                         Code::Unplaceable,
-                        &[base[0], base[1], Seg::Key(field)],
+                        &path,
                         format!("task `{}` cannot be placed: {why}", task.name),
                     )
                     .with_hint(hint),

@@ -13,7 +13,7 @@ mod dependencies;
 mod placement;
 mod sql;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -109,6 +109,7 @@ fn plan_diagnostics(inputs: &Inputs) -> (Vec<JobPlan>, Vec<Diagnostic>) {
         can_place: inputs.settings.clean && inputs.policy.clean,
         refs_ok: inputs.manifests_clean(),
         writers: table_writers(&inputs.manifests),
+        faulty: faulty_tasks(&inputs.diagnostics),
     };
     let mut out = Vec::new();
     let jobs = inputs.manifests.iter().map(|m| ctx.plan_job(m, &mut out)).collect();
@@ -124,6 +125,20 @@ struct Context<'a> {
     refs_ok: bool,
     /// table → (manifest, task) of each task writing it.
     writers: HashMap<String, Vec<(usize, usize)>>,
+    /// (file, index in its `tasks:` list) of every task with an error of its own: such a task is
+    /// left out of the plan rather than planned from a half-read declaration.
+    faulty: HashSet<(PathBuf, usize)>,
+}
+
+fn faulty_tasks(diagnostics: &[Diagnostic]) -> HashSet<(PathBuf, usize)> {
+    diagnostics
+        .iter()
+        .filter_map(|d| {
+            let rest = d.path.strip_prefix("tasks[")?;
+            let index = rest.split(']').next()?.parse().ok()?;
+            Some((d.file.clone(), index))
+        })
+        .collect()
 }
 
 fn table_writers(manifests: &[LoadedManifest]) -> HashMap<String, Vec<(usize, usize)>> {
@@ -149,15 +164,21 @@ impl Context<'_> {
         let j = self.inputs.manifests.iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
         let mut tasks = Vec::new();
         let mut facts = Vec::new();
+        let faulty: Vec<bool> = (0..m.manifest.tasks.len())
+            .map(|t| self.faulty.contains(&(m.doc.file().to_path_buf(), m.task_index[t])))
+            .collect();
         for (t, task) in m.manifest.tasks.iter().enumerate() {
             let mut diags = Vec::new();
             let (plan, fact) = self.plan_task(m, t, task, &mut diags);
+            // A faulty task's SQL errors are its own; anything else would be a cascade.
+            diags.retain(|d| !faulty[t] || d.code == Code::Syntax);
             out.extend(diags.into_iter().map(|d| d.for_task(job, Some(&task.name))));
             tasks.push(plan);
             facts.push(fact);
         }
         let deps = self.link(j, m, &facts, &mut tasks, out);
         self.report_cycles(m, &deps, out);
+        let tasks = tasks.into_iter().zip(faulty).filter(|(_, f)| !f).map(|(t, _)| t).collect();
         JobPlan {
             job: job.clone(),
             tasks,

@@ -142,28 +142,26 @@ fn parse_problem(err: &ParserError, sql: &str) -> SqlProblem {
     }
 }
 
-/// Maps a 1-based position inside the SQL scalar at `path` to a file position. Block scalars
-/// (`|`, `>`) start on the line after their indicator, at the block's indentation.
+/// Maps a 1-based position inside the SQL scalar at `path` to a file position. yaml-rust2 marks a
+/// block scalar (`|`, `>`) where its content starts, so a value with only indentation before it on
+/// its line is block content, indented like its first line; anything else is inline.
 pub(crate) fn file_position(doc: &Document, path: &[Seg<'_>], at: Option<(u64, u64)>) -> Location {
     let start = doc.locate(path);
     let Some((line, column)) = at.filter(|(l, c)| *l > 0 && *c > 0) else {
         return start;
     };
-    let indicator_line = doc.line(start.line).unwrap_or("");
-    let rest: String = indicator_line.chars().skip(start.column as usize - 1).collect();
-    if rest.starts_with('|') || rest.starts_with('>') {
-        let indent = (start.line + 1..)
-            .take(1000)
-            .map_while(|n| doc.line(n))
-            .find(|l| !l.trim().is_empty())
-            .map_or(0, |l| l.len() - l.trim_start().len());
-        return Location::new(start.line + line as u32, indent as u32 + column as u32);
+    let (line, column) = (line as u32, column as u32);
+    let source_line = doc.line(start.line).unwrap_or("");
+    let before: String = source_line.chars().take(start.column as usize - 1).collect();
+    if before.trim().is_empty() {
+        return Location::new(start.line + line - 1, start.column - 1 + column);
     }
     if line == 1 {
-        let quoted = rest.starts_with('"') || rest.starts_with('\'');
-        return Location::new(start.line, start.column + column as u32 - 1 + u32::from(quoted));
+        let first = source_line.chars().nth(start.column as usize - 1);
+        let quoted = matches!(first, Some('"' | '\''));
+        return Location::new(start.line, start.column + column - 1 + u32::from(quoted));
     }
-    Location::new(start.line + line as u32 - 1, column as u32)
+    Location::new(start.line + line - 1, column)
 }
 
 #[cfg(test)]
