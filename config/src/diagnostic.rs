@@ -143,5 +143,5 @@ impl fmt::Display for Diagnostic {
 /// Orders diagnostics the way a person reads them: by file as given, then by position.
 pub fn sort_in_reading_order(diagnostics: &mut [Diagnostic], file_order: &[PathBuf]) {
     let rank = |file: &Path| file_order.iter().position(|f| f == file).unwrap_or(usize::MAX);
-    diagnostics.sort_by(|a, b| (rank(&a.file), a.location, a.code).cmp(&(rank(&b.file), b.location, b.code)));
+    diagnostics.sort_by_key(|d| (rank(&d.file), d.location, d.code));
 }

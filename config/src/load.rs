@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 use crate::diagnostic::{Code, Diagnostic, sort_in_reading_order};
-use crate::document::{Document, MAX_INPUT_BYTES, Seg, Sink, decode_text, parse_toml, parse_yaml};
+use crate::document::{Document, MAX_INPUT_BYTES, Seg, Sink, decode_text, parse_toml, parse_yaml, too_large};
 use crate::egress::{LoadedPolicy, check_policy, load_policy};
 use crate::manifest::{LoadedManifest, check_manifest, load_manifest};
 use crate::settings::{LoadedSettings, check_settings, load_settings};
@@ -216,6 +216,11 @@ enum Format {
 /// sink); `Err` when it cannot be read at all.
 fn read_document(path: &Path, format: Format, sink: &Sink) -> Result<Option<Document>, Error> {
     let file = std::fs::File::open(path).map_err(|cause| Error::Read { path: path.to_path_buf(), cause })?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    if size > MAX_INPUT_BYTES as u64 {
+        sink.borrow_mut().push(too_large(size).in_file(path));
+        return Ok(None);
+    }
     let mut bytes = Vec::new();
     // Read one byte past the limit: enough to know the file is too big, without reading 50 MB.
     file.take(MAX_INPUT_BYTES as u64 + 1)

@@ -157,18 +157,18 @@ pub(super) fn render_errors(errors: &[PlanError], style: Style) -> String {
             style.bold(&e.message)
         );
         let source = sources.entry(e.file.as_str()).or_insert_with(|| std::fs::read_to_string(&e.file).ok());
-        if let Some(line) = source.as_deref().and_then(|s| s.lines().nth((e.line as usize).wrapping_sub(1))) {
-            if line.len() <= 200 {
-                let number = e.line.to_string();
-                let pad = " ".repeat(number.len());
-                let caret_at: String = line
-                    .chars()
-                    .take((e.column as usize).saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                let _ = writeln!(out, " {} {} {line}", style.dim(&number), style.dim("|"));
-                let _ = writeln!(out, " {pad} {} {caret_at}{}", style.dim("|"), style.red("^"));
-            }
+        if let Some(line) = source.as_deref().and_then(|s| s.lines().nth((e.line as usize).wrapping_sub(1)))
+            && line.len() <= 200
+        {
+            let number = e.line.to_string();
+            let pad = " ".repeat(number.len());
+            let caret_at: String = line
+                .chars()
+                .take((e.column as usize).saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = writeln!(out, " {} {} {line}", style.dim(&number), style.dim("|"));
+            let _ = writeln!(out, " {pad} {} {caret_at}{}", style.dim("|"), style.red("^"));
         }
         if !e.hint.is_empty() {
             let _ = writeln!(out, "  {} {}", style.cyan("hint:"), e.hint);

@@ -15,7 +15,7 @@ mod yaml;
 pub(crate) use de::{Sink, from_node_at};
 pub use path::Seg;
 pub(crate) use recover::{recover_opt, recover_vec};
-pub(crate) use text::{MAX_INPUT_BYTES, decode_text};
+pub(crate) use text::{MAX_INPUT_BYTES, decode_text, too_large};
 pub(crate) use toml::parse_toml;
 pub(crate) use yaml::parse_yaml;
 

@@ -6,19 +6,24 @@ use crate::diagnostic::{Code, Diagnostic, Location};
 /// larger input early keeps a stray data file from taking seconds and gigabytes to reject.
 pub(crate) const MAX_INPUT_BYTES: usize = 8 * 1024 * 1024;
 
+/// The diagnostic for a file over [`MAX_INPUT_BYTES`] (the file is not set).
+pub(crate) fn too_large(size: u64) -> Diagnostic {
+    Diagnostic::new(
+        Code::Syntax,
+        Location::new(1, 1),
+        format!(
+            "file is {:.1} MiB; input files are limited to {} MiB",
+            size as f64 / (1024.0 * 1024.0),
+            MAX_INPUT_BYTES / (1024 * 1024)
+        ),
+    )
+    .with_hint("is this the right file? Split a very large manifest into several files in a directory")
+}
+
 /// Checks size and encoding. The returned diagnostic has no file set.
 pub(crate) fn decode_text(bytes: &[u8]) -> Result<&str, Diagnostic> {
     if bytes.len() > MAX_INPUT_BYTES {
-        return Err(Diagnostic::new(
-            Code::Syntax,
-            Location::new(1, 1),
-            format!(
-                "file is {:.1} MiB; input files are limited to {} MiB",
-                bytes.len() as f64 / (1024.0 * 1024.0),
-                MAX_INPUT_BYTES / (1024 * 1024)
-            ),
-        )
-        .with_hint("is this the right file? Split a very large manifest into several files in a directory"));
+        return Err(too_large(bytes.len() as u64));
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => Ok(text.strip_prefix('\u{feff}').unwrap_or(text)),

@@ -33,6 +33,9 @@ pub(crate) fn parse_yaml(text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnost
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
+            if e.info().contains("recursion limit") {
+                return too_deep(location(e.marker()));
+            }
             Diagnostic::new(Code::Syntax, location(e.marker()), format!("invalid YAML: {}", e.info()))
                 .with_hint("check indentation and quoting near this position; YAML uses spaces, not tabs")
         })?;
@@ -125,12 +128,7 @@ impl Builder {
 
     fn push(&mut self, frame: Frame, at: Location) -> Result<(), Diagnostic> {
         if self.stack.len() >= MAX_DEPTH {
-            return Err(Diagnostic::new(
-                Code::Syntax,
-                at,
-                format!("nesting is deeper than {MAX_DEPTH} levels"),
-            )
-            .with_hint("manifests nest a few levels deep; check for runaway brackets or indentation"));
+            return Err(too_deep(at));
         }
         self.stack.push(frame);
         Ok(())
@@ -181,6 +179,11 @@ impl Builder {
         }
         Ok(())
     }
+}
+
+fn too_deep(at: Location) -> Diagnostic {
+    Diagnostic::new(Code::Syntax, at, format!("nesting is deeper than {MAX_DEPTH} levels"))
+        .with_hint("manifests nest a few levels deep; check for runaway brackets or indentation")
 }
 
 fn is_null(text: &str) -> bool {

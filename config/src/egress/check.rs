@@ -12,7 +12,8 @@ pub(crate) fn check_policy(p: &LoadedPolicy, settings: Option<&Settings>, out: &
     for (i, d) in p.policy.destinations.iter().enumerate() {
         let at = |key: &'static str| [Seg::Key("destinations"), Seg::Index(p.index[i]), Seg::Key(key)];
         if let Some(first) = seen.insert(d.name.as_str(), i) {
-            let line = doc.locate(&[Seg::Key("destinations"), Seg::Index(p.index[first]), Seg::Key("name")]).line;
+            let line =
+                doc.locate(&[Seg::Key("destinations"), Seg::Index(p.index[first]), Seg::Key("name")]).line;
             out.push(
                 doc.error(
                     Code::DuplicateName,

@@ -36,7 +36,7 @@ impl RuleIndex {
             }
         }
         index.cidr = by_len.into_iter().collect();
-        index.cidr.sort_by(|a, b| b.0.cmp(&a.0));
+        index.cidr.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         index
     }
 

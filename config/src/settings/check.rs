@@ -34,7 +34,8 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
             );
         }
         if let Some(first) = seen.insert(pool.name.as_str(), i) {
-            let line = doc.locate(&[Seg::Key("pools"), Seg::Index(s.pool_index[first]), Seg::Key("name")]).line;
+            let line =
+                doc.locate(&[Seg::Key("pools"), Seg::Index(s.pool_index[first]), Seg::Key("name")]).line;
             out.push(
                 doc.error(Code::DuplicateName, &at("name"), format!("pool `{}` is defined twice", pool.name))
                     .with_hint(format!("the first is at line {line}; give each pool its own name")),
@@ -58,7 +59,12 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
                 out.push(
                     doc.error(
                         Code::UnknownIdentity,
-                        &[Seg::Key("pools"), Seg::Index(s.pool_index[i]), Seg::Key("identities"), Seg::Index(j)],
+                        &[
+                            Seg::Key("pools"),
+                            Seg::Index(s.pool_index[i]),
+                            Seg::Key("identities"),
+                            Seg::Index(j),
+                        ],
                         format!("pool `{}` holds identity `{identity}`, which is not defined", pool.name),
                     )
                     .with_hint(format!(

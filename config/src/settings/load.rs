@@ -57,7 +57,9 @@ fn read_file(doc: &Document, sink: &Sink) -> (Settings, Vec<usize>) {
             "pools" => match &node.kind {
                 NodeKind::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        if let Some(pool) = from_node_at::<Pool>(item, &[Seg::Key("pools"), Seg::Index(i)], sink) {
+                        if let Some(pool) =
+                            from_node_at::<Pool>(item, &[Seg::Key("pools"), Seg::Index(i)], sink)
+                        {
                             settings.pools.push(pool);
                             pool_index.push(i);
                         }

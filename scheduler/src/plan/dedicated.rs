@@ -30,19 +30,19 @@ impl Context<'_> {
             reasons.insert(0, "not placed: fix the settings or egress policy errors first".to_owned());
             return;
         }
-        if let Some(identity) = &needs.identity {
-            if !settings.identities.contains_key(identity) {
-                let known = settings.identities.keys().map(String::as_str);
-                out.push(
+        if let Some(identity) = &needs.identity
+            && !settings.identities.contains_key(identity)
+        {
+            let known = settings.identities.keys().map(String::as_str);
+            out.push(
                     doc.error(Code::UnknownIdentity, &[base[0], base[1], Seg::Key("source"), Seg::Key("identity")], format!("identity `{identity}` is not defined in the settings"))
                         .with_hint(format!(
                             "{}define `[identities.{identity}]` (cert, key, ca) in the settings and install it on a pool",
                             switchyard_config::suggest::did_you_mean(identity, known)
                         )),
                 );
-                reasons.insert(0, format!("not placed: unknown identity {identity}"));
-                return;
-            }
+            reasons.insert(0, format!("not placed: unknown identity {identity}"));
+            return;
         }
         let pinned = match &task.pool {
             Some(name) => match settings.pool(name) {

@@ -58,10 +58,11 @@ impl Context<'_> {
                 }
             }
             for dep in &task.depends_on {
-                if let Some(d) = m.manifest.tasks.iter().position(|x| &x.name == dep) {
-                    if d != t && !deps[t].iter().any(|(x, _)| *x == d) {
-                        deps[t].push((d, Because::Explicit));
-                    }
+                if let Some(d) = m.manifest.tasks.iter().position(|x| &x.name == dep)
+                    && d != t
+                    && !deps[t].iter().any(|(x, _)| *x == d)
+                {
+                    deps[t].push((d, Because::Explicit));
                 }
             }
         }
