@@ -5,12 +5,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::Error;
 use crate::diagnostic::{Code, Diagnostic, sort_in_reading_order};
 use crate::document::{Document, MAX_INPUT_BYTES, Seg, Sink, decode_text, parse_toml, parse_yaml, too_large};
 use crate::egress::{LoadedPolicy, check_policy, load_policy};
 use crate::manifest::{LoadedManifest, check_manifest, load_manifest};
 use crate::settings::{LoadedSettings, check_settings, load_settings};
+
+/// One manifest file's outcome: the manifest if it could be read, and its problems.
+type ReadManifest = (Option<LoadedManifest>, Vec<Diagnostic>);
 
 pub const DEFAULT_SETTINGS: &str = "switchyard.toml";
 pub const DEFAULT_EGRESS: &str = "egress.yaml";
@@ -72,14 +77,29 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
         [&settings_path, &egress_path].into_iter().flatten().filter_map(|p| p.canonicalize().ok()).collect();
     let manifest_paths = discover(&options.paths, &skip)?;
 
-    let mut manifests = Vec::new();
-    for path in &manifest_paths {
-        files.push(path.clone());
-        if let Some(doc) = read_document(path, Format::Yaml, &sink)? {
-            if let Some(m) = load_manifest(doc, &sink) {
-                manifests.push(m);
+    // Manifests are independent: read and check them on every core, then merge in file order.
+    files.extend(manifest_paths.iter().cloned());
+    let read: Vec<Result<ReadManifest, Error>> = manifest_paths
+        .par_iter()
+        .map(|path| {
+            let local = Sink::default();
+            let manifest = match read_document(path, Format::Yaml, &local)? {
+                Some(doc) => load_manifest(doc, &local),
+                None => None,
+            };
+            let mut diagnostics = local.into_inner();
+            if let Some(m) = &manifest {
+                check_manifest(m, &mut diagnostics);
             }
-        }
+            Ok((manifest, diagnostics))
+        })
+        .collect();
+    let mut manifests = Vec::with_capacity(read.len());
+    let mut manifest_diagnostics = Vec::new();
+    for result in read {
+        let (manifest, diagnostics) = result?;
+        manifests.extend(manifest);
+        manifest_diagnostics.extend(diagnostics);
     }
 
     let policy = match &egress_path {
@@ -113,10 +133,8 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
         }
     };
 
-    let mut diagnostics = sink.into_inner();
-    for m in &manifests {
-        check_manifest(m, &mut diagnostics);
-    }
+    let mut diagnostics = manifest_diagnostics;
+    diagnostics.extend(sink.into_inner());
     check_duplicate_jobs(&manifests, &mut diagnostics);
     // Each runs on what could be read; references into the other file only when it read cleanly.
     check_policy(&policy, settings.clean.then_some(&settings.settings), &mut diagnostics);

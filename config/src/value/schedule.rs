@@ -1,5 +1,7 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
 
 use croner::Cron;
 use croner::parser::CronParser;
@@ -41,7 +43,7 @@ impl FromStr for Schedule {
                 "write minute hour day-of-month month day-of-week, e.g. `0 */6 * * *` (every 6 hours)",
             ));
         }
-        let cron = CronParser::new().parse(s).map_err(|e| {
+        let cron = parse_cached(s).map_err(|e| {
             ParseError::new(
                 format!("invalid cron schedule `{s}`: {e}"),
                 "write minute hour day-of-month month day-of-week, e.g. `0 */6 * * *`, or @hourly/@daily",
@@ -49,6 +51,23 @@ impl FromStr for Schedule {
         })?;
         Ok(Schedule { text: s.to_owned(), cron })
     }
+}
+
+/// Parsing a cron expression costs ~20 µs and thousands of jobs share a handful of schedules, so
+/// parsed expressions are memoized (successes only; the map is bounded by the distinct texts seen).
+fn parse_cached(s: &str) -> Result<Cron, croner::errors::CronError> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Cron>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(cron) = cache.lock().ok().and_then(|c| c.get(s).cloned()) {
+        return Ok(cron);
+    }
+    let cron = CronParser::new().parse(s)?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() < 10_000 {
+            c.insert(s.to_owned(), cron.clone());
+        }
+    }
+    Ok(cron)
 }
 
 impl fmt::Display for Schedule {

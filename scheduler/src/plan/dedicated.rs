@@ -67,8 +67,15 @@ impl Context<'_> {
             },
             None => None,
         };
-        let (outcome, rules) =
-            place(&needs.destinations, needs.identity.as_deref(), pinned, settings, policy, self.index);
+        let (outcome, rules) = place(
+            &needs.destinations,
+            needs.identity.as_deref(),
+            pinned,
+            settings,
+            &self.pools_by_ip,
+            policy,
+            self.index,
+        );
         let mut rule_reasons: Vec<String> = Vec::new();
         for rule in &rules.matched {
             let ips: Vec<String> = rule.egress_ips.iter().map(ToString::to_string).collect();

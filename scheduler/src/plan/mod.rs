@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use rayon::prelude::*;
 use serde::Serialize;
 use switchyard_config::egress::RuleIndex;
 use switchyard_config::manifest::{LoadedManifest, Task, WorkloadClass};
@@ -110,9 +111,28 @@ fn plan_diagnostics(inputs: &Inputs) -> (Vec<JobPlan>, Vec<Diagnostic>) {
         refs_ok: inputs.manifests_clean(),
         writers: table_writers(&inputs.manifests),
         faulty: faulty_tasks(&inputs.diagnostics),
+        bad_expectations: check_expectations(&inputs.manifests),
+        pools_by_ip: pools_by_ip(&inputs.settings.settings),
     };
+    // Jobs plan independently: use every core, keep file order.
+    let planned: Vec<(JobPlan, Vec<Diagnostic>)> = inputs
+        .manifests
+        .par_iter()
+        .enumerate()
+        .map(|(j, m)| {
+            let mut out = Vec::new();
+            let job = ctx.plan_job(j, m, &mut out);
+            (job, out)
+        })
+        .collect();
     let mut out = Vec::new();
-    let jobs = inputs.manifests.iter().map(|m| ctx.plan_job(m, &mut out)).collect();
+    let jobs = planned
+        .into_iter()
+        .map(|(job, diagnostics)| {
+            out.extend(diagnostics);
+            job
+        })
+        .collect();
     (jobs, out)
 }
 
@@ -128,6 +148,32 @@ struct Context<'a> {
     /// (file, index in its `tasks:` list) of every task with an error of its own: such a task is
     /// left out of the plan rather than planned from a half-read declaration.
     faulty: HashSet<(PathBuf, usize)>,
+    /// Expectation checks that are not valid SQL expressions, by text. The same check (`id IS NOT
+    /// NULL`) recurs across many tasks; each distinct text is parsed once.
+    bad_expectations: HashMap<&'a str, sql::SqlProblem>,
+    /// Egress IP → indexes of the pools that have it, so placement looks only at pools that can
+    /// possibly qualify.
+    pools_by_ip: HashMap<IpAddr, Vec<usize>>,
+}
+
+fn check_expectations(manifests: &[LoadedManifest]) -> HashMap<&str, sql::SqlProblem> {
+    let distinct: HashSet<&str> = manifests
+        .iter()
+        .flat_map(|m| &m.manifest.tasks)
+        .flat_map(|t| &t.expectations)
+        .map(|e| e.check.as_str())
+        .collect();
+    distinct.into_par_iter().filter_map(|text| sql::check_expression(text).err().map(|p| (text, p))).collect()
+}
+
+fn pools_by_ip(settings: &switchyard_config::settings::Settings) -> HashMap<IpAddr, Vec<usize>> {
+    let mut map: HashMap<IpAddr, Vec<usize>> = HashMap::new();
+    for (i, pool) in settings.pools.iter().enumerate() {
+        for ip in &pool.egress_ips {
+            map.entry(*ip).or_default().push(i);
+        }
+    }
+    map
 }
 
 fn faulty_tasks(diagnostics: &[Diagnostic]) -> HashSet<(PathBuf, usize)> {
@@ -159,9 +205,8 @@ struct TaskFacts {
 }
 
 impl Context<'_> {
-    fn plan_job(&self, m: &LoadedManifest, out: &mut Vec<Diagnostic>) -> JobPlan {
+    fn plan_job(&self, j: usize, m: &LoadedManifest, out: &mut Vec<Diagnostic>) -> JobPlan {
         let job = &m.manifest.job;
-        let j = self.inputs.manifests.iter().position(|x| std::ptr::eq(x, m)).unwrap_or(0);
         let mut tasks = Vec::new();
         let mut facts = Vec::new();
         let faulty: Vec<bool> = (0..m.manifest.tasks.len())
@@ -275,7 +320,8 @@ impl Context<'_> {
         }
         for (e, exp) in task.expectations.iter().enumerate() {
             let path = [base[0], base[1], Seg::Key("expectations"), Seg::Index(e), Seg::Key("check")];
-            if let Err(p) = sql::check_expression(&exp.check) {
+            if let Some(p) = self.bad_expectations.get(exp.check.as_str()) {
+                let p = p.clone();
                 out.push(
                     doc.error(Code::Syntax, &path, format!("expectation `{}`: {}", exp.name, p.message))
                         .with_hint(p.hint)

@@ -1,7 +1,7 @@
 //! DESIGN §4.4 rule 3: a dedicated task runs only on a pool whose static egress IP every one of its
 //! destinations allows, and which holds the identities it needs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use switchyard_config::egress::{Destination, EgressPolicy, RuleIndex};
@@ -37,6 +37,7 @@ pub(crate) fn place<'p>(
     own_identity: Option<&str>,
     pinned: Option<&Pool>,
     settings: &Settings,
+    pools_by_ip: &HashMap<IpAddr, Vec<usize>>,
     policy: &'p EgressPolicy,
     index: &RuleIndex,
 ) -> (Outcome, Rules<'p>) {
@@ -63,7 +64,14 @@ pub(crate) fn place<'p>(
         .collect();
     let candidates: Vec<&Pool> = match pinned {
         Some(p) => vec![p],
-        None => settings.pools.iter().collect(),
+        None => {
+            // Only pools holding an allowed IP can qualify; keep the settings' order.
+            let mut indexes: Vec<usize> =
+                allowed.iter().filter_map(|ip| pools_by_ip.get(ip)).flatten().copied().collect();
+            indexes.sort_unstable();
+            indexes.dedup();
+            indexes.into_iter().map(|i| &settings.pools[i]).collect()
+        }
     };
     let usable = |pool: &Pool| -> Vec<IpAddr> {
         if !rules.identities.iter().all(|id| pool.identities.contains(id)) {
@@ -80,7 +88,11 @@ pub(crate) fn place<'p>(
         };
         return (outcome, rules);
     }
-    let outcome = unplaceable(&rules, &allowed, &candidates, pinned.is_some());
+    let all: Vec<&Pool> = match pinned {
+        Some(p) => vec![p],
+        None => settings.pools.iter().collect(),
+    };
+    let outcome = unplaceable(&rules, &allowed, &all, pinned.is_some());
     (outcome, rules)
 }
 
