@@ -31,6 +31,6 @@ pub mod value;
 pub use diagnostic::{Code, Diagnostic, Location, sort_in_reading_order};
 pub use document::{Document, Seg};
 pub use error::Error;
-pub use load::{DEFAULT_EGRESS, DEFAULT_SETTINGS, Inputs, LoadOptions, load};
+pub use load::{DEFAULT_EGRESS, DEFAULT_SETTINGS, Inputs, LoadOptions, load, parse_manifest};
 pub use schema::{SchemaKind, json_schema};
 pub use secret::{Secret, SecretRef};

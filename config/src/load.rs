@@ -14,6 +14,19 @@ use crate::egress::{LoadedPolicy, check_policy, load_policy};
 use crate::manifest::{LoadedManifest, check_manifest, load_manifest};
 use crate::settings::{LoadedSettings, check_settings, load_settings};
 
+/// Reads one manifest from memory, with every check that needs only that manifest: the entry
+/// point for fuzzing and for tools that hold a manifest in an editor buffer. `path` names it in
+/// diagnostics.
+pub fn parse_manifest(path: &Path, bytes: &[u8]) -> (Option<LoadedManifest>, Vec<Diagnostic>) {
+    let sink = Sink::default();
+    let manifest = parse_document(path, bytes, Format::Yaml, &sink).and_then(|doc| load_manifest(doc, &sink));
+    let mut diagnostics = sink.into_inner();
+    if let Some(m) = &manifest {
+        check_manifest(m, &mut diagnostics);
+    }
+    (manifest, diagnostics)
+}
+
 /// One manifest file's outcome: the manifest if it could be read, and its problems.
 type ReadManifest = (Option<LoadedManifest>, Vec<Diagnostic>);
 
@@ -244,11 +257,16 @@ fn read_document(path: &Path, format: Format, sink: &Sink) -> Result<Option<Docu
     file.take(MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|cause| Error::Read { path: path.to_path_buf(), cause })?;
-    let text = match decode_text(&bytes) {
+    Ok(parse_document(path, &bytes, format, sink))
+}
+
+/// Bytes → document; problems go to the sink (with `path` as their file).
+fn parse_document(path: &Path, bytes: &[u8], format: Format, sink: &Sink) -> Option<Document> {
+    let text = match decode_text(bytes) {
         Ok(text) => text.to_owned(),
         Err(d) => {
             sink.borrow_mut().push(d.in_file(path));
-            return Ok(None);
+            return None;
         }
     };
     let parsed = match format {
@@ -259,10 +277,10 @@ fn read_document(path: &Path, format: Format, sink: &Sink) -> Result<Option<Docu
         Format::Toml => parse_toml(&text),
     };
     match parsed {
-        Ok(root) => Ok(Some(Document::new(path, root, text))),
+        Ok(root) => Some(Document::new(path, root, text)),
         Err(d) => {
             sink.borrow_mut().push(d.in_file(path));
-            Ok(None)
+            None
         }
     }
 }

@@ -29,14 +29,16 @@ fn location(mark: &Marker) -> Location {
 /// Parses one YAML document. `Ok` carries the tree (a `Null` node for an empty file) and the
 /// non-fatal problems found on the way (duplicate keys); `Err` is a syntax error.
 pub(crate) fn parse_yaml(text: &str) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
-    let mut builder = Builder::default();
+    let mut builder = Builder { end: end_of(text), ..Builder::default() };
     let mut parser = Parser::new_from_str(text);
     loop {
+        let end = builder.end;
         let (event, mark) = parser.next_token().map_err(|e| {
+            let at = location(e.marker()).min(end);
             if e.info().contains("recursion limit") {
-                return too_deep(location(e.marker()));
+                return too_deep(at);
             }
-            Diagnostic::new(Code::Syntax, location(e.marker()), format!("invalid YAML: {}", e.info()))
+            Diagnostic::new(Code::Syntax, at, format!("invalid YAML: {}", e.info()))
                 .with_hint("check indentation and quoting near this position; YAML uses spaces, not tabs")
         })?;
         if builder.on_event(event, &mark)? {
@@ -55,12 +57,23 @@ struct Builder {
     anchors: HashMap<usize, Node>,
     alias_nodes: usize,
     problems: Vec<Diagnostic>,
+    /// The position just after the last character of the text.
+    end: Location,
+}
+
+fn end_of(text: &str) -> Location {
+    let trimmed = text.strip_suffix('\n').unwrap_or(text);
+    let line = trimmed.matches('\n').count() + 1;
+    let column = trimmed.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Location::new(line as u32, column as u32)
 }
 
 impl Builder {
     /// Returns `Ok(true)` at the end of the stream.
     fn on_event(&mut self, event: Event, mark: &Marker) -> Result<bool, Diagnostic> {
-        let at = location(mark);
+        // yaml-rust2 marks an empty value where the next token starts, which at the end of the
+        // file is past the last line; never point outside the text.
+        let at = location(mark).min(self.end);
         match event {
             Event::StreamEnd => return Ok(true),
             Event::DocumentStart => {
@@ -144,6 +157,13 @@ impl Builder {
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { entries, pending_key, .. }) => match pending_key.take() {
                 Some(key) => {
+                    // A key with no value: point at the key, not wherever the next token starts.
+                    let node = match node.kind {
+                        NodeKind::Null if node.location.line != key.location.line => {
+                            Node { location: key.location, ..node }
+                        }
+                        _ => node,
+                    };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == key.name) {
                         self.problems.push(
                             Diagnostic::new(

@@ -70,7 +70,7 @@ pub struct Lake {
 
 impl Default for Lake {
     fn default() -> Self {
-        Self { root: "./lake".to_owned() }
+        Self { root: ".switchyard/lake".to_owned() }
     }
 }
 

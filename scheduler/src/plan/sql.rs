@@ -152,14 +152,14 @@ pub(crate) fn file_position(doc: &Document, path: &[Seg<'_>], at: Option<(u64, u
     };
     let (line, column) = (line as u32, column as u32);
     let source_line = doc.line(start.line).unwrap_or("");
-    let before: String = source_line.chars().take(start.column as usize - 1).collect();
+    let before: String = source_line.chars().take((start.column as usize).saturating_sub(1)).collect();
     if before.trim().is_empty() {
-        return Location::new(start.line + line - 1, start.column - 1 + column);
+        return Location::new(start.line + line - 1, start.column.saturating_sub(1) + column);
     }
     if line == 1 {
-        let first = source_line.chars().nth(start.column as usize - 1);
+        let first = source_line.chars().nth((start.column as usize).saturating_sub(1));
         let quoted = matches!(first, Some('"' | '\''));
-        return Location::new(start.line, start.column + column - 1 + u32::from(quoted));
+        return Location::new(start.line, (start.column + column).saturating_sub(1) + u32::from(quoted));
     }
     Location::new(start.line + line - 1, column)
 }
