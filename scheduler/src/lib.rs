@@ -1,13 +1,19 @@
-//! Switchyard's scheduler: classification and planning today; the run engine, leases, state store,
-//! control-plane API and serverless launcher come with the runtime issue.
+//! Switchyard's scheduler: classification and planning ([`plan`]), the run engine with leases,
+//! retries, timeouts and cron ([`engine`]), the state store ([`store`]: SQLite embedded,
+//! PostgreSQL for several replicas), the control-plane HTTP API ([`api`]) and its client
+//! ([`client`]), and the serverless launcher ([`launcher`]).
 //!
-//! [`plan::plan`] takes loaded [`switchyard_config::Inputs`] and decides, for every task, its
-//! workload class, its compute (`dedicated` when it has an external destination, `serverless` when
-//! it reads only lake tables), the pool and static egress IPs it may use, and the tasks it runs
-//! after — each with human-readable reasons — or says exactly which rule makes that impossible.
+//! Data flows: manifests → [`plan::plan`] → [`spec::JobSpec`]s stored by [`engine::Engine`] →
+//! task runs queued in DAG order → leased over the API by node agents and serverless workers →
+//! reports fenced by attempt id → dependents queued, failures propagated, runs finished.
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
+mod error;
 pub mod plan;
+pub mod spec;
+pub mod store;
 
+pub use error::Error;
 pub use plan::{Compute, JobPlan, Plan, PlanError, TaskPlan, plan};

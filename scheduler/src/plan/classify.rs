@@ -6,7 +6,7 @@ use switchyard_config::manifest::{Source, Task, WorkloadClass};
 use switchyard_config::value::{Endpoint, Host};
 
 /// Where a task runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compute {
     /// A node of a pool with static egress IPs.

@@ -1,0 +1,348 @@
+//! Attempt reports: success, failure, timeout, cancellation, handing a lease back. A report is
+//! accepted only while its attempt holds the lease (fencing): a node that lost its lease and comes
+//! back late is told so and changes nothing.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use switchyard_config::FailureClass;
+
+use super::submit::{enqueue, keys_of};
+use super::{AttemptState, Engine, RunState, TaskState, Tx, backoff_ms, parse_state, transition};
+use crate::Error;
+use crate::store::now_ms;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// Stopped because the task or run was cancelled.
+    Cancelled,
+    /// Not finished; the node gives the lease back (draining) for another node to run.
+    HandedBack,
+}
+
+/// What a node reports about one attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub attempt: i64,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub error_class: Option<FailureClass>,
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The last KiB of the task's output.
+    #[serde(default)]
+    pub log_tail: Option<String>,
+}
+
+/// The answer to one report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ReportResult {
+    Accepted {
+        task_state: TaskState,
+    },
+    /// The attempt no longer holds its lease; the report changed nothing.
+    Rejected {
+        reason: String,
+    },
+}
+
+impl Engine {
+    /// Applies a batch of reports from `node_id` in one transaction.
+    pub async fn complete(&self, node_id: &str, reports: &[Report]) -> Result<Vec<ReportResult>, Error> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let mut results = Vec::with_capacity(reports.len());
+        let mut queued_any = false;
+        for report in reports {
+            let result = apply_report(&mut tx, self, node_id, report, now, &mut queued_any).await?;
+            results.push(result);
+        }
+        tx.commit().await.map_err(Error::store)?;
+        if queued_any {
+            self.work.notify_waiters();
+        }
+        Ok(results)
+    }
+}
+
+async fn apply_report(
+    tx: &mut Tx,
+    engine: &Engine,
+    node_id: &str,
+    report: &Report,
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<ReportResult, Error> {
+    let row = sqlx::query(&format!(
+        "SELECT state, task_run_id, node_id FROM attempts WHERE id = $1{}",
+        engine.store.dialect.for_update()
+    ))
+    .bind(report.attempt)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    let Some(row) = row else {
+        return Ok(ReportResult::Rejected { reason: format!("attempt {} does not exist", report.attempt) });
+    };
+    let state: AttemptState = parse_state(&row, "state")?;
+    let holder: String = row.try_get("node_id").map_err(Error::store)?;
+    if state != AttemptState::Running || holder != node_id {
+        let reason = Error::Fenced { attempt: report.attempt, state: state.as_str().to_owned() }.to_string();
+        tracing::warn!(
+            attempt = report.attempt,
+            node = node_id,
+            state = state.as_str(),
+            "Rejected a report from a lost lease."
+        );
+        return Ok(ReportResult::Rejected { reason });
+    }
+    let task_run: i64 = row.try_get("task_run_id").map_err(Error::store)?;
+    let attempt_state = match report.outcome {
+        Outcome::Succeeded => AttemptState::Succeeded,
+        Outcome::Failed => AttemptState::Failed,
+        Outcome::TimedOut => AttemptState::TimedOut,
+        Outcome::Cancelled => AttemptState::Cancelled,
+        Outcome::HandedBack => AttemptState::HandedBack,
+    };
+    sqlx::query(
+        "UPDATE attempts SET state = $1, finished_at = $2, exit_code = $3, error_class = $4, message = $5, \
+         log_tail = COALESCE($6, log_tail) WHERE id = $7",
+    )
+    .bind(attempt_state.as_str())
+    .bind(now)
+    .bind(report.exit_code)
+    .bind(report.error_class.map(FailureClass::as_str))
+    .bind(report.message.as_deref())
+    .bind(report.log_tail.as_deref())
+    .bind(report.attempt)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+
+    let task = sqlx::query(&format!(
+        "SELECT state, run_id, continuous, max_retries, failures, backoff_ms, max_backoff_ms, pools FROM task_runs WHERE id = $1{}",
+        engine.store.dialect.for_update()
+    ))
+    .bind(task_run)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    let from: TaskState = parse_state(&task, "state")?;
+    if from != TaskState::Running {
+        // Cancelled while the report was in flight: the attempt is recorded, the task stays put.
+        return Ok(ReportResult::Accepted { task_state: from });
+    }
+    let continuous: i64 = task.try_get("continuous").map_err(Error::store)?;
+    let max_retries: i64 = task.try_get("max_retries").map_err(Error::store)?;
+    let failures: i64 = task.try_get("failures").map_err(Error::store)?;
+    let base: i64 = task.try_get("backoff_ms").map_err(Error::store)?;
+    let cap: i64 = task.try_get("max_backoff_ms").map_err(Error::store)?;
+    let keys = keys_of(&task)?;
+    let reason = report.message.as_deref();
+
+    let next = match report.outcome {
+        Outcome::HandedBack => {
+            transition(tx, task_run, Some(report.attempt), from, TaskState::Queued, Some("handed back"), now)
+                .await?;
+            set_state(tx, task_run, TaskState::Queued, now, None, None).await?;
+            enqueue(tx, task_run, TaskState::Queued, &keys, now, now, None).await?;
+            *queued_any = true;
+            TaskState::Queued
+        }
+        Outcome::Cancelled => {
+            finish_task(tx, task_run, Some(report.attempt), from, TaskState::Cancelled, now, report).await?;
+            TaskState::Cancelled
+        }
+        Outcome::Succeeded if continuous == 0 => {
+            finish_task(tx, task_run, Some(report.attempt), from, TaskState::Succeeded, now, report).await?;
+            promote_dependents(tx, task_run, now, queued_any).await?;
+            TaskState::Succeeded
+        }
+        Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut => {
+            let failed = report.outcome != Outcome::Succeeded;
+            let failures = failures + i64::from(failed);
+            if continuous != 0 || failures <= max_retries {
+                // Continuous tasks restart after every exit; others retry while retries remain.
+                let delay = backoff_ms(base, cap, failures.max(1));
+                let why = if continuous != 0 {
+                    "continuous task stopped; restarting"
+                } else {
+                    "retrying after failure"
+                };
+                transition(tx, task_run, Some(report.attempt), from, TaskState::Retrying, Some(why), now)
+                    .await?;
+                sqlx::query(
+                    "UPDATE task_runs SET state = 'retrying', failures = $1, queued_at = $2, updated_at = $3, \
+                     error_class = $4, message = $5 WHERE id = $6",
+                )
+                .bind(failures)
+                .bind(now + delay)
+                .bind(now)
+                .bind(report.error_class.map(FailureClass::as_str))
+                .bind(reason)
+                .bind(task_run)
+                .execute(&mut **tx)
+                .await
+                .map_err(Error::store)?;
+                enqueue(tx, task_run, TaskState::Retrying, &keys, now + delay, now, None).await?;
+                *queued_any = true;
+                TaskState::Retrying
+            } else {
+                let to =
+                    if report.outcome == Outcome::TimedOut { TaskState::TimedOut } else { TaskState::Failed };
+                sqlx::query("UPDATE task_runs SET failures = $1 WHERE id = $2")
+                    .bind(failures)
+                    .bind(task_run)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::store)?;
+                finish_task(tx, task_run, Some(report.attempt), from, to, now, report).await?;
+                to
+            }
+        }
+    };
+    let run_id: i64 = task.try_get("run_id").map_err(Error::store)?;
+    maybe_finish_run(tx, run_id, now).await?;
+    Ok(ReportResult::Accepted { task_state: next })
+}
+
+async fn set_state(
+    tx: &mut Tx,
+    task_run: i64,
+    to: TaskState,
+    now: i64,
+    class: Option<&str>,
+    message: Option<&str>,
+) -> Result<(), Error> {
+    let finished = to.is_terminal().then_some(now);
+    sqlx::query(
+        "UPDATE task_runs SET state = $1, updated_at = $2, finished_at = COALESCE($3, finished_at), \
+         error_class = COALESCE($4, error_class), message = COALESCE($5, message) WHERE id = $6",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(finished)
+    .bind(class)
+    .bind(message)
+    .bind(task_run)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    Ok(())
+}
+
+/// Moves a task to a terminal state; a failure marks every waiting dependent `upstream_failed`,
+/// a cancellation cancels them.
+pub(crate) async fn finish_task(
+    tx: &mut Tx,
+    task_run: i64,
+    attempt: Option<i64>,
+    from: TaskState,
+    to: TaskState,
+    now: i64,
+    report: &Report,
+) -> Result<(), Error> {
+    transition(tx, task_run, attempt, from, to, report.message.as_deref(), now).await?;
+    let class = report.error_class.map(FailureClass::as_str);
+    set_state(tx, task_run, to, now, class, report.message.as_deref()).await?;
+    if matches!(
+        to,
+        TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled | TaskState::UpstreamFailed
+    ) {
+        let downstream =
+            if to == TaskState::Cancelled { TaskState::Cancelled } else { TaskState::UpstreamFailed };
+        propagate(tx, task_run, downstream, now).await?;
+    }
+    Ok(())
+}
+
+/// Marks the pending dependents of `task_run`, transitively, as `to`.
+async fn propagate(tx: &mut Tx, task_run: i64, to: TaskState, now: i64) -> Result<(), Error> {
+    let mut frontier = vec![task_run];
+    while let Some(id) = frontier.pop() {
+        let dependents: Vec<i64> = sqlx::query_scalar(
+            "SELECT d.task_run_id FROM task_deps d JOIN task_runs t ON t.id = d.task_run_id \
+             WHERE d.dep_id = $1 AND t.state = 'pending'",
+        )
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+        for dependent in dependents {
+            let reason = format!("upstream task run {id} ended {}", to.as_str());
+            transition(tx, dependent, None, TaskState::Pending, to, Some(&reason), now).await?;
+            set_state(tx, dependent, to, now, None, Some(&reason)).await?;
+            frontier.push(dependent);
+        }
+    }
+    Ok(())
+}
+
+/// Queues the dependents of a task that just succeeded whose dependencies have all succeeded.
+async fn promote_dependents(
+    tx: &mut Tx,
+    task_run: i64,
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<(), Error> {
+    let ready = sqlx::query(
+        "SELECT t.id, t.pools FROM task_deps d JOIN task_runs t ON t.id = d.task_run_id \
+         WHERE d.dep_id = $1 AND t.state = 'pending' AND NOT EXISTS ( \
+           SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
+           WHERE d2.task_run_id = t.id AND u.state <> 'succeeded')",
+    )
+    .bind(task_run)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    for row in &ready {
+        let id: i64 = row.try_get("id").map_err(Error::store)?;
+        enqueue(tx, id, TaskState::Pending, &keys_of(row)?, now, now, Some("dependencies succeeded")).await?;
+        *queued_any = true;
+    }
+    Ok(())
+}
+
+/// Ends the run when none of its tasks can change any more.
+pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Result<(), Error> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM task_runs WHERE run_id = $1 GROUP BY state")
+        .bind(run_id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+    let mut counts = Vec::new();
+    for row in &rows {
+        let state: TaskState = parse_state(row, "state")?;
+        let n: i64 = row.try_get("n").map_err(Error::store)?;
+        counts.push((state, n));
+    }
+    if counts.iter().any(|(s, n)| !s.is_terminal() && *n > 0) {
+        return Ok(());
+    }
+    let has = |s: TaskState| counts.iter().any(|(x, n)| *x == s && *n > 0);
+    let state = if has(TaskState::Failed) || has(TaskState::TimedOut) || has(TaskState::UpstreamFailed) {
+        RunState::Failed
+    } else if has(TaskState::Cancelled) {
+        RunState::Cancelled
+    } else {
+        RunState::Succeeded
+    };
+    let updated =
+        sqlx::query("UPDATE job_runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'running'")
+            .bind(state.as_str())
+            .bind(now)
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::store)?;
+    if updated.rows_affected() > 0 {
+        tracing::info!(run = run_id, state = state.as_str(), "Job run finished.");
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Granting leases: a node (or worker) asks for up to N tasks of its pool; each grant creates an
+//! attempt whose id is the fencing token. Only reports carrying a live attempt id are accepted.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Engine, TaskState, placeholders};
+use crate::Error;
+use crate::spec::TaskSpec;
+use crate::store::now_ms;
+
+/// A granted lease: what to run, and the attempt id to report with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    /// The attempt; also the fencing token.
+    pub attempt: i64,
+    pub task_run: i64,
+    pub run: i64,
+    pub job: String,
+    pub number: i64,
+    pub spec: TaskSpec,
+    /// Renew before this (epoch ms), by heartbeating.
+    pub lease_expires_at: i64,
+}
+
+/// Poll interval of a waiting lease request, for work queued by another replica.
+const POLL: Duration = Duration::from_millis(200);
+
+impl Engine {
+    /// Waits up to `wait` for work for `node` and grants up to `max` leases.
+    pub async fn lease(&self, node_id: &str, max: usize, wait: Duration) -> Result<Vec<Lease>, Error> {
+        let key = self.node_queue_key(node_id).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Register interest before looking, so a notify between the look and the wait is not lost.
+            let notified = self.work.notified();
+            let leases = self.try_lease(node_id, &key, max).await?;
+            if !leases.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(leases);
+            }
+            let until = (tokio::time::Instant::now() + POLL).min(deadline);
+            let _ = tokio::time::timeout_at(until, notified).await;
+        }
+    }
+
+    async fn try_lease(&self, node_id: &str, key: &str, max: usize) -> Result<Vec<Lease>, Error> {
+        if max == 0 {
+            return Ok(vec![]);
+        }
+        let now = now_ms();
+        let expires = now + self.config.lease_ttl.as_millis() as i64;
+        let mut tx = self.store.begin().await?;
+        // Candidates are read without locks; the task rows are then locked with SKIP LOCKED, so
+        // replicas leasing the same task through different pools never wait on each other (a lock
+        // order that would otherwise deadlock), and a task claimed elsewhere simply drops out.
+        let candidates: Vec<i64> = sqlx::query_scalar(
+            "SELECT task_run_id FROM queue WHERE pool = $1 AND not_before <= $2 ORDER BY task_run_id LIMIT $3",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(max as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        if candidates.is_empty() {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job FROM task_runs t \
+             JOIN job_runs r ON r.id = t.run_id WHERE t.id IN ({}) AND t.state IN ('queued', 'retrying') ORDER BY t.id{}",
+            placeholders(1, candidates.len()),
+            self.store.dialect.lock_skip_of("t")
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &candidates {
+            q = q.bind(*id);
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(Error::store)?;
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids: Vec<i64> =
+            rows.iter().map(|r| r.try_get::<i64, _>("id")).collect::<Result<_, _>>().map_err(Error::store)?;
+        let sql = format!("DELETE FROM queue WHERE task_run_id IN ({})", placeholders(1, ids.len()));
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await.map_err(Error::store)?;
+        let sql = format!(
+            "UPDATE task_runs SET state = 'running', attempts = attempts + 1, waiting = NULL, \
+             started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await.map_err(Error::store)?;
+
+        // One multi-row insert for the attempts and one for their events.
+        let values: Vec<String> = (0..rows.len())
+            .map(|i| {
+                let b = i * 6;
+                format!("(${}, ${}, ${}, 'running', ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO attempts (task_run_id, number, node_id, state, queued_at, started_at, lease_expires_at) \
+             VALUES {} RETURNING id, task_run_id",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        let mut facts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task_run: i64 = row.try_get("id").map_err(Error::store)?;
+            let number: i64 = row.try_get::<i64, _>("attempts").map_err(Error::store)? + 1;
+            let queued_at: Option<i64> = row.try_get("queued_at").map_err(Error::store)?;
+            let from: TaskState = super::parse_state(row, "state")?;
+            q = q
+                .bind(task_run)
+                .bind(number)
+                .bind(node_id)
+                .bind(queued_at.unwrap_or(now))
+                .bind(now)
+                .bind(expires);
+            facts.push((task_run, number, from));
+        }
+        let inserted = q.fetch_all(&mut *tx).await.map_err(Error::store)?;
+        let mut attempt_of = std::collections::HashMap::new();
+        for row in &inserted {
+            let id: i64 = row.try_get("id").map_err(Error::store)?;
+            let task_run: i64 = row.try_get("task_run_id").map_err(Error::store)?;
+            attempt_of.insert(task_run, id);
+        }
+        let mut leases = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        for (row, (task_run, number, from)) in rows.iter().zip(facts) {
+            if !super::state::allowed(from, TaskState::Running) {
+                return Err(Error::corrupt(
+                    "task transition",
+                    format!("{from} → running (task run {task_run})"),
+                ));
+            }
+            let attempt = attempt_of[&task_run];
+            let run: i64 = row.try_get("run_id").map_err(Error::store)?;
+            let job: String = row.try_get("job").map_err(Error::store)?;
+            let spec: String = row.try_get("spec").map_err(Error::store)?;
+            let spec: TaskSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("task spec", e))?;
+            events.push((task_run, attempt, from));
+            leases.push(Lease { attempt, task_run, run, job, number, spec, lease_expires_at: expires });
+        }
+        let sql = format!(
+            "INSERT INTO task_events (task_run_id, attempt_id, from_state, to_state, at, reason) VALUES {}",
+            (0..events.len())
+                .map(|i| format!(
+                    "(${}, ${}, ${}, 'running', ${}, ${})",
+                    i * 5 + 1,
+                    i * 5 + 2,
+                    i * 5 + 3,
+                    i * 5 + 4,
+                    i * 5 + 5
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (task_run, attempt, from) in &events {
+            q = q.bind(*task_run).bind(*attempt).bind(from.as_str()).bind(now).bind(node_id);
+        }
+        q.execute(&mut *tx).await.map_err(Error::store)?;
+        if !leases.is_empty() {
+            sqlx::query("UPDATE nodes SET first_lease_at = COALESCE(first_lease_at, $1) WHERE id = $2")
+                .bind(now)
+                .bind(node_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+        }
+        tx.commit().await.map_err(Error::store)?;
+        for lease in &leases {
+            tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, node = node_id, "Leased.");
+        }
+        Ok(leases)
+    }
+}

@@ -1,0 +1,144 @@
+//! The run engine: job runs and task runs, leases with fencing, retries with backoff and full
+//! jitter, timeouts, cancellation, upstream-failure propagation, continuous tasks and cron.
+//!
+//! All state lives in the [`Store`]; the engine keeps nothing that a restart would lose. Every task
+//! state change goes through [`state::allowed`] and is recorded in `task_events`. Hot paths (lease,
+//! complete) change many rows in one transaction so that a batch of tasks costs a few statements,
+//! not a few per task.
+
+mod complete;
+mod cron;
+mod lease;
+mod nodes;
+mod query;
+pub mod state;
+mod submit;
+mod tick;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::Notify;
+
+pub use complete::{Outcome, Report, ReportResult};
+pub use lease::Lease;
+pub use nodes::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};
+pub use query::{AttemptView, NodeView, RunView, TaskView};
+pub use state::{AttemptState, RunState, TaskState};
+pub use tokens::{Role, hash_token};
+
+use crate::Error;
+use crate::store::Store;
+
+/// Knobs of the engine, from the settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+    /// How many times a task may lose its node before it fails.
+    pub max_losses: u32,
+    /// The settings' pools (name → egress IPs), for node registration checks.
+    pub settings: switchyard_config::settings::Settings,
+}
+
+/// Cheap to clone; clones share the store and the wake-up signal.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) store: Store,
+    pub(crate) config: Arc<EngineConfig>,
+    /// Wakes long-polling lease requests when work is queued (in this process; other replicas'
+    /// waiters notice within their poll interval).
+    pub(crate) work: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(store: Store, config: EngineConfig) -> Self {
+        Engine { store, config: Arc::new(config), work: Arc::new(Notify::new()) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.store.pool).await.map_err(Error::store)?;
+        Ok(())
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// `$start, $start+1, …` for `n` values.
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Records a task transition after checking it is legal.
+pub(crate) async fn transition(
+    tx: &mut Tx,
+    task_run_id: i64,
+    attempt: Option<i64>,
+    from: TaskState,
+    to: TaskState,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<(), Error> {
+    if !state::allowed(from, to) {
+        return Err(Error::corrupt(
+            "task transition",
+            format!("{from} → {to} is not allowed (task run {task_run_id})"),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO task_events (task_run_id, attempt_id, from_state, to_state, at, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(task_run_id)
+    .bind(attempt)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(now)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    tracing::debug!(task_run = task_run_id, from = %from, to = %to, reason = reason.unwrap_or(""), "Task transition.");
+    Ok(())
+}
+
+pub(crate) fn parse_state<T: std::str::FromStr<Err = String>>(
+    row: &sqlx::any::AnyRow,
+    col: &str,
+) -> Result<T, Error> {
+    let text: String = row.try_get(col).map_err(Error::store)?;
+    text.parse().map_err(|e| Error::corrupt("state column", e))
+}
+
+/// Exponential backoff with full jitter: a uniform delay in `[0, min(max, base · 2^(n-1))]`.
+pub(crate) fn backoff_ms(base: i64, max: i64, failures: i64) -> i64 {
+    let exp = base.saturating_mul(1i64 << (failures - 1).clamp(0, 30));
+    let cap = exp.min(max).max(0);
+    if cap == 0 { 0 } else { rand::random_range(0..=cap) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_by_the_exponential_cap() {
+        for failures in 1..10 {
+            for _ in 0..200 {
+                let d = backoff_ms(100, 5_000, failures);
+                assert!(d >= 0 && d <= (100 << (failures - 1)).min(5_000), "{failures}: {d}");
+            }
+        }
+        assert_eq!(backoff_ms(0, 1000, 3), 0);
+    }
+}

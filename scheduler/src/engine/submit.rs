@@ -1,0 +1,196 @@
+//! Registering jobs and starting runs: one task run per task, dependencies as rows, the tasks with
+//! no dependencies queued at once.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{Engine, TaskState, Tx, transition};
+use crate::Error;
+use crate::spec::JobSpec;
+use crate::store::now_ms;
+
+/// How a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    Manual,
+    Schedule,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+impl Engine {
+    /// Creates or replaces job definitions. Runs already started keep the definition they began with.
+    pub async fn upsert_jobs(&self, specs: &[JobSpec]) -> Result<(), Error> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        for spec in specs {
+            let json = serde_json::to_string(spec).map_err(|e| Error::corrupt("job spec", e))?;
+            sqlx::query(
+                "INSERT INTO jobs (name, spec, schedule, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, schedule = excluded.schedule, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&spec.job)
+            .bind(json)
+            .bind(spec.schedule.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        }
+        tx.commit().await.map_err(Error::store)?;
+        Ok(())
+    }
+
+    /// Starts a run of `job` now. Returns the run id.
+    pub async fn trigger(&self, job: &str) -> Result<i64, Error> {
+        let mut tx = self.store.begin().await?;
+        let run = start_run(&mut tx, job, Trigger::Manual, None).await?;
+        tx.commit().await.map_err(Error::store)?;
+        self.work.notify_waiters();
+        run.ok_or_else(|| Error::corrupt("job run", "manual run conflicted"))
+    }
+
+    /// Starts the run of `job` for cron `slot`, unless one exists already (on any replica, before
+    /// or after any restart): the unique (job, slot) row makes each slot fire exactly once.
+    pub(crate) async fn trigger_slot(&self, job: &str, slot: i64) -> Result<Option<i64>, Error> {
+        let mut tx = self.store.begin().await?;
+        let run = start_run(&mut tx, job, Trigger::Schedule, Some(slot)).await?;
+        tx.commit().await.map_err(Error::store)?;
+        if run.is_some() {
+            self.work.notify_waiters();
+        }
+        Ok(run)
+    }
+}
+
+async fn start_run(
+    tx: &mut Tx,
+    job: &str,
+    trigger: Trigger,
+    slot: Option<i64>,
+) -> Result<Option<i64>, Error> {
+    let now = now_ms();
+    let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE name = $1")
+        .bind(job)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(Error::store)?
+        .ok_or_else(|| Error::NotFound { what: "job", id: job.to_owned() })?;
+    let spec: JobSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("job spec", e))?;
+    let run_id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO job_runs (job, state, trigger, slot, created_at) VALUES ($1, 'running', $2, $3, $4) \
+         ON CONFLICT (job, slot) DO NOTHING RETURNING id",
+    )
+    .bind(job)
+    .bind(trigger.as_str())
+    .bind(slot)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    let Some(run_id) = run_id else { return Ok(None) };
+
+    let mut ids: HashMap<&str, i64> = HashMap::new();
+    for (position, task) in spec.tasks.iter().enumerate() {
+        let task_json = serde_json::to_string(task).map_err(|e| Error::corrupt("task spec", e))?;
+        let pools = serde_json::to_string(&task.queue_keys()).map_err(|e| Error::corrupt("pools", e))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO task_runs (run_id, task, position, state, compute, pools, spec, continuous, max_retries, \
+             backoff_ms, max_backoff_ms, timeout_ms, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(&task.name)
+        .bind(position as i64)
+        .bind(task.compute.as_str())
+        .bind(pools)
+        .bind(task_json)
+        .bind(i64::from(task.continuous))
+        .bind(i64::from(task.max_retries))
+        .bind(task.backoff_ms as i64)
+        .bind(task.max_backoff_ms as i64)
+        .bind(task.timeout_ms.map(|t| t as i64))
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+        ids.insert(task.name.as_str(), id);
+    }
+    for task in &spec.tasks {
+        let id = ids[task.name.as_str()];
+        for dep in &task.depends_on {
+            if let Some(dep_id) = ids.get(dep.as_str()) {
+                sqlx::query("INSERT INTO task_deps (task_run_id, dep_id) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(*dep_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(Error::store)?;
+            }
+        }
+        if task.depends_on.iter().all(|d| !ids.contains_key(d.as_str())) {
+            enqueue(tx, id, TaskState::Pending, &task.queue_keys(), now, now, Some("no dependencies"))
+                .await?;
+        }
+    }
+    tracing::info!(
+        job,
+        run = run_id,
+        trigger = trigger.as_str(),
+        tasks = spec.tasks.len(),
+        "Started a job run."
+    );
+    Ok(Some(run_id))
+}
+
+/// Makes a task leasable under each of its queue keys from `not_before` on. `from` is its current
+/// state; it becomes `queued` (or stays `retrying`, which is leasable after its backoff).
+pub(crate) async fn enqueue(
+    tx: &mut Tx,
+    task_run_id: i64,
+    from: TaskState,
+    keys: &[String],
+    not_before: i64,
+    now: i64,
+    reason: Option<&str>,
+) -> Result<(), Error> {
+    let to = if from == TaskState::Retrying { TaskState::Retrying } else { TaskState::Queued };
+    if from != to {
+        transition(tx, task_run_id, None, from, to, reason, now).await?;
+        sqlx::query("UPDATE task_runs SET state = $1, queued_at = $2, updated_at = $2 WHERE id = $3")
+            .bind(to.as_str())
+            .bind(now)
+            .bind(task_run_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::store)?;
+    }
+    for key in keys {
+        sqlx::query(
+            "INSERT INTO queue (task_run_id, pool, not_before) VALUES ($1, $2, $3) \
+             ON CONFLICT (pool, task_run_id) DO UPDATE SET not_before = excluded.not_before",
+        )
+        .bind(task_run_id)
+        .bind(key)
+        .bind(not_before)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+    }
+    Ok(())
+}
+
+/// The queue keys stored with a task run.
+pub(crate) fn keys_of(row: &sqlx::any::AnyRow) -> Result<Vec<String>, Error> {
+    let pools: String = row.try_get("pools").map_err(Error::store)?;
+    serde_json::from_str(&pools).map_err(|e| Error::corrupt("task pools", e))
+}

@@ -1,0 +1,212 @@
+//! The engine's periodic work: reclaim leases whose heartbeats stopped, retire silent nodes, and
+//! explain why queued tasks are not running.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use switchyard_config::FailureClass;
+
+use super::complete::{Outcome, Report, finish_task, maybe_finish_run};
+use super::submit::{enqueue, keys_of};
+use super::{Engine, TaskState, parse_state, transition};
+use crate::Error;
+use crate::spec::SERVERLESS;
+use crate::store::now_ms;
+
+impl Engine {
+    /// Runs every periodic duty once. The control plane calls this about every second.
+    pub async fn tick(&self) -> Result<(), Error> {
+        self.reclaim_expired().await?;
+        self.retire_silent_nodes().await?;
+        self.fire_due_schedules().await?;
+        self.explain_waiting().await?;
+        Ok(())
+    }
+
+    /// Attempts whose lease expired are recorded as lost and their tasks requeued for another
+    /// eligible node; a task that keeps losing its node fails (`internal`).
+    pub async fn reclaim_expired(&self) -> Result<usize, Error> {
+        let now = now_ms();
+        let expired = sqlx::query(
+            "SELECT id, task_run_id, node_id FROM attempts WHERE state = 'running' AND lease_expires_at < $1 LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut reclaimed = 0;
+        for row in &expired {
+            let attempt: i64 = row.try_get("id").map_err(Error::store)?;
+            let task_run: i64 = row.try_get("task_run_id").map_err(Error::store)?;
+            let node: String = row.try_get("node_id").map_err(Error::store)?;
+            let mut tx = self.store.begin().await?;
+            let lost = sqlx::query(
+                "UPDATE attempts SET state = 'lost', finished_at = $1, error_class = 'connectivity', \
+                 message = $2 WHERE id = $3 AND state = 'running' AND lease_expires_at < $1",
+            )
+            .bind(now)
+            .bind(format!("node {node} stopped heartbeating; lease reclaimed"))
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+            if lost.rows_affected() == 0 {
+                continue; // renewed or reported meanwhile
+            }
+            let task = sqlx::query(&format!(
+                "SELECT state, run_id, losses, pools FROM task_runs WHERE id = $1{}",
+                self.store.dialect.for_update()
+            ))
+            .bind(task_run)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+            let from: TaskState = parse_state(&task, "state")?;
+            let losses: i64 = task.try_get::<i64, _>("losses").map_err(Error::store)? + 1;
+            let run_id: i64 = task.try_get("run_id").map_err(Error::store)?;
+            sqlx::query("UPDATE task_runs SET losses = $1 WHERE id = $2")
+                .bind(losses)
+                .bind(task_run)
+                .execute(&mut *tx)
+                .await
+                .map_err(Error::store)?;
+            if from == TaskState::Running {
+                if losses > i64::from(self.config.max_losses) {
+                    let report = Report {
+                        attempt,
+                        outcome: Outcome::Failed,
+                        exit_code: None,
+                        error_class: Some(FailureClass::Internal),
+                        message: Some(format!("lost its node {losses} times")),
+                        log_tail: None,
+                    };
+                    finish_task(&mut tx, task_run, Some(attempt), from, TaskState::Failed, now, &report)
+                        .await?;
+                } else {
+                    let reason = format!("lease lost on node {node}; requeued");
+                    transition(&mut tx, task_run, Some(attempt), from, TaskState::Queued, Some(&reason), now)
+                        .await?;
+                    sqlx::query("UPDATE task_runs SET state = 'queued', queued_at = $1, updated_at = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(task_run)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Error::store)?;
+                    enqueue(&mut tx, task_run, TaskState::Queued, &keys_of(&task)?, now, now, None).await?;
+                }
+            }
+            maybe_finish_run(&mut tx, run_id, now).await?;
+            tx.commit().await.map_err(Error::store)?;
+            tracing::warn!(attempt, task_run, node = %node, "Lease lost; requeueing.");
+            reclaimed += 1;
+        }
+        if reclaimed > 0 {
+            self.work.notify_waiters();
+        }
+        Ok(reclaimed)
+    }
+
+    /// Nodes silent for three lease periods are declared gone (their leases were reclaimed long ago).
+    async fn retire_silent_nodes(&self) -> Result<(), Error> {
+        let cutoff = now_ms() - 3 * self.config.lease_ttl.as_millis() as i64;
+        sqlx::query("UPDATE nodes SET state = 'gone' WHERE state = 'active' AND heartbeat_at < $1")
+            .bind(cutoff)
+            .execute(&self.store.pool)
+            .await
+            .map_err(Error::store)?;
+        Ok(())
+    }
+
+    /// Writes a "cannot schedule" reason on each waiting task: no live node for its pools, all
+    /// slots busy, or backoff.
+    async fn explain_waiting(&self) -> Result<(), Error> {
+        let now = now_ms();
+        let live_after = now - self.config.lease_ttl.as_millis() as i64;
+        let nodes = sqlx::query(
+            "SELECT id, kind, pool, slots FROM nodes WHERE state = 'active' AND heartbeat_at >= $1",
+        )
+        .bind(live_after)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::store)?;
+        let busy_rows = sqlx::query(
+            "SELECT node_id, COUNT(*) AS n FROM attempts WHERE state = 'running' GROUP BY node_id",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::store)?;
+        let mut busy: HashMap<String, i64> = HashMap::new();
+        for row in &busy_rows {
+            busy.insert(
+                row.try_get("node_id").map_err(Error::store)?,
+                row.try_get("n").map_err(Error::store)?,
+            );
+        }
+        // key → (live nodes, free slots, total slots)
+        let mut capacity: HashMap<String, (i64, i64, i64)> = HashMap::new();
+        for row in &nodes {
+            let id: String = row.try_get("id").map_err(Error::store)?;
+            let kind: String = row.try_get("kind").map_err(Error::store)?;
+            let pool: Option<String> = row.try_get("pool").map_err(Error::store)?;
+            let slots: i64 = row.try_get("slots").map_err(Error::store)?;
+            let key = if kind == "serverless" { SERVERLESS.to_owned() } else { pool.unwrap_or_default() };
+            let entry = capacity.entry(key).or_default();
+            entry.0 += 1;
+            entry.1 += (slots - busy.get(&id).copied().unwrap_or(0)).max(0);
+            entry.2 += slots;
+        }
+        let waiting = sqlx::query(
+            "SELECT id, state, pools, queued_at, waiting FROM task_runs WHERE state IN ('queued', 'retrying') ORDER BY id LIMIT 5000",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::store)?;
+        for row in &waiting {
+            let id: i64 = row.try_get("id").map_err(Error::store)?;
+            let state: TaskState = parse_state(row, "state")?;
+            let queued_at: Option<i64> = row.try_get("queued_at").map_err(Error::store)?;
+            let old: Option<String> = row.try_get("waiting").map_err(Error::store)?;
+            let keys = keys_of(row)?;
+            let reason = if state == TaskState::Retrying && queued_at.is_some_and(|q| q > now) {
+                format!("retrying in {:.1}s (backoff)", (queued_at.unwrap_or(now) - now) as f64 / 1000.0)
+            } else if keys.iter().all(|k| k == SERVERLESS) {
+                match capacity.get(SERVERLESS) {
+                    None => "waiting for a serverless worker to start".to_owned(),
+                    Some((_, 0, total)) => format!("all {total} serverless worker slots are busy"),
+                    Some(_) => "about to be leased by a serverless worker".to_owned(),
+                }
+            } else {
+                let live: Vec<&String> = keys.iter().filter(|k| capacity.contains_key(*k)).collect();
+                if keys.is_empty() {
+                    "no egress IP allowed: no pool is eligible (see `switchyard plan`)".to_owned()
+                } else if live.is_empty() {
+                    format!(
+                        "no node registered for eligible pool{} {}",
+                        if keys.len() == 1 { "" } else { "s" },
+                        keys.join(", ")
+                    )
+                } else if live.iter().all(|k| capacity[*k].1 == 0) {
+                    let total: i64 = live.iter().map(|k| capacity[*k].2).sum();
+                    format!(
+                        "all {total} slots busy on pool{} {}",
+                        if live.len() == 1 { "" } else { "s" },
+                        live.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                } else {
+                    "about to be leased".to_owned()
+                }
+            };
+            if old.as_deref() != Some(reason.as_str()) {
+                sqlx::query(
+                    "UPDATE task_runs SET waiting = $1 WHERE id = $2 AND state IN ('queued', 'retrying')",
+                )
+                .bind(&reason)
+                .bind(id)
+                .execute(&self.store.pool)
+                .await
+                .map_err(Error::store)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! API tokens: random secrets handed to people and nodes, stored only as SHA-256 hashes, each with
+//! a role. Roles nest: admin ⊃ operator ⊃ viewer; `node` is separate (it can lease and report,
+//! nothing else).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Engine;
+use crate::Error;
+use crate::store::now_ms;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Node,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Node => "node",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "viewer" => Role::Viewer,
+            "operator" => Role::Operator,
+            "node" => Role::Node,
+            "admin" => Role::Admin,
+            _ => return None,
+        })
+    }
+
+    /// Whether a token of this role may do what `needed` allows.
+    pub fn permits(self, needed: Role) -> bool {
+        match needed {
+            Role::Admin => self == Role::Admin,
+            Role::Node => matches!(self, Role::Node | Role::Admin),
+            Role::Operator => matches!(self, Role::Operator | Role::Admin),
+            Role::Viewer => matches!(self, Role::Viewer | Role::Operator | Role::Admin),
+        }
+    }
+}
+
+/// Hex SHA-256 of a token: what the store keeps.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("sy_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+impl Engine {
+    /// The role of a presented token, if it is known.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Role>, Error> {
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM tokens WHERE hash = $1")
+            .bind(hash_token(token))
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(Error::store)?;
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+
+    /// Creates a token; only its hash is stored. The caller shows the token once.
+    pub async fn create_token(&self, role: Role, name: &str) -> Result<String, Error> {
+        let token = new_token();
+        self.store_token(&token, role, name).await?;
+        Ok(token)
+    }
+
+    async fn store_token(&self, token: &str, role: Role, name: &str) -> Result<(), Error> {
+        sqlx::query("INSERT INTO tokens (hash, role, name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING")
+            .bind(hash_token(token))
+            .bind(role.as_str())
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.store.pool)
+            .await
+            .map_err(Error::store)?;
+        Ok(())
+    }
+
+    /// Makes sure the admin token in `path` exists and is known: creates the file (mode 0600) on
+    /// first start, and registers an existing file's token with this store.
+    pub async fn ensure_admin_token(&self, path: &Path) -> Result<(), Error> {
+        let token = match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+            _ => {
+                let token = new_token();
+                write_secret_file(path, &token)?;
+                tracing::info!(path = %path.display(), "Created the admin token file.");
+                token
+            }
+        };
+        self.store_token(&token, Role::Admin, "admin (token file)").await
+    }
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> Result<(), Error> {
+    let io = |cause| Error::Io { what: format!("cannot write the token file {}", path.display()), cause };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_nest_except_node() {
+        assert!(Role::Admin.permits(Role::Node));
+        assert!(Role::Operator.permits(Role::Viewer));
+        assert!(!Role::Viewer.permits(Role::Operator));
+        assert!(!Role::Node.permits(Role::Viewer));
+        assert!(!Role::Operator.permits(Role::Node));
+        assert_eq!(hash_token("x").len(), 64);
+    }
+}

@@ -1,0 +1,129 @@
+//! What the control plane stores about a submitted job and hands to nodes: each task's placement
+//! (from the plan) and the work to do (from the manifest), resolved once at submission.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use switchyard_config::Inputs;
+use switchyard_config::manifest::{RunMode, Task};
+
+use crate::plan::{Compute, Plan, PlanError};
+
+/// The pool key of serverless work in the queue (not a valid pool name, so it cannot collide).
+pub const SERVERLESS: &str = "*serverless";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub job: String,
+    pub schedule: Option<String>,
+    pub tasks: Vec<TaskSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    pub class: String,
+    pub compute: Compute,
+    /// Pools whose nodes may run it (dedicated), in preference order; empty for serverless.
+    pub pools: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub continuous: bool,
+    pub max_retries: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub timeout_ms: Option<u64>,
+    pub work: Work,
+}
+
+impl TaskSpec {
+    /// The queue keys under which the task can be leased.
+    pub fn queue_keys(&self) -> Vec<String> {
+        match self.compute {
+            Compute::Serverless => vec![SERVERLESS.to_owned()],
+            Compute::Dedicated => self.pools.clone(),
+        }
+    }
+}
+
+/// The work itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// A program (`run:` in the manifest).
+    Run {
+        command: Vec<String>,
+        env: BTreeMap<String, String>,
+        /// Absolute working directory: the manifest's folder, or `run.workdir` under it.
+        workdir: PathBuf,
+        destinations: Vec<String>,
+    },
+    /// Ingestion from a source (`source:`), executed by the ingestion connectors.
+    Ingest { source: String },
+    /// SQL over lake tables (`sql:`), executed by serverless workers.
+    Transform { sql: String },
+}
+
+const DEFAULT_BACKOFF_MS: u64 = 1_000;
+const DEFAULT_MAX_BACKOFF_MS: u64 = 300_000;
+
+/// Builds the specs of every planned job. Errors if the plan has errors: only a clean plan runs.
+pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanError>> {
+    if !plan.errors.is_empty() {
+        return Err(plan.errors.clone());
+    }
+    let mut specs = Vec::new();
+    for (m, job_plan) in inputs.manifests.iter().zip(&plan.jobs) {
+        let base =
+            m.doc.file().canonicalize().ok().and_then(|p| p.parent().map(PathBuf::from)).unwrap_or_default();
+        let tasks = job_plan
+            .tasks
+            .iter()
+            .filter_map(|tp| {
+                let task = m.manifest.tasks.iter().find(|t| t.name == tp.task)?;
+                Some(TaskSpec {
+                    name: tp.task.clone(),
+                    class: tp.class.as_str().to_owned(),
+                    compute: tp.compute,
+                    pools: tp.eligible_pools.clone(),
+                    depends_on: tp.depends_on.clone(),
+                    continuous: task.mode() == RunMode::Continuous,
+                    max_retries: task.retries.as_ref().map_or(0, |r| r.max),
+                    backoff_ms: task
+                        .retries
+                        .as_ref()
+                        .and_then(|r| r.backoff)
+                        .map_or(DEFAULT_BACKOFF_MS, |d| d.as_std().as_millis() as u64),
+                    max_backoff_ms: task
+                        .retries
+                        .as_ref()
+                        .and_then(|r| r.max_backoff)
+                        .map_or(DEFAULT_MAX_BACKOFF_MS, |d| d.as_std().as_millis() as u64),
+                    timeout_ms: task.timeout.map(|d| d.as_std().as_millis() as u64),
+                    work: work_of(task, &base),
+                })
+            })
+            .collect();
+        specs.push(JobSpec {
+            job: m.manifest.job.clone(),
+            schedule: m.manifest.schedule.as_ref().map(ToString::to_string),
+            tasks,
+        });
+    }
+    Ok(specs)
+}
+
+fn work_of(task: &Task, base: &std::path::Path) -> Work {
+    if let Some(run) = &task.run {
+        return Work::Run {
+            command: run.command.clone(),
+            env: run.env.clone(),
+            workdir: run.workdir.as_ref().map_or_else(|| base.to_path_buf(), |w| base.join(w)),
+            destinations: run.destinations.iter().map(ToString::to_string).collect(),
+        };
+    }
+    if let Some(sql) = &task.sql {
+        return Work::Transform { sql: sql.clone() };
+    }
+    Work::Ingest { source: task.source.as_ref().map_or("unknown", |s| s.kind()).to_owned() }
+}

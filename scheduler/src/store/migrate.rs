@@ -1,0 +1,75 @@
+//! Embedded migrations, applied in order, each in its own transaction, recorded in
+//! `switchyard_migrations`. On PostgreSQL an advisory lock keeps two replicas that start together
+//! from migrating at the same time.
+
+use sqlx::Executor;
+
+use super::{Dialect, Store};
+use crate::Error;
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+}];
+
+/// An arbitrary constant: the advisory lock id for migrations.
+const MIGRATION_LOCK: i64 = 0x5717_c4a7_d000_0001;
+
+pub(super) async fn run(store: &Store) -> Result<(), Error> {
+    let mut conn = store.pool.acquire().await.map_err(Error::store)?;
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS switchyard_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(Error::store)?;
+    if store.dialect == Dialect::Postgres {
+        sqlx::query(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+            .execute(&mut *conn)
+            .await
+            .map_err(Error::store)?;
+    }
+    let result = apply(store, &mut conn).await;
+    if store.dialect == Dialect::Postgres {
+        let _ =
+            sqlx::query(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(&mut *conn).await;
+    }
+    result
+}
+
+async fn apply(store: &Store, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Result<(), Error> {
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM switchyard_migrations")
+        .fetch_all(&mut **conn)
+        .await
+        .map_err(Error::store)?;
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let sql = match store.dialect {
+            Dialect::Sqlite => m.sqlite,
+            Dialect::Postgres => m.postgres,
+        };
+        let mut tx = sqlx::Connection::begin(&mut **conn).await.map_err(Error::store)?;
+        tx.execute(sql).await.map_err(|e| Error::Migration {
+            version: m.version,
+            name: m.name,
+            cause: e.to_string(),
+        })?;
+        sqlx::query("INSERT INTO switchyard_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(super::now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::store)?;
+        tx.commit().await.map_err(Error::store)?;
+        tracing::info!(version = m.version, name = m.name, "Applied state store migration.");
+    }
+    Ok(())
+}

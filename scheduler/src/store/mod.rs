@@ -1,0 +1,157 @@
+//! The state store: SQLite (embedded default, WAL) or PostgreSQL (several control-plane replicas),
+//! behind one set of queries.
+//!
+//! Queries are written once in the SQL both engines accept (`$1` placeholders, `RETURNING`,
+//! `ON CONFLICT`, partial unique indexes); the few differences — identity columns, row locking with
+//! `SKIP LOCKED`, migration locking — are in [`Dialect`]. Times are epoch milliseconds, JSON is text.
+
+mod migrate;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::Error;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Row locking for reading a row that the transaction will update.
+    pub(crate) fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Row locking of one table's rows in a join, skipping rows another transaction holds.
+    pub(crate) fn lock_skip_of(self, alias: &str) -> String {
+        match self {
+            Dialect::Sqlite => String::new(),
+            Dialect::Postgres => format!(" FOR UPDATE OF {alias} SKIP LOCKED"),
+        }
+    }
+}
+
+/// A connection pool and its dialect. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    pub(crate) dialect: Dialect,
+}
+
+impl Store {
+    /// Connects and applies pending migrations. `url` is `sqlite://PATH` (the file and its folder
+    /// are created) or `postgres://…`.
+    pub async fn open(url: &str) -> Result<Store, Error> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Dialect::Postgres
+        } else {
+            return Err(Error::StoreUrl { url: redact(url) });
+        };
+        let pool = match dialect {
+            Dialect::Sqlite => open_sqlite(url).await?,
+            Dialect::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(|e| Error::store_connect(url, e))?,
+        };
+        let store = Store { pool, dialect };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that reads and then writes fails with "database is locked" when another
+    /// process wrote in between, instead of waiting its turn.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, Error> {
+        let statement = match self.dialect {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        };
+        self.pool.begin_with(statement).await.map_err(Error::store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes all connections (tests drop their databases afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// SQLite runs as one writer: a single connection serializes transactions without `SQLITE_BUSY`,
+/// and WAL with `synchronous = NORMAL` makes each commit durable against process crashes (the
+/// "kill -9 at any moment" promise) at a fraction of the cost of `FULL`.
+async fn open_sqlite(url: &str) -> Result<AnyPool, Error> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or(path);
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)
+                .map_err(|cause| Error::StoreFiles { path: dir.to_path_buf(), cause })?;
+        }
+    }
+    let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+    let options = AnyConnectOptions::from_str(&url)
+        .map_err(|e| Error::store_connect(&url, e))?
+        .disable_statement_logging();
+    AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|e| Error::store_connect(&url, e))
+}
+
+/// A store URL without its password, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://sy:hunter2@db:5432/x"), "postgres://sy:***@db:5432/x");
+        assert_eq!(redact("sqlite://.switchyard/state.db"), "sqlite://.switchyard/state.db");
+    }
+}

@@ -1,0 +1,339 @@
+//! The run engine against real stores: SQLite and PostgreSQL, the same tests for both.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestDb, engine, job, task};
+use switchyard_config::FailureClass;
+use switchyard_scheduler::engine::{NodeInfo, NodeKind, Outcome, Report, ReportResult, RunState, TaskState};
+use switchyard_scheduler::plan::Compute;
+
+fn node(pool: &str, ip: &str) -> NodeInfo {
+    NodeInfo {
+        kind: NodeKind::Dedicated,
+        pool: Some(pool.into()),
+        egress_ip: Some(ip.parse().unwrap()),
+        identities: vec![],
+        version: "test".into(),
+        slots: 4,
+        launched_at: None,
+    }
+}
+
+fn worker() -> NodeInfo {
+    NodeInfo {
+        kind: NodeKind::Serverless,
+        pool: None,
+        egress_ip: None,
+        identities: vec![],
+        version: "test".into(),
+        slots: 4,
+        launched_at: None,
+    }
+}
+
+fn ok(attempt: i64) -> Report {
+    Report {
+        attempt,
+        outcome: Outcome::Succeeded,
+        exit_code: Some(0),
+        error_class: None,
+        message: None,
+        log_tail: None,
+    }
+}
+
+fn failed(attempt: i64) -> Report {
+    Report {
+        attempt,
+        outcome: Outcome::Failed,
+        exit_code: Some(1),
+        error_class: Some(FailureClass::Data),
+        message: Some("exit status 1".into()),
+        log_tail: Some("boom".into()),
+    }
+}
+
+const NO_WAIT: Duration = Duration::ZERO;
+
+async fn dag_runs_in_dependency_order(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    // ingest (dedicated) → silver (serverless) → gold (serverless); side (dedicated, pool b) alone.
+    e.upsert_jobs(&[job(
+        "j",
+        vec![
+            task("ingest", Compute::Dedicated, &["egress-a"], &[]),
+            task("silver", Compute::Serverless, &[], &["ingest"]),
+            task("gold", Compute::Serverless, &[], &["silver"]),
+            task("side", Compute::Dedicated, &["egress-b"], &[]),
+        ],
+    )])
+    .await
+    .unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let a = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let b = e.register(&node("egress-b", "127.0.0.3")).await.unwrap().node_id;
+    let w = e.register(&worker()).await.unwrap().node_id;
+
+    assert!(e.lease(&w, 4, NO_WAIT).await.unwrap().is_empty(), "silver must wait for ingest");
+    let la = e.lease(&a, 4, NO_WAIT).await.unwrap();
+    assert_eq!(la.iter().map(|l| l.spec.name.as_str()).collect::<Vec<_>>(), ["ingest"]);
+    let lb = e.lease(&b, 4, NO_WAIT).await.unwrap();
+    assert_eq!(lb.iter().map(|l| l.spec.name.as_str()).collect::<Vec<_>>(), ["side"]);
+    assert_eq!(
+        e.complete(&a, &[ok(la[0].attempt)]).await.unwrap(),
+        vec![ReportResult::Accepted { task_state: TaskState::Succeeded }]
+    );
+    let lw = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    assert_eq!(lw.iter().map(|l| l.spec.name.as_str()).collect::<Vec<_>>(), ["silver"]);
+    e.complete(&w, &[ok(lw[0].attempt)]).await.unwrap();
+    let lw = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    assert_eq!(lw[0].spec.name, "gold");
+    e.complete(&w, &[ok(lw[0].attempt)]).await.unwrap();
+    assert_eq!(e.run(run).await.unwrap().state, RunState::Running, "side is still running");
+    e.complete(&b, &[ok(lb[0].attempt)]).await.unwrap();
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.state, RunState::Succeeded);
+    assert!(view.tasks.iter().all(|t| t.state == TaskState::Succeeded && t.attempts.len() == 1));
+    assert_eq!(view.tasks[0].attempts[0].egress_ip.as_deref(), Some("127.0.0.2"));
+    e.store().close().await;
+}
+both_stores!(dag_order, dag_runs_in_dependency_order);
+
+async fn retries_then_fails_and_propagates(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    let mut flaky = task("flaky", Compute::Serverless, &[], &[]);
+    flaky.max_retries = 2;
+    e.upsert_jobs(&[job(
+        "j",
+        vec![
+            flaky,
+            task("after", Compute::Serverless, &[], &["flaky"]),
+            task("after2", Compute::Serverless, &[], &["after"]),
+        ],
+    )])
+    .await
+    .unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let w = e.register(&worker()).await.unwrap().node_id;
+    for attempt in 1..=3 {
+        // The backoff is at most 10 ms · 2^(n-1); wait for the lease rather than sleeping blindly.
+        let leases = e.lease(&w, 4, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(leases.len(), 1, "attempt {attempt}");
+        assert_eq!(leases[0].number, attempt);
+        let result = e.complete(&w, &[failed(leases[0].attempt)]).await.unwrap();
+        let expected = if attempt < 3 { TaskState::Retrying } else { TaskState::Failed };
+        assert_eq!(result, vec![ReportResult::Accepted { task_state: expected }]);
+    }
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.state, RunState::Failed);
+    assert_eq!(view.tasks[0].attempts.len(), 3);
+    assert_eq!(view.tasks[0].error_class, Some(FailureClass::Data));
+    assert_eq!(view.tasks[1].state, TaskState::UpstreamFailed);
+    assert_eq!(view.tasks[2].state, TaskState::UpstreamFailed);
+    assert_eq!(view.tasks[0].attempts[2].log_tail.as_deref(), Some("boom"));
+    e.store().close().await;
+}
+both_stores!(retries, retries_then_fails_and_propagates);
+
+async fn lost_lease_is_reclaimed_and_fenced(db: &TestDb) {
+    let e = engine(db, Duration::from_millis(300)).await;
+    e.upsert_jobs(&[job("j", vec![task("t", Compute::Dedicated, &["egress-a"], &[])])]).await.unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let n1 = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let n2 = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let first = e.lease(&n1, 1, NO_WAIT).await.unwrap().remove(0);
+    // n1 goes silent; n2 keeps heartbeating.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    e.heartbeat(&n2, &[], &[]).await.unwrap();
+    assert_eq!(e.reclaim_expired().await.unwrap(), 1);
+    assert_eq!(e.max_live_attempts_per_task().await.unwrap(), 0);
+    let second = e.lease(&n2, 1, NO_WAIT).await.unwrap().remove(0);
+    assert_eq!(second.task_run, first.task_run);
+    assert!(second.attempt > first.attempt, "fencing tokens grow");
+    assert_eq!(e.max_live_attempts_per_task().await.unwrap(), 1);
+    // n1 comes back late: its report is rejected and its heartbeat tells it to stop.
+    let late = e.complete(&n1, &[ok(first.attempt)]).await.unwrap();
+    assert!(
+        matches!(&late[0], ReportResult::Rejected { reason } if reason.contains("no longer holds its lease")),
+        "{late:?}"
+    );
+    let reply = e.heartbeat(&n1, &[first.attempt], &[]).await.unwrap();
+    assert_eq!(reply.stop.len(), 1);
+    assert_eq!(reply.stop[0].reason, "lost");
+    e.complete(&n2, &[ok(second.attempt)]).await.unwrap();
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.state, RunState::Succeeded);
+    let states: Vec<&str> = view.tasks[0].attempts.iter().map(|a| a.state.as_str()).collect();
+    assert_eq!(states, ["lost", "succeeded"]);
+    e.store().close().await;
+}
+both_stores!(fencing, lost_lease_is_reclaimed_and_fenced);
+
+async fn cancel_stops_running_attempts(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    e.upsert_jobs(&[job(
+        "j",
+        vec![task("long", Compute::Serverless, &[], &[]), task("next", Compute::Serverless, &[], &["long"])],
+    )])
+    .await
+    .unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let lease = e.lease(&w, 4, NO_WAIT).await.unwrap().remove(0);
+    let view = e.cancel_run(run).await.unwrap();
+    assert_eq!(view.state, RunState::Cancelled);
+    assert!(view.tasks.iter().all(|t| t.state == TaskState::Cancelled));
+    let reply = e.heartbeat(&w, &[lease.attempt], &[]).await.unwrap();
+    assert_eq!(reply.stop[0].reason, "cancelled");
+    assert!(matches!(e.complete(&w, &[ok(lease.attempt)]).await.unwrap()[0], ReportResult::Rejected { .. }));
+    e.store().close().await;
+}
+both_stores!(cancel, cancel_stops_running_attempts);
+
+async fn registration_checks_pool_and_ip(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    let err = e.register(&node("egress-a", "127.0.0.9")).await.unwrap_err().to_string();
+    assert!(
+        err.contains("egress IP 127.0.0.9 is not one of pool `egress-a`'s static egress IPs (127.0.0.2)"),
+        "{err}"
+    );
+    let err = e.register(&node("egress-z", "127.0.0.2")).await.unwrap_err().to_string();
+    assert!(err.contains("pool `egress-z` is not defined"), "{err}");
+    e.store().close().await;
+}
+both_stores!(registration, registration_checks_pool_and_ip);
+
+async fn waiting_tasks_say_why(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    e.upsert_jobs(&[job("j", vec![task("t", Compute::Dedicated, &["egress-b"], &[])])]).await.unwrap();
+    let run = e.trigger("j").await.unwrap();
+    e.tick().await.unwrap();
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.tasks[0].waiting.as_deref(), Some("no node registered for eligible pool egress-b"));
+    let mut one_slot = node("egress-b", "127.0.0.3");
+    one_slot.slots = 1;
+    let n = e.register(&one_slot).await.unwrap().node_id;
+    e.upsert_jobs(&[job("k", vec![task("t", Compute::Dedicated, &["egress-b"], &[])])]).await.unwrap();
+    let run2 = e.trigger("k").await.unwrap();
+    e.lease(&n, 1, NO_WAIT).await.unwrap();
+    e.tick().await.unwrap();
+    let view = e.run(run2).await.unwrap();
+    assert_eq!(view.tasks[0].waiting.as_deref(), Some("all 1 slots busy on pool egress-b"), "{view:?}");
+    e.store().close().await;
+}
+both_stores!(waiting, waiting_tasks_say_why);
+
+async fn continuous_tasks_restart(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    let mut t = task("consume", Compute::Dedicated, &["egress-a"], &[]);
+    t.continuous = true;
+    e.upsert_jobs(&[job("j", vec![t])]).await.unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    for _ in 0..3 {
+        let lease = e.lease(&n, 1, Duration::from_secs(2)).await.unwrap().remove(0);
+        let r = e.complete(&n, &[ok(lease.attempt)]).await.unwrap();
+        assert_eq!(r, vec![ReportResult::Accepted { task_state: TaskState::Retrying }]);
+    }
+    assert_eq!(e.run(run).await.unwrap().state, RunState::Running);
+    e.cancel_run(run).await.unwrap();
+    assert_eq!(e.run(run).await.unwrap().state, RunState::Cancelled);
+    e.store().close().await;
+}
+both_stores!(continuous, continuous_tasks_restart);
+
+async fn many_tasks_never_double_leased(db: &TestDb) {
+    // Two engines on one store act as two replicas; four nodes lease concurrently.
+    let e1 = engine(db, Duration::from_secs(30)).await;
+    let e2 = engine(db, Duration::from_secs(30)).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| task(&format!("t{i}"), Compute::Dedicated, &["egress-a", "egress-b"], &[]))
+        .collect();
+    e1.upsert_jobs(&[job("wide", tasks)]).await.unwrap();
+    let run = e1.trigger("wide").await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let e = if i % 2 == 0 { e1.clone() } else { e2.clone() };
+        let (pool, ip) = if i < 2 { ("egress-a", "127.0.0.2") } else { ("egress-b", "127.0.0.3") };
+        let id = e.register(&node(pool, ip)).await.unwrap().node_id;
+        handles.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let leases = e.lease(&id, 8, Duration::from_millis(200)).await.unwrap();
+                if leases.is_empty() {
+                    return done;
+                }
+                let reports: Vec<Report> = leases.iter().map(|l| ok(l.attempt)).collect();
+                for r in e.complete(&id, &reports).await.unwrap() {
+                    assert!(matches!(r, ReportResult::Accepted { .. }), "{r:?}");
+                }
+                done.extend(leases.into_iter().map(|l| l.task_run));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a task was leased twice");
+    assert_eq!(all.len(), 200);
+    assert_eq!(e1.run(run).await.unwrap().state, RunState::Succeeded);
+    e1.store().close().await;
+    e2.store().close().await;
+}
+both_stores!(no_double_lease, many_tasks_never_double_leased);
+
+async fn cron_slot_fires_once_across_replicas(db: &TestDb) {
+    let e1 = engine(db, Duration::from_secs(30)).await;
+    let e2 = engine(db, Duration::from_secs(30)).await;
+    let mut spec = job("every_minute", vec![task("t", Compute::Serverless, &[], &[])]);
+    spec.schedule = Some("* * * * *".into());
+    e1.upsert_jobs(&[spec]).await.unwrap();
+    // Backdate the job so that the current minute's slot is due.
+    sqlx::query("UPDATE jobs SET created_at = created_at - 120000")
+        .execute(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    let mut joins = Vec::new();
+    for e in [e1.clone(), e2.clone(), e1.clone(), e2.clone()] {
+        joins.push(tokio::spawn(async move { e.tick().await.unwrap() }));
+    }
+    for j in joins {
+        j.await.unwrap();
+    }
+    e1.tick().await.unwrap();
+    let runs = e1.runs(Some("every_minute"), 100).await.unwrap();
+    let slots: Vec<Option<i64>> = runs.iter().map(|r| r.slot).collect();
+    assert!(runs.len() == 1 || (runs.len() == 2 && slots[0] != slots[1]), "one run per slot: {slots:?}");
+    // A restarted control plane (a new engine on the same store) does not fire it again.
+    let e3 = engine(db, Duration::from_secs(30)).await;
+    e3.tick().await.unwrap();
+    let again = e3.runs(Some("every_minute"), 100).await.unwrap();
+    let mut distinct: Vec<_> = again.iter().map(|r| r.slot).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), again.len(), "each slot at most once: {distinct:?}");
+    for e in [e1, e2, e3] {
+        e.store().close().await;
+    }
+}
+both_stores!(cron, cron_slot_fires_once_across_replicas);
+
+async fn tokens_are_hashed_and_scoped(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    let token = e.create_token(switchyard_scheduler::engine::Role::Viewer, "dash").await.unwrap();
+    assert_eq!(e.authenticate(&token).await.unwrap(), Some(switchyard_scheduler::engine::Role::Viewer));
+    assert_eq!(e.authenticate("sy_nope").await.unwrap(), None);
+    let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM tokens")
+        .fetch_all(&sqlx::AnyPool::connect(&db.url).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!stored.contains(&token), "tokens are stored hashed");
+    e.store().close().await;
+}
+both_stores!(tokens, tokens_are_hashed_and_scoped);
