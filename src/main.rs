@@ -2,7 +2,12 @@
 
 #![forbid(unsafe_code)]
 
+mod agent;
 mod cli;
+
+/// mimalloc: the planner and the engine allocate many small objects; it is measurably faster here.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 

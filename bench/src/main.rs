@@ -46,6 +46,7 @@ fn bench_plan() {
         settings: Some(dir.join("switchyard.toml")),
         egress: Some(dir.join("egress.yaml")),
         env: Some(Default::default()),
+        inline: vec![],
     };
     let mut load_t = Vec::new();
     let mut plan_t = Vec::new();

@@ -20,7 +20,7 @@ impl Location {
 }
 
 /// The stable error codes of DESIGN §4.5. Scripts match on these; never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     /// The file cannot be read as YAML/TOML text (including non-UTF-8, oversize, too deep).

@@ -41,6 +41,9 @@ pub struct LoadOptions {
     pub egress: Option<PathBuf>,
     /// Environment for `SWITCHYARD__…` overrides; `None` reads the process environment.
     pub env: Option<BTreeMap<String, String>>,
+    /// Manifests given as contents rather than files (e.g. submitted over the API), read after
+    /// `paths`. The path names each one in diagnostics and locates its `run` working directory.
+    pub inline: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// Everything `validate` and `plan` work from.
@@ -92,11 +95,21 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
 
     // Manifests are independent: read and check them on every core, then merge in file order.
     files.extend(manifest_paths.iter().cloned());
-    let read: Vec<Result<ReadManifest, Error>> = manifest_paths
+    files.extend(options.inline.iter().map(|(path, _)| path.clone()));
+    let sources: Vec<(&PathBuf, Option<&[u8]>)> = manifest_paths
+        .iter()
+        .map(|p| (p, None))
+        .chain(options.inline.iter().map(|(p, bytes)| (p, Some(bytes.as_slice()))))
+        .collect();
+    let read: Vec<Result<ReadManifest, Error>> = sources
         .par_iter()
-        .map(|path| {
+        .map(|(path, bytes)| {
             let local = Sink::default();
-            let manifest = match read_document(path, Format::Yaml, &local)? {
+            let doc = match bytes {
+                Some(bytes) => parse_document(path, bytes, Format::Yaml, &local),
+                None => read_document(path, Format::Yaml, &local)?,
+            };
+            let manifest = match doc {
                 Some(doc) => load_manifest(doc, &local),
                 None => None,
             };

@@ -9,8 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod client;
+pub mod control_plane;
 pub mod engine;
 mod error;
+pub mod launcher;
 pub mod plan;
 pub mod spec;
 pub mod store;

@@ -16,6 +16,7 @@ fn load_inputs(args: &InputArgs) -> anyhow::Result<Inputs> {
         settings: args.settings.clone(),
         egress: args.egress.clone(),
         env: None,
+        inline: vec![],
     };
     Ok(load(&options)?)
 }

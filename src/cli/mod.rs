@@ -2,9 +2,15 @@
 //! checked or run failed, 2 usage or I/O error.
 
 mod check;
+mod control;
+mod embedded;
+mod logging;
+mod ops;
 mod render;
 mod schema;
+mod summary;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +23,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Hybrid compute scheduler and connectivity gateway for data platforms"
 )]
 pub(crate) struct Cli {
+    /// Log format of long-running commands.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +47,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the jobs once on this machine: control plane (SQLite), one node per pool on its
+    /// loopback egress IP, serverless workers on demand; print a summary.
+    ///
+    /// Exit 0 only if every task succeeded.
+    Run(embedded::RunArgs),
+    /// Run the control plane: API, engine (leases, retries, cron) and the serverless launcher.
+    Serve(control::ServeArgs),
+    /// Run a dedicated node agent for a pool, with one of the pool's static egress IPs.
+    Node(control::NodeArgs),
+    /// Run a serverless worker (normally started by the control plane's launcher).
+    Worker(control::WorkerArgs),
+    /// Submit manifests to a running control plane and start their runs.
+    Submit(ops::SubmitArgs),
+    /// Show recent runs: tasks, where they ran, attempts, outcomes, and why queued tasks wait.
+    Runs(ops::RunsArgs),
+    /// Cancel a run (or, with --task, one task run and what waits for it).
+    Cancel(ops::CancelArgs),
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: ops::TokenCommand,
+    },
     /// Print the JSON Schema of a file format, for editor validation and completion.
     Schema {
         #[arg(value_enum)]
@@ -58,6 +89,23 @@ struct InputArgs {
     paths: Vec<PathBuf>,
 }
 
+/// How a command reaches the control plane. Defaults come from the settings.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ClientArgs {
+    /// Control plane URL. Default: http://LISTEN from the settings (https when TLS is configured).
+    #[arg(long, value_name = "URL")]
+    control_plane: Option<String>,
+    /// File holding the API token. Default: the settings' control_plane.token_file.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed an https control plane's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Settings file for the defaults above. Default: ./switchyard.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum SchemaArg {
     Manifest,
@@ -66,9 +114,38 @@ enum SchemaArg {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = matches!(cli.command, Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. });
+    if !quiet {
+        logging::init(
+            cli.log_format,
+            matches!(cli.command, Command::Serve(_) | Command::Node(_) | Command::Worker(_)),
+        );
+    }
     match cli.command {
         Command::Validate(inputs) => check::validate(&inputs),
         Command::Plan { inputs, json } => check::plan_cmd(&inputs, json),
         Command::Schema { kind } => schema::print(kind),
+        Command::Run(args) => runtime()?.block_on(embedded::run(args)),
+        Command::Serve(args) => runtime()?.block_on(control::serve(args)),
+        Command::Node(args) => runtime()?.block_on(control::node(args)),
+        Command::Worker(args) => runtime()?.block_on(control::worker(args)),
+        Command::Submit(args) => runtime()?.block_on(ops::submit(args)),
+        Command::Runs(args) => runtime()?.block_on(ops::runs(args)),
+        Command::Cancel(args) => runtime()?.block_on(ops::cancel(args)),
+        Command::Token { command } => runtime()?.block_on(ops::token(command)),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// `127.0.0.1:7070` → `http://127.0.0.1:7070`; an unspecified address is reached on loopback.
+pub(crate) fn url_for(listen: SocketAddr, tls: bool) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    format!("{}://{}", if tls { "https" } else { "http" }, SocketAddr::new(ip, listen.port()))
 }

@@ -21,6 +21,10 @@ impl Style {
         if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
     }
 
+    pub(super) fn paint_pub(self, code: &str, text: &str) -> String {
+        self.paint(code, text)
+    }
+
     fn bold(self, t: &str) -> String {
         self.paint("1", t)
     }

@@ -49,6 +49,13 @@ pub struct ControlPlane {
     pub state: String,
     /// File holding the admin API token (created on first start).
     pub token_file: PathBuf,
+    /// How long a node's lease lasts without a heartbeat; a node silent longer loses its tasks to
+    /// other eligible nodes. Nodes heartbeat three times per period.
+    pub lease_ttl: Duration,
+    /// Serve the API over TLS with this certificate chain (PEM)…
+    pub tls_cert: Option<PathBuf>,
+    /// …and this private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ControlPlane {
@@ -57,6 +64,9 @@ impl Default for ControlPlane {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             state: "sqlite://.switchyard/state.db".to_owned(),
             token_file: PathBuf::from(".switchyard/admin.token"),
+            lease_ttl: Duration(std::time::Duration::from_secs(15)),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

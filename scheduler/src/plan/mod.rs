@@ -48,7 +48,7 @@ pub struct JobPlan {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TaskPlan {
     pub task: String,
     pub class: WorkloadClass,
@@ -64,7 +64,7 @@ pub struct TaskPlan {
 }
 
 /// One error of `plan --json`: a [`Diagnostic`] flattened to the documented fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlanError {
     pub file: String,
     pub line: u32,

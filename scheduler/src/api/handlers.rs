@@ -1,0 +1,213 @@
+//! One function per route. Each checks the caller's role first, then does one engine call.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::types::*;
+use super::{AppState, OPENAPI};
+use crate::engine::{HeartbeatReply, NodeInfo, NodeView, Registration, Role, RunView};
+use crate::{Error, plan, spec};
+
+type Body<T> = Result<Json<T>, JsonRejection>;
+type Reply<T> = Result<Json<T>, ApiError>;
+
+/// Long polls are capped so that proxies and clients do not time out first.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub(super) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state.engine.ready().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("state store unavailable: {e}"),
+            "check the state store URL and that the database is up",
+        )
+    })?;
+    Ok("ready\n")
+}
+
+pub(super) async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route", "see /api/v1/openapi.json")
+}
+
+pub(super) async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body<SubmitRequest>,
+) -> Reply<SubmitResponse> {
+    caller.require(Role::Operator)?;
+    let Json(request) = body?;
+    if request.manifests.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "no manifests in the request",
+            "send at least one manifest",
+        ));
+    }
+    let options = switchyard_config::LoadOptions {
+        paths: vec![],
+        settings: state.planning.settings.clone(),
+        egress: state.planning.egress.clone(),
+        env: None,
+        inline: request
+            .manifests
+            .iter()
+            .map(|m| (m.path.clone().into(), m.content.clone().into_bytes()))
+            .collect(),
+    };
+    // Planning reads files and parses: keep it off the async workers.
+    let planned = tokio::task::spawn_blocking(move || {
+        let inputs = switchyard_config::load(&options).map_err(Error::Inputs)?;
+        let planned = plan::plan(&inputs);
+        let specs = spec::job_specs(&inputs, &planned).map_err(|errors| Error::Rejected { errors })?;
+        Ok::<_, Error>((planned, specs))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string(), "retry"))?;
+    let (planned, specs) = planned?;
+    state.engine.upsert_jobs(&specs).await?;
+    let mut jobs = Vec::new();
+    for job in planned.jobs {
+        let run = if request.run { Some(state.engine.trigger(&job.job).await?) } else { None };
+        jobs.push(SubmittedJob { job: job.job, run, tasks: job.tasks });
+    }
+    Ok(Json(SubmitResponse { jobs }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RunsQuery {
+    job: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RunsQuery>,
+) -> Reply<Vec<RunView>> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.engine.runs(q.job.as_deref(), q.limit.unwrap_or(20).clamp(1, 1000)).await?))
+}
+
+pub(super) async fn run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Reply<RunView> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.engine.run(id).await?))
+}
+
+pub(super) async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Reply<RunView> {
+    caller.require(Role::Operator)?;
+    Ok(Json(state.engine.cancel_run(id).await?))
+}
+
+pub(super) async fn cancel_task(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Operator)?;
+    state.engine.cancel_task(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn nodes(State(state): State<AppState>, caller: Caller) -> Reply<Vec<NodeView>> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.engine.nodes().await?))
+}
+
+pub(super) async fn register(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body<NodeInfo>,
+) -> Result<(StatusCode, Json<Registration>), ApiError> {
+    caller.require(Role::Node)?;
+    let Json(info) = body?;
+    Ok((StatusCode::CREATED, Json(state.engine.register(&info).await?)))
+}
+
+pub(super) async fn deregister(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Node)?;
+    state.engine.deregister(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Body<HeartbeatRequest>,
+) -> Reply<HeartbeatReply> {
+    caller.require(Role::Node)?;
+    let Json(request) = body?;
+    let tails: Vec<(i64, String)> = request.tails.into_iter().map(|t| (t.attempt, t.text)).collect();
+    Ok(Json(state.engine.heartbeat(&id, &request.running, &tails).await?))
+}
+
+pub(super) async fn lease(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Body<LeaseRequest>,
+) -> Reply<LeaseResponse> {
+    caller.require(Role::Node)?;
+    let Json(request) = body?;
+    let wait = Duration::from_millis(request.wait_ms).min(MAX_WAIT);
+    Ok(Json(LeaseResponse { leases: state.engine.lease(&id, request.max.min(1024), wait).await? }))
+}
+
+pub(super) async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Body<ReportRequest>,
+) -> Reply<ReportResponse> {
+    caller.require(Role::Node)?;
+    let Json(request) = body?;
+    let results = state.engine.complete(&id, &request.reports).await?;
+    let leases = match request.lease {
+        Some(l) if l.max > 0 => {
+            state.engine.lease(&id, l.max.min(1024), Duration::from_millis(l.wait_ms).min(MAX_WAIT)).await?
+        }
+        _ => vec![],
+    };
+    Ok(Json(ReportResponse { results, leases }))
+}
+
+pub(super) async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body<TokenRequest>,
+) -> Result<(StatusCode, Json<TokenResponse>), ApiError> {
+    caller.require(Role::Admin)?;
+    let Json(request) = body?;
+    let token = state.engine.create_token(request.role, &request.name).await?;
+    Ok((StatusCode::CREATED, Json(TokenResponse { token })))
+}

@@ -1,0 +1,63 @@
+//! The control-plane HTTP API (axum on hyper): JSON in and out, bearer tokens with roles, errors as
+//! `{code, message, hint}`, optional TLS (rustls), and an OpenAPI document at
+//! `/api/v1/openapi.json`.
+//!
+//! | route | role |
+//! | --- | --- |
+//! | `GET /healthz`, `GET /readyz`, `GET /api/v1/openapi.json` | none |
+//! | `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/nodes` | viewer |
+//! | `POST /api/v1/jobs`, `POST /api/v1/runs/{id}/cancel`, `POST /api/v1/tasks/{id}/cancel` | operator |
+//! | `POST /api/v1/nodes`, `…/{id}/heartbeat`, `…/{id}/leases`, `…/{id}/reports`, `DELETE …/{id}` | node |
+//! | `POST /api/v1/tokens` | admin |
+
+mod auth;
+pub mod error;
+mod handlers;
+mod tls;
+pub mod types;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+pub use tls::{install_crypto_provider as tls_provider, load_server_tls, serve};
+
+use crate::engine::Engine;
+
+/// Where the control plane finds the settings and policy it plans submissions with.
+#[derive(Debug, Clone, Default)]
+pub struct PlanningInputs {
+    pub settings: Option<PathBuf>,
+    pub egress: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub planning: Arc<PlanningInputs>,
+}
+
+/// The OpenAPI document, kept beside the routes it describes (a test checks they agree).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/api/v1/openapi.json", get(handlers::openapi))
+        .route("/api/v1/jobs", post(handlers::submit))
+        .route("/api/v1/runs", get(handlers::runs))
+        .route("/api/v1/runs/{id}", get(handlers::run))
+        .route("/api/v1/runs/{id}/cancel", post(handlers::cancel_run))
+        .route("/api/v1/tasks/{id}/cancel", post(handlers::cancel_task))
+        .route("/api/v1/nodes", get(handlers::nodes).post(handlers::register))
+        .route("/api/v1/nodes/{id}", delete(handlers::deregister))
+        .route("/api/v1/nodes/{id}/heartbeat", post(handlers::heartbeat))
+        .route("/api/v1/nodes/{id}/leases", post(handlers::lease))
+        .route("/api/v1/nodes/{id}/reports", post(handlers::report))
+        .route("/api/v1/tokens", post(handlers::create_token))
+        .fallback(handlers::not_found)
+        .with_state(state)
+}

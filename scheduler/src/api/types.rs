@@ -1,0 +1,96 @@
+//! Request and response bodies of the control-plane API, shared by the server and the client.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Lease, Report, ReportResult};
+use crate::plan::{PlanError, TaskPlan};
+
+/// A manifest file sent for submission: its path (for messages and `run` working directories)
+/// and its contents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub path: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    pub manifests: Vec<ManifestFile>,
+    /// Start a run of each job now (default true).
+    #[serde(default = "yes")]
+    pub run: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmittedJob {
+    pub job: String,
+    pub run: Option<i64>,
+    pub tasks: Vec<TaskPlan>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    pub jobs: Vec<SubmittedJob>,
+}
+
+/// A lease request: up to `max` tasks, waiting up to `wait_ms` for work.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub max: usize,
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    pub leases: Vec<Lease>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogTail {
+    pub attempt: i64,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Attempts the node is running.
+    #[serde(default)]
+    pub running: Vec<i64>,
+    /// The latest output of running attempts.
+    #[serde(default)]
+    pub tails: Vec<LogTail>,
+}
+
+/// Reports, and optionally a lease request answered in the same round trip.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportRequest {
+    pub reports: Vec<Report>,
+    #[serde(default)]
+    pub lease: Option<LeaseRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportResponse {
+    pub results: Vec<ReportResult>,
+    pub leases: Vec<Lease>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub role: crate::engine::Role,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// Shown once; only its hash is stored.
+    pub token: String,
+}
+
+/// Plan errors are returned inside [`super::error::ApiError`]; re-exported for clients.
+pub type SubmitErrors = Vec<PlanError>;

@@ -1,0 +1,156 @@
+//! Serverless scale: a [`Launcher`] starts workers; [`autoscale`] decides how many, from queue
+//! depth, between 0 and `max_workers`. Workers exit by themselves after `idle_timeout`, so the
+//! launcher only ever starts them — which is all a Kubernetes Job launcher can do too.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::Error;
+use crate::engine::Engine;
+use crate::store::now_ms;
+
+/// Starts serverless workers. Implementations: [`LocalProcessLauncher`] (child processes);
+/// a Kubernetes Job launcher comes later.
+pub trait Launcher: Send + Sync + 'static {
+    /// Starts `n` workers; returns how many actually started.
+    fn launch(&self, n: usize) -> impl std::future::Future<Output = Result<usize, Error>> + Send;
+    /// Workers started and not yet exited (including those still starting up).
+    fn live(&self) -> usize;
+    fn name(&self) -> &'static str;
+}
+
+/// How a worker is started: the executable and the arguments that point it at the control plane.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub exe: PathBuf,
+    pub args: Vec<String>,
+    /// Extra environment (e.g. `RUST_LOG` for quieter workers under `switchyard run`).
+    pub env: Vec<(String, String)>,
+}
+
+/// Starts `switchyard worker` processes on this machine.
+#[derive(Debug)]
+pub struct LocalProcessLauncher {
+    command: WorkerCommand,
+    children: Mutex<Vec<tokio::process::Child>>,
+}
+
+impl LocalProcessLauncher {
+    pub fn new(command: WorkerCommand) -> Self {
+        LocalProcessLauncher { command, children: Mutex::new(Vec::new()) }
+    }
+
+    /// Stops every worker this launcher started (control plane shutdown).
+    pub fn stop_all(&self) {
+        if let Ok(mut children) = self.children.lock() {
+            for child in children.iter_mut() {
+                let _ = child.start_kill();
+            }
+            children.clear();
+        }
+    }
+}
+
+impl Launcher for LocalProcessLauncher {
+    async fn launch(&self, n: usize) -> Result<usize, Error> {
+        let mut started = 0;
+        for _ in 0..n {
+            let child = tokio::process::Command::new(&self.command.exe)
+                .args(&self.command.args)
+                .envs(self.command.env.iter().map(|(k, v)| (k, v)))
+                .env("SWITCHYARD_LAUNCHED_AT", now_ms().to_string())
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|cause| Error::Io {
+                    what: format!("cannot start a worker ({})", self.command.exe.display()),
+                    cause,
+                })?;
+            if let Ok(mut children) = self.children.lock() {
+                children.push(child);
+            }
+            started += 1;
+        }
+        Ok(started)
+    }
+
+    fn live(&self) -> usize {
+        let Ok(mut children) = self.children.lock() else { return 0 };
+        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        children.len()
+    }
+
+    fn name(&self) -> &'static str {
+        "local-process"
+    }
+}
+
+/// Scaling policy inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct ScalePolicy {
+    pub max_workers: usize,
+    /// Tasks one worker runs at once.
+    pub slots_per_worker: usize,
+    pub interval: Duration,
+}
+
+/// Workers wanted for `queued` waiting and `running` executing serverless tasks.
+pub fn desired_workers(queued: i64, running: i64, policy: &ScalePolicy) -> usize {
+    let demand = (queued.max(0) + running.max(0)) as usize;
+    demand.div_ceil(policy.slots_per_worker.max(1)).min(policy.max_workers)
+}
+
+/// Keeps enough workers running for the serverless queue until `shutdown` fires.
+pub async fn autoscale<L: Launcher>(
+    engine: Engine,
+    launcher: &L,
+    policy: ScalePolicy,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if policy.max_workers == 0 {
+        return;
+    }
+    loop {
+        match engine.serverless_demand().await {
+            Ok((queued, running)) => {
+                let want = desired_workers(queued, running, &policy);
+                let live = launcher.live();
+                if want > live {
+                    match launcher.launch(want - live).await {
+                        Ok(n) => tracing::info!(
+                            launcher = launcher.name(),
+                            started = n,
+                            queued,
+                            running,
+                            live,
+                            "Started serverless workers."
+                        ),
+                        Err(e) => {
+                            tracing::warn!(launcher = launcher.name(), error = %e, "Could not start serverless workers.")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not read serverless demand."),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(policy.interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_with_demand_between_zero_and_max() {
+        let p = ScalePolicy { max_workers: 8, slots_per_worker: 2, interval: Duration::ZERO };
+        assert_eq!(desired_workers(0, 0, &p), 0);
+        assert_eq!(desired_workers(1, 0, &p), 1);
+        assert_eq!(desired_workers(3, 2, &p), 3);
+        assert_eq!(desired_workers(100, 0, &p), 8);
+    }
+}

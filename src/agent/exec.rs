@@ -1,0 +1,174 @@
+//! Running one leased attempt: a `run` task's program, with its output kept bounded, its timeout
+//! enforced, and the whole process group stopped on cancellation, lease loss or drain.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use switchyard_config::FailureClass;
+use switchyard_scheduler::engine::{Lease, Outcome, Report};
+use switchyard_scheduler::spec::Work;
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use super::output::Tail;
+
+/// Why an attempt must stop before it finishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The control plane no longer considers the attempt ours (cancelled or lost): stop, report nothing.
+    Revoked(String),
+    /// The node is draining and its grace period is over: stop and hand the lease back.
+    HandBack,
+}
+
+/// Grace between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the attempt to its end. `None` when it was revoked (there is nothing to report).
+pub(crate) async fn execute(
+    lease: &Lease,
+    tail: Tail,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Option<Report> {
+    let report =
+        |outcome, class: Option<FailureClass>, code: Option<i64>, message: String, tail: &Tail| Report {
+            attempt: lease.attempt,
+            outcome,
+            exit_code: code,
+            error_class: class,
+            message: Some(message),
+            log_tail: Some(tail.text()),
+        };
+    let (command, env, workdir) = match &lease.spec.work {
+        Work::Run { command, env, workdir, .. } => (command, env, workdir),
+        Work::Ingest { source } => {
+            return Some(report(
+                Outcome::Failed,
+                Some(FailureClass::Internal),
+                None,
+                format!("this version runs only `run` tasks; {source} ingestion is not built yet"),
+                &tail,
+            ));
+        }
+        Work::Transform { .. } => {
+            return Some(report(
+                Outcome::Failed,
+                Some(FailureClass::Internal),
+                None,
+                "this version runs only `run` tasks; SQL transforms are not built yet".into(),
+                &tail,
+            ));
+        }
+    };
+    let Some((program, args)) = command.split_first() else {
+        return Some(report(Outcome::Failed, Some(FailureClass::Data), None, "empty command".into(), &tail));
+    };
+    let mut child = match tokio::process::Command::new(program)
+        .args(args)
+        .envs(env)
+        .env("SWITCHYARD_JOB", &lease.job)
+        .env("SWITCHYARD_TASK", &lease.spec.name)
+        .env("SWITCHYARD_RUN", lease.run.to_string())
+        .env("SWITCHYARD_ATTEMPT", lease.number.to_string())
+        .current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            let message = format!(
+                "cannot start `{program}` in {}: {e}; install it on the node or fix `run.command`",
+                workdir.display()
+            );
+            return Some(report(Outcome::Failed, Some(FailureClass::Internal), None, message, &tail));
+        }
+    };
+    for pipe in [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child.stderr.take().map(|p| Box::new(p) as _),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            let mut pipe = pipe;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.push(&buf[..n]);
+            }
+        });
+    }
+    let pid = child.id().map(|p| Pid::from_raw(p as i32));
+    let started = Instant::now();
+    let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = async {
+        loop {
+            if let Some(reason) = stop.borrow_and_update().clone() {
+                return reason;
+            }
+            if stop.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    };
+    tokio::select! {
+        status = child.wait() => {
+            // Let the readers drain what the program wrote last.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            match status {
+                Ok(s) if s.success() => Some(report(Outcome::Succeeded, None, Some(0), format!("exited 0 after {:.1}s", started.elapsed().as_secs_f64()), &tail)),
+                Ok(s) => {
+                    let code = s.code().map(i64::from);
+                    let how = code.map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited with status {c}"));
+                    let last = tail.last_line().map(|l| format!(": {l}")).unwrap_or_default();
+                    Some(report(Outcome::Failed, Some(FailureClass::Data), code, format!("`{program}` {how}{last}"), &tail))
+                }
+                Err(e) => Some(report(Outcome::Failed, Some(FailureClass::Internal), None, format!("waiting for `{program}` failed: {e}"), &tail)),
+            }
+        }
+        () = deadline => {
+            terminate(pid, &mut child).await;
+            let t = timeout.unwrap_or_default();
+            Some(report(Outcome::TimedOut, None, None, format!("timed out after {}s; the process group was stopped", t.as_secs_f64()), &tail))
+        }
+        reason = stopped => {
+            terminate(pid, &mut child).await;
+            match reason {
+                Stop::Revoked(why) => {
+                    tracing::info!(attempt = lease.attempt, task = %lease.spec.name, reason = %why, "Attempt stopped: the control plane revoked it.");
+                    None
+                }
+                Stop::HandBack => Some(report(Outcome::HandedBack, None, None, "node draining; lease handed back".into(), &tail)),
+            }
+        }
+    }
+}
+
+/// SIGTERM to the whole process group, then SIGKILL after a grace period.
+async fn terminate(pid: Option<Pid>, child: &mut tokio::process::Child) {
+    if let Some(pid) = pid {
+        let _ = killpg(pid, Signal::SIGTERM);
+        if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_ok() {
+            let _ = killpg(pid, Signal::SIGKILL); // stragglers in the group
+            return;
+        }
+        let _ = killpg(pid, Signal::SIGKILL);
+    }
+    let _ = child.kill().await;
+}

@@ -1,0 +1,273 @@
+//! The long-running processes: `serve` (control plane), `node` (dedicated node agent) and
+//! `worker` (serverless worker), and what they share: loading settings, opening the store, making
+//! a control-plane client, turning SIGINT/SIGTERM into a shutdown signal.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use switchyard_config::value::Duration as HumanDuration;
+use switchyard_config::{Inputs, LoadOptions};
+use switchyard_scheduler::api::{PlanningInputs, load_server_tls};
+use switchyard_scheduler::client::Client;
+use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
+use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind};
+use switchyard_scheduler::launcher::{LocalProcessLauncher, ScalePolicy, WorkerCommand};
+use switchyard_scheduler::store::Store;
+use tokio::sync::watch;
+
+use super::render::{Style, render_errors};
+use super::{ClientArgs, url_for};
+use crate::agent::{self, AgentConfig};
+
+/// Tasks one local serverless worker runs at once.
+pub(crate) const WORKER_SLOTS: u32 = 2;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Settings file. Default: ./switchyard.toml if it exists, else built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Egress policy that submissions are planned with. Default: ./egress.yaml.
+    #[arg(long, value_name = "FILE")]
+    egress: Option<PathBuf>,
+    /// Listen address, overriding the settings' control_plane.listen.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// The pool this node belongs to (a [[pools]] name in the control plane's settings).
+    #[arg(long)]
+    pool: String,
+    /// This node's static egress IP; must be one of the pool's egress_ips.
+    #[arg(long, value_name = "IP")]
+    egress_ip: IpAddr,
+    /// Concurrent tasks. Default: the pool's `slots` in the settings, else 4.
+    #[arg(long)]
+    slots: Option<u32>,
+    /// On SIGTERM, how long running tasks may finish before their leases are handed back.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    drain_timeout: HumanDuration,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Concurrent tasks.
+    #[arg(long, default_value_t = WORKER_SLOTS)]
+    slots: u32,
+    /// Exit after this long without work. Default: the settings' serverless.idle_timeout.
+    #[arg(long, value_name = "DURATION")]
+    idle_timeout: Option<HumanDuration>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// Loads settings (and a policy) and refuses to go on if they have errors, printing them all.
+pub(crate) fn load_inputs(
+    settings: Option<PathBuf>,
+    egress: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+) -> anyhow::Result<Inputs> {
+    let options = LoadOptions { paths, settings, egress, env: None, inline: vec![] };
+    let inputs = switchyard_config::load(&options)?;
+    let relevant: Vec<_> = inputs.diagnostics.iter().map(switchyard_scheduler::PlanError::from).collect();
+    if !relevant.is_empty() {
+        eprint!("{}", render_errors(&relevant, Style::detect(std::io::stderr().is_terminal())));
+        bail!(
+            "{} error(s) in the inputs; fix them first (`switchyard validate` shows the same)",
+            relevant.len()
+        );
+    }
+    Ok(inputs)
+}
+
+pub(crate) async fn open_engine(settings: &switchyard_config::settings::Settings) -> anyhow::Result<Engine> {
+    let store = Store::open(&settings.control_plane.state).await?;
+    let config = EngineConfig {
+        lease_ttl: settings.control_plane.lease_ttl.as_std(),
+        max_losses: 5,
+        settings: settings.clone(),
+    };
+    Ok(Engine::new(store, config))
+}
+
+/// A watch that turns true on SIGINT or SIGTERM.
+pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = term => {}
+        }
+        tracing::info!("Shutdown requested.");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let inputs = load_inputs(args.settings.clone(), args.egress.clone(), vec![])?;
+    let settings = inputs.settings.settings.clone();
+    let engine = open_engine(&settings).await?;
+    let token_file = settings.control_plane.token_file.clone();
+    engine.ensure_admin_token(&token_file).await?;
+    let tls = match (&settings.control_plane.tls_cert, &settings.control_plane.tls_key) {
+        (Some(cert), Some(key)) => Some(load_server_tls(cert, key)?),
+        (None, None) => None,
+        _ => bail!("set both control_plane.tls_cert and control_plane.tls_key, or neither"),
+    };
+    let listen = args.listen.unwrap_or(settings.control_plane.listen);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let url = url_for(listener.local_addr()?, tls.is_some());
+    let launcher = Arc::new(LocalProcessLauncher::new(worker_command(
+        &url,
+        &token_file,
+        settings.serverless.idle_timeout,
+        tls.is_some().then_some(settings.control_plane.tls_cert.as_deref()).flatten(),
+    )?));
+    let policy = ScalePolicy {
+        max_workers: settings.serverless.max_workers as usize,
+        slots_per_worker: WORKER_SLOTS as usize,
+        interval: Duration::from_millis(100),
+    };
+    eprintln!(
+        "switchyard control plane on {url} (state {}, admin token in {})",
+        redact(&settings.control_plane.state),
+        token_file.display()
+    );
+    let options = ControlPlaneOptions {
+        listener,
+        tls,
+        planning: PlanningInputs {
+            settings: inputs.settings.doc.as_ref().map(|d| d.file().to_path_buf()),
+            egress: inputs.policy.doc.as_ref().map(|d| d.file().to_path_buf()),
+        },
+        tick: Duration::from_millis(500),
+    };
+    let result =
+        run_control_plane(engine, options, Some((launcher.clone(), policy)), shutdown_signal()).await;
+    launcher.stop_all();
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// How the launcher starts a worker: this same executable, pointed at the control plane.
+pub(crate) fn worker_command(
+    url: &str,
+    token_file: &Path,
+    idle: HumanDuration,
+    ca: Option<&Path>,
+) -> anyhow::Result<WorkerCommand> {
+    let exe = std::env::current_exe().context("locating the switchyard executable for workers")?;
+    let token_file = std::path::absolute(token_file)?;
+    let mut args = vec![
+        "worker".to_owned(),
+        "--control-plane".to_owned(),
+        url.to_owned(),
+        "--token-file".to_owned(),
+        token_file.display().to_string(),
+        "--idle-timeout".to_owned(),
+        idle.to_string(),
+    ];
+    if let Some(ca) = ca {
+        args.extend(["--ca-file".to_owned(), std::path::absolute(ca)?.display().to_string()]);
+    }
+    Ok(WorkerCommand { exe, args, env: vec![] })
+}
+
+/// A client from explicit flags, falling back to the settings.
+pub(crate) fn client_for(
+    args: &ClientArgs,
+) -> anyhow::Result<(Client, switchyard_config::settings::Settings)> {
+    let settings = load_inputs(args.settings.clone(), None, vec![])?.settings.settings;
+    let tls = settings.control_plane.tls_cert.is_some();
+    let url = args.control_plane.clone().unwrap_or_else(|| url_for(settings.control_plane.listen, tls));
+    let token_file = args.token_file.clone().unwrap_or_else(|| settings.control_plane.token_file.clone());
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| {
+            format!("cannot read the API token from {} (pass --token-file)", token_file.display())
+        })?
+        .trim()
+        .to_owned();
+    let ca = args.ca_file.clone().or_else(|| tls.then(|| settings.control_plane.tls_cert.clone()).flatten());
+    Ok((Client::new(&url, token, ca.as_deref())?, settings))
+}
+
+pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    // The static egress IP must be an address of this machine: connections will be bound to it.
+    if let Err(e) = std::net::TcpListener::bind((args.egress_ip, 0)) {
+        bail!(
+            "egress IP {} is not an address of this machine ({e}); start the node on the host that owns it",
+            args.egress_ip
+        );
+    }
+    let (client, settings) = client_for(&args.client)?;
+    let slots = args.slots.or_else(|| settings.pool(&args.pool).map(|p| p.slots)).unwrap_or(4);
+    let identities = settings.pool(&args.pool).map(|p| p.identities.clone()).unwrap_or_default();
+    let config = AgentConfig {
+        info: NodeInfo {
+            kind: NodeKind::Dedicated,
+            pool: Some(args.pool.clone()),
+            egress_ip: Some(args.egress_ip),
+            identities,
+            version: env!("CARGO_PKG_VERSION").into(),
+            slots,
+            launched_at: None,
+        },
+        idle_timeout: None,
+        drain_timeout: args.drain_timeout.as_std(),
+        poll: Duration::from_secs(2),
+    };
+    let summary = agent::run(client, config, shutdown_signal()).await?;
+    tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let (client, settings) = client_for(&args.client)?;
+    let idle = args.idle_timeout.unwrap_or(settings.serverless.idle_timeout).as_std();
+    let launched_at = std::env::var("SWITCHYARD_LAUNCHED_AT").ok().and_then(|v| v.parse().ok());
+    let config = AgentConfig {
+        info: NodeInfo {
+            kind: NodeKind::Serverless,
+            pool: None,
+            egress_ip: None,
+            identities: vec![],
+            version: env!("CARGO_PKG_VERSION").into(),
+            slots: args.slots,
+            launched_at,
+        },
+        idle_timeout: Some(idle),
+        drain_timeout: Duration::from_secs(30),
+        poll: Duration::from_millis(500).min(idle),
+    };
+    let summary = agent::run(client, config, shutdown_signal()).await?;
+    tracing::info!(worker = %summary.node_id, leased = summary.leased, "Worker exiting.");
+    Ok(ExitCode::SUCCESS)
+}

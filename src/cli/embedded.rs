@@ -1,0 +1,217 @@
+//! `switchyard run`: the embedded default. One command starts the control plane (SQLite under
+//! `.switchyard/`), one node per configured pool bound to its first egress IP (loopback addresses
+//! such as 127.0.0.2 locally) and the serverless launcher; submits the jobs through the API; shows
+//! progress; prints a summary; and exits 0 only if everything succeeded.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use switchyard_scheduler::api::PlanningInputs;
+use switchyard_scheduler::api::types::SubmitRequest;
+use switchyard_scheduler::client::Client;
+use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
+use switchyard_scheduler::engine::{NodeInfo, NodeKind, RunState, RunView, TaskState};
+use switchyard_scheduler::launcher::{LocalProcessLauncher, ScalePolicy};
+use tokio::sync::watch;
+
+use super::control::{WORKER_SLOTS, open_engine, shutdown_signal, worker_command};
+use super::ops::read_manifests;
+use super::render::{Style, render_errors};
+use super::summary::render_runs;
+use super::url_for;
+use crate::agent::{self, AgentConfig};
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Settings file. Default: ./switchyard.toml if it exists, else built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// Egress policy. Default: ./egress.yaml if it exists, else deny all.
+    #[arg(long, value_name = "FILE")]
+    egress: Option<PathBuf>,
+    /// Re-read every input from scratch instead of incrementally (transforms; accepted for
+    /// forward compatibility, nothing is incremental yet).
+    #[arg(long)]
+    full_refresh: bool,
+    /// Manifest files or directories.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let _ = args.full_refresh;
+    let options = switchyard_config::LoadOptions {
+        paths: args.paths.clone(),
+        settings: args.settings.clone(),
+        egress: args.egress.clone(),
+        env: None,
+        inline: vec![],
+    };
+    let inputs = switchyard_config::load(&options)?;
+    let planned = switchyard_scheduler::plan(&inputs);
+    if !planned.is_ok() {
+        eprint!("{}", render_errors(&planned.errors, Style::detect(std::io::stderr().is_terminal())));
+        eprintln!(
+            "nothing was run: {} error(s); `switchyard plan` shows where every task would run",
+            planned.errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let settings = inputs.settings.settings.clone();
+    let needed: HashSet<&str> =
+        planned.jobs.iter().flat_map(|j| &j.tasks).filter_map(|t| t.pool.as_deref()).collect();
+    let mut nodes = Vec::new();
+    for pool in &settings.pools {
+        let Some(ip) = pool.egress_ips.first().copied() else { continue };
+        if std::net::TcpListener::bind((ip, 0)).is_err() {
+            if needed.contains(pool.name.as_str()) {
+                bail!(
+                    "pool {}'s egress IP {ip} is not an address of this machine; `switchyard run` starts one node per pool on its egress IP, so local runs use loopback IPs (127.0.0.2, 127.0.0.3, …) — see examples/local/",
+                    pool.name
+                );
+            }
+            continue;
+        }
+        nodes.push((pool.name.clone(), ip, pool.slots, pool.identities.clone()));
+    }
+
+    let engine = open_engine(&settings).await?;
+    let token_file = std::path::absolute(&settings.control_plane.token_file)?;
+    engine.ensure_admin_token(&token_file).await?;
+    let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = url_for(listener.local_addr()?, false);
+    let mut command = worker_command(&url, &token_file, settings.serverless.idle_timeout, None)?;
+    // Workers report through the control plane; their own logs would only clutter the summary.
+    command.env.push(("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())));
+    let launcher = Arc::new(LocalProcessLauncher::new(command));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (agents_stop_tx, agents_stop_rx) = watch::channel(false);
+    let policy = ScalePolicy {
+        max_workers: settings.serverless.max_workers as usize,
+        slots_per_worker: WORKER_SLOTS as usize,
+        interval: Duration::from_millis(50),
+    };
+    let planning = PlanningInputs {
+        settings: inputs.settings.doc.as_ref().map(|d| d.file().to_path_buf()),
+        egress: inputs.policy.doc.as_ref().map(|d| d.file().to_path_buf()),
+    };
+    let control_plane = tokio::spawn(run_control_plane(
+        engine,
+        ControlPlaneOptions { listener, tls: None, planning, tick: Duration::from_millis(250) },
+        Some((launcher.clone(), policy)),
+        stop_rx.clone(),
+    ));
+    let client = Client::new(&url, token, None)?;
+    let mut agents = Vec::new();
+    for (pool, ip, slots, identities) in nodes {
+        let config = AgentConfig {
+            info: NodeInfo {
+                kind: NodeKind::Dedicated,
+                pool: Some(pool),
+                egress_ip: Some(ip),
+                identities,
+                version: env!("CARGO_PKG_VERSION").into(),
+                slots,
+                launched_at: None,
+            },
+            idle_timeout: None,
+            drain_timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(500),
+        };
+        agents.push(tokio::spawn(agent::run(client.clone(), config, agents_stop_rx.clone())));
+    }
+
+    let started = Instant::now();
+    let submitted = client
+        .submit(&SubmitRequest { manifests: read_manifests(&args.paths)?, run: true })
+        .await
+        .context("submitting the jobs")?;
+    let run_ids: Vec<i64> = submitted.jobs.iter().filter_map(|j| j.run).collect();
+    let interrupted = follow(&client, &run_ids, started).await?;
+    let runs = fetch(&client, &run_ids).await?;
+
+    // Nodes drain and deregister while the control plane still answers; then workers, then it.
+    let _ = agents_stop_tx.send(true);
+    for a in agents {
+        match a.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => eprintln!("warning: a node stopped with an error: {e:#}"),
+            Err(e) => eprintln!("warning: a node task failed: {e}"),
+        }
+    }
+    launcher.stop_all();
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = control_plane.await {
+        eprintln!("warning: the control plane stopped with an error: {e}");
+    }
+
+    print!("{}", render_runs(&runs, Style::detect(std::io::stdout().is_terminal())));
+    let tasks: Vec<_> = runs.iter().flat_map(|r| &r.tasks).collect();
+    let ok = tasks.iter().filter(|t| t.state == TaskState::Succeeded).count();
+    let all_ok = !interrupted && runs.iter().all(|r| r.state == RunState::Succeeded);
+    println!(
+        "{} {} job{}, {ok}/{} tasks succeeded in {:.1}s (state {}, lake {})",
+        if all_ok { "ok:" } else { "FAILED:" },
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        tasks.len(),
+        started.elapsed().as_secs_f64(),
+        settings.control_plane.state,
+        settings.lake.root
+    );
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn fetch(client: &Client, ids: &[i64]) -> anyhow::Result<Vec<RunView>> {
+    let mut runs = Vec::with_capacity(ids.len());
+    for id in ids {
+        runs.push(client.run(*id).await?);
+    }
+    Ok(runs)
+}
+
+/// Waits for the runs to finish, with a live progress line on a terminal. On Ctrl-C the runs are
+/// cancelled; returns whether that happened.
+async fn follow(client: &Client, ids: &[i64], started: Instant) -> anyhow::Result<bool> {
+    let live = std::io::stderr().is_terminal();
+    let mut signal = shutdown_signal();
+    loop {
+        let runs = fetch(client, ids).await?;
+        let tasks: Vec<_> = runs.iter().flat_map(|r| &r.tasks).collect();
+        let count = |f: &dyn Fn(TaskState) -> bool| tasks.iter().filter(|t| f(t.state)).count();
+        if live {
+            eprint!(
+                "\r\x1b[2K{:>5.1}s  {} done, {} running, {} waiting, {} failed",
+                started.elapsed().as_secs_f64(),
+                count(&|s| s == TaskState::Succeeded),
+                count(&|s| s == TaskState::Running),
+                count(&|s| matches!(s, TaskState::Pending | TaskState::Queued | TaskState::Retrying)),
+                count(&|s| matches!(s, TaskState::Failed | TaskState::TimedOut | TaskState::UpstreamFailed)),
+            );
+            let _ = std::io::stderr().flush();
+        }
+        if runs.iter().all(|r| r.state != RunState::Running) {
+            if live {
+                eprintln!();
+            }
+            return Ok(false);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = signal.changed() => {
+                eprintln!("\ninterrupted: cancelling the runs");
+                for id in ids {
+                    let _ = client.cancel_run(*id).await;
+                }
+                return Ok(true);
+            }
+        }
+    }
+}

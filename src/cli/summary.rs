@@ -1,0 +1,127 @@
+//! Runs as a person reads them: one block per run, one row per task with where it ran, attempts,
+//! duration and outcome, then why anything failed or is still waiting.
+
+use std::fmt::Write;
+
+use chrono::{TimeZone, Utc};
+use switchyard_scheduler::engine::{RunView, TaskState};
+
+use super::render::Style;
+
+fn when(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+fn secs(ms: i64) -> String {
+    if ms < 10_000 { format!("{:.2}s", ms as f64 / 1000.0) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+}
+
+pub(crate) fn render_runs(runs: &[RunView], style: Style) -> String {
+    let mut out = String::new();
+    for run in runs {
+        let took = run.finished_at.map(|f| format!(", {}", secs(f - run.created_at))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "run {}  job {}  {}  ({}, {}{took})",
+            run.id,
+            style_bold(style, &run.job),
+            state_word(run.state.as_str(), style),
+            run.trigger,
+            when(run.created_at)
+        );
+        let rows: Vec<[String; 6]> = run
+            .tasks
+            .iter()
+            .map(|t| {
+                let last = t.attempts.last();
+                let node = last.map_or_else(
+                    || "-".to_owned(),
+                    |a| match &a.egress_ip {
+                        Some(ip) => format!("{} ({ip})", a.node_id),
+                        None => a.node_id.clone(),
+                    },
+                );
+                let duration = match (t.started_at, t.finished_at) {
+                    (Some(s), Some(f)) => secs(f - s),
+                    _ => "-".into(),
+                };
+                [
+                    t.task.clone(),
+                    t.compute.clone(),
+                    node,
+                    t.attempts.len().to_string(),
+                    duration,
+                    t.state.as_str().to_owned(),
+                ]
+            })
+            .collect();
+        let heads = ["TASK", "COMPUTE", "NODE (EGRESS IP)", "ATTEMPTS", "DURATION", "OUTCOME"];
+        let mut widths: Vec<usize> = heads.iter().map(|h| h.len()).collect();
+        for row in &rows {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .enumerate()
+                .map(
+                    |(i, c)| if i + 1 == cells.len() { c.clone() } else { format!("{c:<w$}", w = widths[i]) },
+                )
+                .collect::<Vec<_>>()
+                .join("  ")
+        };
+        let _ = writeln!(out, "  {}", style_dim(style, &line(&heads.map(str::to_owned))));
+        for (task, row) in run.tasks.iter().zip(&rows) {
+            let mut text = line(row);
+            let state = task.state.as_str();
+            text.truncate(text.len() - state.len());
+            let _ = writeln!(out, "  {text}{}", state_word(state, style));
+            if let Some(w) = &task.waiting {
+                if matches!(task.state, TaskState::Queued | TaskState::Retrying) {
+                    let _ = writeln!(out, "    · waiting: {w}");
+                }
+            }
+            if task.attempts.len() > 1 {
+                let history: Vec<String> =
+                    task.attempts.iter().map(|a| format!("{} on {}", a.state.as_str(), a.node_id)).collect();
+                let _ = writeln!(out, "    · attempts: {}", history.join(", "));
+            }
+            if matches!(task.state, TaskState::Failed | TaskState::TimedOut | TaskState::UpstreamFailed) {
+                let class = task.error_class.map(|c| format!(" ({c})")).unwrap_or_default();
+                let message = task.message.clone().unwrap_or_default();
+                let _ = writeln!(out, "    · {}{class}: {message}", task.state.as_str());
+                if let Some(tail) =
+                    task.attempts.last().and_then(|a| a.log_tail.as_deref()).filter(|t| !t.trim().is_empty())
+                {
+                    for l in tail.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+                        let _ = writeln!(out, "      | {l}");
+                    }
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn state_word(state: &str, style: Style) -> String {
+    let code = match state {
+        "succeeded" => "32",
+        "failed" | "timed_out" | "upstream_failed" => "1;31",
+        "cancelled" => "33",
+        _ => "36",
+    };
+    style.paint_pub(code, state)
+}
+
+fn style_bold(style: Style, t: &str) -> String {
+    style.paint_pub("1", t)
+}
+
+fn style_dim(style: Style, t: &str) -> String {
+    style.paint_pub("2", t)
+}
