@@ -65,7 +65,18 @@ pub(crate) async fn execute(
     let Some((program, args)) = command.split_first() else {
         return Some(report(Outcome::Failed, Some(FailureClass::Data), None, "empty command".into(), &tail));
     };
-    let mut child = match tokio::process::Command::new(program)
+    let mut command = match setpriv() {
+        // The kernel kills the program if this agent dies (kill -9 included), so a task that is
+        // requeued elsewhere does not also keep running here. Its own children are not covered;
+        // run node agents under systemd or in a container so the whole group goes with them.
+        Some(setpriv) => {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            c
+        }
+        None => tokio::process::Command::new(program),
+    };
+    let mut child = match command
         .args(args)
         .envs(env)
         .env("SWITCHYARD_JOB", &lease.job)
@@ -158,6 +169,19 @@ pub(crate) async fn execute(
             }
         }
     }
+}
+
+/// `setpriv` (util-linux), if this machine has it.
+fn setpriv() -> Option<&'static std::path::Path> {
+    static FOUND: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            ["/usr/bin/setpriv", "/bin/setpriv"]
+                .into_iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.is_file())
+        })
+        .as_deref()
 }
 
 /// SIGTERM to the whole process group, then SIGKILL after a grace period.

@@ -1,0 +1,206 @@
+//! The control-plane API over real HTTP (and HTTPS): tokens and roles, error shapes, the OpenAPI
+//! document, and a full lease cycle through the client.
+
+mod common;
+
+use std::time::Duration;
+
+use switchyard_scheduler::api::types::{LeaseRequest, ReportRequest};
+use switchyard_scheduler::api::{AppState, PlanningInputs, load_server_tls, router, serve};
+use switchyard_scheduler::client::Client;
+use switchyard_scheduler::engine::{Engine, NodeInfo, NodeKind, Outcome, Report, Role};
+use switchyard_scheduler::plan::Compute;
+use tokio::sync::watch;
+
+struct Server {
+    url: String,
+    engine: Engine,
+    stop: watch::Sender<bool>,
+    _db: common::TestDb,
+}
+
+async fn start(tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> Server {
+    let db = common::TestDb::sqlite().await;
+    let engine = common::engine(&db, Duration::from_secs(30)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+    let (stop, mut rx) = watch::channel(false);
+    let app =
+        router(AppState { engine: engine.clone(), planning: std::sync::Arc::new(PlanningInputs::default()) });
+    tokio::spawn(serve(listener, app, tls, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    Server { url, engine, stop, _db: db }
+}
+
+/// Raw HTTP, to send exactly the bytes a careless client would.
+async fn raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status: u16 = out[9..12].parse().unwrap();
+    let json = out
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_roles_and_error_shapes() {
+    let s = start(None).await;
+    let viewer = s.engine.create_token(Role::Viewer, "v").await.unwrap();
+    let node = s.engine.create_token(Role::Node, "n").await.unwrap();
+    let operator = s.engine.create_token(Role::Operator, "o").await.unwrap();
+
+    let (status, body) = raw(&s.url, "GET", "/api/v1/runs", None, "").await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "unauthorized");
+    assert!(body["hint"].as_str().unwrap().contains("Bearer"));
+    let (status, _) = raw(&s.url, "GET", "/api/v1/runs", Some("sy_wrong"), "").await;
+    assert_eq!(status, 401);
+    let (status, body) = raw(&s.url, "GET", "/api/v1/runs", Some(&viewer), "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = raw(&s.url, "POST", "/api/v1/jobs", Some(&viewer), r#"{"manifests":[]}"#).await;
+    assert_eq!(status, 403);
+    assert_eq!(body["code"], "forbidden");
+    assert!(body["message"].as_str().unwrap().contains("needs the operator role"));
+    let (status, _) = raw(&s.url, "GET", "/api/v1/runs", Some(&node), "").await;
+    assert_eq!(status, 403, "a node token cannot read runs");
+
+    // Malformed JSON names the problem and the field; never a 500.
+    for (body, needle) in [
+        (r#"{"max": "lots"}"#, "max"),
+        (r#"{"wait_ms": 5}"#, "missing field `max`"),
+        ("{not json", "malformed JSON"),
+    ] {
+        let (status, reply) = raw(&s.url, "POST", "/api/v1/nodes/n1/leases", Some(&node), body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert_eq!(reply["code"], "bad_request");
+        assert!(reply["message"].as_str().unwrap().contains(needle), "{body}: {reply}");
+    }
+    let (status, reply) = raw(
+        &s.url,
+        "POST",
+        "/api/v1/nodes",
+        Some(&node),
+        r#"{"kind":"dedicated","version":"x","slots":1,"pool":"egress-a","egress_ip":"127.0.0.9"}"#,
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(reply["code"], "node_refused");
+    let (status, reply) = raw(&s.url, "GET", "/api/v1/runs/999", Some(&operator), "").await;
+    assert_eq!(status, 404, "{reply}");
+    let (status, _) = raw(&s.url, "GET", "/nope", None, "").await;
+    assert_eq!(status, 404);
+    let (status, _) = raw(&s.url, "GET", "/healthz", None, "").await;
+    assert_eq!(status, 200);
+    let (status, _) = raw(&s.url, "GET", "/readyz", None, "").await;
+    assert_eq!(status, 200);
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route() {
+    let s = start(None).await;
+    let (status, doc) = raw(&s.url, "GET", "/api/v1/openapi.json", None, "").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let source = include_str!("../src/api/mod.rs");
+    let routes: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        .map(|l| l.split('"').next().unwrap())
+        .collect();
+    assert!(routes.len() >= 14, "{routes:?}");
+    for route in routes {
+        assert!(paths.contains_key(route), "{route} is not in openapi.json");
+    }
+    let _ = s.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_cycle_through_the_client_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    // A throwaway CA and a server certificate it signed.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (ca_path, cert_path, key_path) =
+        (dir.path().join("ca.crt"), dir.path().join("cp.crt"), dir.path().join("cp.key"));
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let s = start(Some(load_server_tls(&cert_path, &key_path).unwrap())).await;
+    s.engine
+        .upsert_jobs(&[common::job("j", vec![common::task("t", Compute::Serverless, &[], &[])])])
+        .await
+        .unwrap();
+    let run = s.engine.trigger("j").await.unwrap();
+    let token = s.engine.create_token(Role::Node, "n").await.unwrap();
+
+    // Without the CA, https is refused up front; with it, the whole cycle works.
+    assert!(Client::new(&s.url, token.clone(), None).is_err());
+    let client = Client::new(&s.url, token, Some(&ca_path)).unwrap();
+    let info = NodeInfo {
+        kind: NodeKind::Serverless,
+        pool: None,
+        egress_ip: None,
+        identities: vec![],
+        version: "t".into(),
+        slots: 1,
+        launched_at: None,
+    };
+    let reg = client.register(&info).await.unwrap();
+    let leases = client.lease(&reg.node_id, &LeaseRequest { max: 1, wait_ms: 1000 }).await.unwrap();
+    assert_eq!(leases.len(), 1);
+    let report = Report {
+        attempt: leases[0].attempt,
+        outcome: Outcome::Succeeded,
+        exit_code: Some(0),
+        error_class: None,
+        message: None,
+        log_tail: Some("done".into()),
+    };
+    let reply = client
+        .report(
+            &reg.node_id,
+            &ReportRequest {
+                reports: vec![report.clone()],
+                lease: Some(LeaseRequest { max: 1, wait_ms: 0 }),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(reply.results[0], switchyard_scheduler::engine::ReportResult::Accepted { .. }));
+    // The same report again is fenced: the attempt no longer holds a lease.
+    let again =
+        client.report(&reg.node_id, &ReportRequest { reports: vec![report], lease: None }).await.unwrap();
+    assert!(matches!(again.results[0], switchyard_scheduler::engine::ReportResult::Rejected { .. }));
+    assert_eq!(s.engine.run(run).await.unwrap().state, switchyard_scheduler::engine::RunState::Succeeded);
+    let _ = s.stop.send(true);
+}
