@@ -24,6 +24,25 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
             ),
         );
     }
+    let cp = &settings.control_plane;
+    if cp.tls_cert.is_some() != cp.tls_key.is_some() {
+        let (set, missing) =
+            if cp.tls_cert.is_some() { ("tls_cert", "tls_key") } else { ("tls_key", "tls_cert") };
+        out.push(
+            doc.error(Code::Schema, &[Seg::Key("control_plane"), Seg::Key(set)], format!("`{set}` is set but `{missing}` is not"))
+                .with_hint("TLS needs both the certificate chain and its private key; set both, or neither for plain HTTP"),
+        );
+    }
+    if cp.lease_ttl.as_std() < std::time::Duration::from_millis(300) {
+        out.push(
+            doc.error(
+                Code::Schema,
+                &[Seg::Key("control_plane"), Seg::Key("lease_ttl")],
+                format!("lease_ttl {} is too short", cp.lease_ttl),
+            )
+            .with_hint("nodes heartbeat three times per lease_ttl; use at least 1s (15s is the default)"),
+        );
+    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, pool) in settings.pools.iter().enumerate() {
         let at = |key: &'static str| [Seg::Key("pools"), Seg::Index(s.pool_index[i]), Seg::Key(key)];
