@@ -101,6 +101,17 @@ impl Engine {
         Ok(runs)
     }
 
+    /// Just a run's state (cheap, for polling).
+    pub async fn run_state(&self, id: i64) -> Result<RunState, Error> {
+        let state: String = sqlx::query_scalar("SELECT state FROM job_runs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(Error::store)?
+            .ok_or_else(|| Error::NotFound { what: "run", id: id.to_string() })?;
+        state.parse().map_err(|e| Error::corrupt("run state", e))
+    }
+
     pub async fn run(&self, id: i64) -> Result<RunView, Error> {
         let row = sqlx::query(
             "SELECT id, job, state, trigger, slot, created_at, finished_at FROM job_runs WHERE id = $1",
