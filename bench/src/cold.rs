@@ -2,7 +2,6 @@
 //! the process) to that worker's first lease — process start, settings, registration, long poll.
 //! Each round waits for the previous worker to exit idle, so every start is cold.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane
 use switchyard_scheduler::engine::{Engine, EngineConfig, RunState};
 use switchyard_scheduler::launcher::{Launcher, LocalProcessLauncher, ScalePolicy, WorkerCommand};
 use switchyard_scheduler::plan::Compute;
-use switchyard_scheduler::spec::{JobSpec, TaskSpec, Work};
+use switchyard_scheduler::spec::{JobSpec, TaskSpec};
 use switchyard_scheduler::store::Store;
 
 pub(crate) async fn run(exe: PathBuf, rounds: usize) -> Vec<i64> {
@@ -50,24 +49,7 @@ pub(crate) async fn run(exe: PathBuf, rounds: usize) -> Vec<i64> {
     };
     let cp =
         tokio::spawn(run_control_plane(engine.clone(), options, Some((launcher.clone(), policy)), stop_rx));
-    let task = TaskSpec {
-        name: "one".into(),
-        class: "transform".into(),
-        compute: Compute::Serverless,
-        pools: vec![],
-        depends_on: vec![],
-        continuous: false,
-        max_retries: 0,
-        backoff_ms: 100,
-        max_backoff_ms: 1000,
-        timeout_ms: None,
-        work: Work::Run {
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            workdir: "/".into(),
-            destinations: vec![],
-        },
-    };
+    let task = TaskSpec::command("one", Compute::Serverless, &[], &["true"]);
     engine.upsert_jobs(&[JobSpec { job: "cold".into(), schedule: None, tasks: vec![task] }]).await.unwrap();
     for _ in 0..rounds {
         while launcher.live() > 0 {

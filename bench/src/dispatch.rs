@@ -6,7 +6,6 @@
 //! Two phases: a burst of 10,000 queued tasks (throughput), then single tasks trickled to idle,
 //! long-polling nodes (queue→start latency).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use switchyard_scheduler::engine::{
     Engine, EngineConfig, NodeInfo, NodeKind, Outcome, Report, Role, RunState,
 };
 use switchyard_scheduler::plan::Compute;
-use switchyard_scheduler::spec::{JobSpec, TaskSpec, Work};
+use switchyard_scheduler::spec::{JobSpec, TaskSpec};
 use switchyard_scheduler::store::{Store, now_ms};
 
 const NODES: usize = 4;
@@ -45,24 +44,7 @@ fn settings() -> switchyard_config::settings::Settings {
 }
 
 fn noop(name: String) -> TaskSpec {
-    TaskSpec {
-        name,
-        class: "ingest.api".into(),
-        compute: Compute::Dedicated,
-        pools: vec!["egress-a".into(), "egress-b".into()],
-        depends_on: vec![],
-        continuous: false,
-        max_retries: 0,
-        backoff_ms: 100,
-        max_backoff_ms: 1000,
-        timeout_ms: None,
-        work: Work::Run {
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            workdir: "/".into(),
-            destinations: vec![],
-        },
-    }
+    TaskSpec::command(&name, Compute::Dedicated, &["egress-a", "egress-b"], &["true"])
 }
 
 pub(crate) struct Figures {

@@ -37,6 +37,28 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// A task that runs `command`, with defaults for everything else (no retries, no timeout).
+    pub fn command(name: &str, compute: Compute, pools: &[&str], command: &[&str]) -> TaskSpec {
+        TaskSpec {
+            name: name.to_owned(),
+            class: if compute == Compute::Dedicated { "ingest.api" } else { "transform" }.to_owned(),
+            compute,
+            pools: pools.iter().map(|p| (*p).to_owned()).collect(),
+            depends_on: vec![],
+            continuous: false,
+            max_retries: 0,
+            backoff_ms: DEFAULT_BACKOFF_MS,
+            max_backoff_ms: DEFAULT_MAX_BACKOFF_MS,
+            timeout_ms: None,
+            work: Work::Run {
+                command: command.iter().map(|c| (*c).to_owned()).collect(),
+                env: BTreeMap::new(),
+                workdir: PathBuf::from("/"),
+                destinations: vec![],
+            },
+        }
+    }
+
     /// The queue keys under which the task can be leased.
     pub fn queue_keys(&self) -> Vec<String> {
         match self.compute {

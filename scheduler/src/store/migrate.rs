@@ -10,16 +10,22 @@ use crate::Error;
 struct Migration {
     version: i64,
     name: &'static str,
-    sqlite: &'static str,
-    postgres: &'static str,
+    sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") }];
+
+/// The SQL for `dialect`: migrations are written for SQLite, and identity columns are the one
+/// thing PostgreSQL spells differently.
+fn adapt(sql: &str, dialect: Dialect) -> std::borrow::Cow<'_, str> {
+    match dialect {
+        Dialect::Sqlite => sql.into(),
+        Dialect::Postgres => sql
+            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
+            .into(),
+    }
+}
 
 /// An arbitrary constant: the advisory lock id for migrations.
 const MIGRATION_LOCK: i64 = 0x5717_c4a7_d000_0001;
@@ -51,12 +57,9 @@ async fn apply(store: &Store, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) 
         .await
         .map_err(Error::store)?;
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        let sql = match store.dialect {
-            Dialect::Sqlite => m.sqlite,
-            Dialect::Postgres => m.postgres,
-        };
+        let sql = adapt(m.sql, store.dialect);
         let mut tx = sqlx::Connection::begin(&mut **conn).await.map_err(Error::store)?;
-        tx.execute(sql).await.map_err(|e| Error::Migration {
+        tx.execute(sql.as_ref()).await.map_err(|e| Error::Migration {
             version: m.version,
             name: m.name,
             cause: e.to_string(),

@@ -4,14 +4,13 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::Executor;
 use switchyard_config::settings::{Pool, Settings};
 use switchyard_scheduler::engine::{Engine, EngineConfig};
 use switchyard_scheduler::plan::Compute;
-use switchyard_scheduler::spec::{JobSpec, TaskSpec, Work};
+use switchyard_scheduler::spec::{JobSpec, TaskSpec};
 use switchyard_scheduler::store::Store;
 
 pub fn admin_url() -> String {
@@ -88,24 +87,11 @@ pub async fn engine(db: &TestDb, lease_ttl: Duration) -> Engine {
 }
 
 pub fn task(name: &str, compute: Compute, pools: &[&str], deps: &[&str]) -> TaskSpec {
-    TaskSpec {
-        name: name.into(),
-        class: if compute == Compute::Dedicated { "ingest.api".into() } else { "transform".into() },
-        compute,
-        pools: pools.iter().map(|p| p.to_string()).collect(),
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        continuous: false,
-        max_retries: 0,
-        backoff_ms: 10,
-        max_backoff_ms: 50,
-        timeout_ms: None,
-        work: Work::Run {
-            command: vec!["true".into()],
-            env: BTreeMap::new(),
-            workdir: "/".into(),
-            destinations: vec![],
-        },
-    }
+    let mut t = TaskSpec::command(name, compute, pools, &["true"]);
+    t.depends_on = deps.iter().map(|d| d.to_string()).collect();
+    t.backoff_ms = 10;
+    t.max_backoff_ms = 50;
+    t
 }
 
 pub fn job(name: &str, tasks: Vec<TaskSpec>) -> JobSpec {

@@ -1,4 +1,5 @@
--- Switchyard state store, PostgreSQL flavour. Times are epoch milliseconds; JSON is TEXT.
+-- Switchyard state store. Written for SQLite; `store::migrate` adapts identity columns for
+-- PostgreSQL, the only difference. Times are epoch milliseconds; JSON is TEXT.
 CREATE TABLE jobs (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
@@ -7,7 +8,7 @@ CREATE TABLE jobs (
     updated_at BIGINT NOT NULL
 );
 CREATE TABLE job_runs (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
     state TEXT NOT NULL,
     trigger TEXT NOT NULL,
@@ -19,7 +20,7 @@ CREATE TABLE job_runs (
 CREATE INDEX job_runs_job ON job_runs (job, id);
 CREATE INDEX job_runs_state ON job_runs (state);
 CREATE TABLE task_runs (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id BIGINT NOT NULL,
     task TEXT NOT NULL,
     position BIGINT NOT NULL,
@@ -61,7 +62,7 @@ CREATE TABLE queue (
 );
 CREATE INDEX queue_task ON queue (task_run_id);
 CREATE TABLE attempts (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     task_run_id BIGINT NOT NULL,
     number BIGINT NOT NULL,
     node_id TEXT NOT NULL,
@@ -101,7 +102,7 @@ CREATE TABLE tokens (
     created_at BIGINT NOT NULL
 );
 CREATE TABLE task_events (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     task_run_id BIGINT NOT NULL,
     attempt_id BIGINT,
     from_state TEXT NOT NULL,
