@@ -46,6 +46,7 @@ CREATE TABLE task_runs (
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX task_runs_run ON task_runs (run_id, position);
+CREATE INDEX task_runs_run_state ON task_runs (run_id, state);
 CREATE INDEX task_runs_state ON task_runs (state);
 CREATE TABLE task_deps (
     task_run_id BIGINT NOT NULL,

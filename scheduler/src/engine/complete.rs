@@ -57,10 +57,17 @@ impl Engine {
     pub async fn complete(&self, node_id: &str, reports: &[Report]) -> Result<Vec<ReportResult>, Error> {
         let now = now_ms();
         let mut tx = self.store.begin().await?;
-        let mut results = Vec::with_capacity(reports.len());
         let mut queued_any = false;
+        // Plain successes, the common case, go through in a handful of statements for the whole
+        // batch; everything else (failures, retries, fencing, hand-backs) one by one.
+        let handled = complete_successes(&mut tx, self, node_id, reports, now, &mut queued_any).await?;
+        let mut results = Vec::with_capacity(reports.len());
         for report in reports {
-            let result = apply_report(&mut tx, self, node_id, report, now, &mut queued_any).await?;
+            let result = if handled.contains(&report.attempt) {
+                ReportResult::Accepted { task_state: TaskState::Succeeded }
+            } else {
+                apply_report(&mut tx, self, node_id, report, now, &mut queued_any).await?
+            };
             results.push(result);
         }
         tx.commit().await.map_err(Error::store)?;
@@ -69,6 +76,125 @@ impl Engine {
         }
         Ok(results)
     }
+}
+
+/// Completes, in bulk, the reports that are plain successes of live leases held by `node_id` for
+/// non-continuous tasks. Returns the attempt ids it handled.
+async fn complete_successes(
+    tx: &mut Tx,
+    engine: &Engine,
+    node_id: &str,
+    reports: &[Report],
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<std::collections::HashSet<i64>, Error> {
+    use super::batch::{CHUNK, Event, enqueue_many, record_events, set_states};
+    let wanted: Vec<&Report> = reports.iter().filter(|r| r.outcome == Outcome::Succeeded).collect();
+    let mut handled = std::collections::HashSet::new();
+    if wanted.is_empty() {
+        return Ok(handled);
+    }
+    let mut eligible: Vec<(&Report, i64, i64)> = Vec::new(); // (report, task run, run)
+    for chunk in wanted.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT a.id, a.state, a.node_id, a.task_run_id, t.state AS task_state, t.continuous, t.run_id \
+             FROM attempts a JOIN task_runs t ON t.id = a.task_run_id WHERE a.id IN ({}){}",
+            super::placeholders(1, chunk.len()),
+            engine.store.dialect.for_update()
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q.bind(r.attempt);
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(Error::store)? {
+            let attempt: i64 = row.try_get("id").map_err(Error::store)?;
+            let live = row.try_get::<String, _>("state").map_err(Error::store)? == "running"
+                && row.try_get::<String, _>("node_id").map_err(Error::store)? == node_id
+                && row.try_get::<String, _>("task_state").map_err(Error::store)? == "running"
+                && row.try_get::<i64, _>("continuous").map_err(Error::store)? == 0;
+            if live {
+                let report = chunk.iter().find(|r| r.attempt == attempt).copied();
+                if let Some(report) = report {
+                    let task: i64 = row.try_get("task_run_id").map_err(Error::store)?;
+                    let run: i64 = row.try_get("run_id").map_err(Error::store)?;
+                    eligible.push((report, task, run));
+                }
+            }
+        }
+    }
+    if eligible.is_empty() {
+        return Ok(handled);
+    }
+    for chunk in eligible.chunks(CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 4 + 1;
+                format!(
+                    "SELECT CAST(${} AS BIGINT) AS id, CAST(${} AS BIGINT) AS exit_code, CAST(${} AS TEXT) AS message, CAST(${} AS TEXT) AS log_tail",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE attempts SET state = 'succeeded', finished_at = $1, exit_code = v.exit_code, message = v.message, \
+             log_tail = COALESCE(v.log_tail, attempts.log_tail) FROM ({}) AS v WHERE attempts.id = v.id",
+            rows.join(" UNION ALL ")
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for (r, _, _) in chunk {
+            q = q.bind(r.attempt).bind(r.exit_code).bind(r.message.as_deref()).bind(r.log_tail.as_deref());
+        }
+        q.execute(&mut **tx).await.map_err(Error::store)?;
+    }
+    let tasks: Vec<i64> = eligible.iter().map(|(_, t, _)| *t).collect();
+    set_states(tx, &tasks, TaskState::Succeeded, now).await?;
+    let events: Vec<Event<'_>> = eligible
+        .iter()
+        .map(|(r, t, _)| Event {
+            task_run: *t,
+            attempt: Some(r.attempt),
+            from: TaskState::Running,
+            to: TaskState::Succeeded,
+            reason: None,
+        })
+        .collect();
+    record_events(tx, &events, now).await?;
+    // Dependents whose dependencies have now all succeeded.
+    let mut ready: Vec<(i64, Vec<String>)> = Vec::new();
+    for chunk in tasks.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT DISTINCT t.id, t.pools FROM task_deps d JOIN task_runs t ON t.id = d.task_run_id \
+             WHERE d.dep_id IN ({}) AND t.state = 'pending' AND NOT EXISTS ( \
+               SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
+               WHERE d2.task_run_id = t.id AND u.state <> 'succeeded')",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(Error::store)? {
+            let id: i64 = row.try_get("id").map_err(Error::store)?;
+            if !ready.iter().any(|(x, _)| *x == id) {
+                ready.push((id, keys_of(&row)?));
+            }
+        }
+    }
+    if !ready.is_empty() {
+        enqueue_many(tx, &ready, TaskState::Pending, now, Some("dependencies succeeded")).await?;
+        *queued_any = true;
+    }
+    let mut runs: Vec<i64> = eligible.iter().map(|(_, _, r)| *r).collect();
+    runs.sort_unstable();
+    runs.dedup();
+    for run in runs {
+        maybe_finish_run(tx, run, now).await?;
+    }
+    handled.extend(eligible.iter().map(|(r, _, _)| r.attempt));
+    Ok(handled)
 }
 
 async fn apply_report(
@@ -309,26 +435,27 @@ async fn promote_dependents(
     Ok(())
 }
 
+/// Whether some task of the run is in one of `states` (a quoted SQL list).
+async fn any_task_in(tx: &mut Tx, run_id: i64, states: &str) -> Result<bool, Error> {
+    let n: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM task_runs WHERE run_id = $1 AND state IN ({states}) LIMIT 1) x"
+    ))
+    .bind(run_id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    Ok(n > 0)
+}
+
 /// Ends the run when none of its tasks can change any more.
 pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Result<(), Error> {
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM task_runs WHERE run_id = $1 GROUP BY state")
-        .bind(run_id)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(Error::store)?;
-    let mut counts = Vec::new();
-    for row in &rows {
-        let state: TaskState = parse_state(row, "state")?;
-        let n: i64 = row.try_get("n").map_err(Error::store)?;
-        counts.push((state, n));
-    }
-    if counts.iter().any(|(s, n)| !s.is_terminal() && *n > 0) {
+    // Index seeks on (run_id, state), not a count over the whole run: this runs on every report.
+    if any_task_in(tx, run_id, "'pending', 'queued', 'running', 'retrying'").await? {
         return Ok(());
     }
-    let has = |s: TaskState| counts.iter().any(|(x, n)| *x == s && *n > 0);
-    let state = if has(TaskState::Failed) || has(TaskState::TimedOut) || has(TaskState::UpstreamFailed) {
+    let state = if any_task_in(tx, run_id, "'failed', 'timed_out', 'upstream_failed'").await? {
         RunState::Failed
-    } else if has(TaskState::Cancelled) {
+    } else if any_task_in(tx, run_id, "'cancelled'").await? {
         RunState::Cancelled
     } else {
         RunState::Succeeded

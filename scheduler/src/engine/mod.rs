@@ -6,6 +6,7 @@
 //! complete) change many rows in one transaction so that a batch of tasks costs a few statements,
 //! not a few per task.
 
+mod batch;
 mod complete;
 mod cron;
 mod lease;

@@ -99,49 +99,67 @@ async fn start_run(
     .map_err(Error::store)?;
     let Some(run_id) = run_id else { return Ok(None) };
 
-    let mut ids: HashMap<&str, i64> = HashMap::new();
-    for (position, task) in spec.tasks.iter().enumerate() {
-        let task_json = serde_json::to_string(task).map_err(|e| Error::corrupt("task spec", e))?;
-        let pools = serde_json::to_string(&task.queue_keys()).map_err(|e| Error::corrupt("pools", e))?;
-        let id: i64 = sqlx::query_scalar(
+    // Task runs in multi-row inserts; RETURNING gives (id, task) pairs, matched back by name.
+    let per = super::batch::CHUNK / 2;
+    let mut ids: HashMap<String, i64> = HashMap::new();
+    for (c, chunk) in spec.tasks.chunks(per).enumerate() {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
+                format!(
+                    "({}, {}, {}, 'pending', {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[11]
+                )
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO task_runs (run_id, task, position, state, compute, pools, spec, continuous, max_retries, \
-             backoff_ms, max_backoff_ms, timeout_ms, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
-        )
-        .bind(run_id)
-        .bind(&task.name)
-        .bind(position as i64)
-        .bind(task.compute.as_str())
-        .bind(pools)
-        .bind(task_json)
-        .bind(i64::from(task.continuous))
-        .bind(i64::from(task.max_retries))
-        .bind(task.backoff_ms as i64)
-        .bind(task.max_backoff_ms as i64)
-        .bind(task.timeout_ms.map(|t| t as i64))
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(Error::store)?;
-        ids.insert(task.name.as_str(), id);
+             backoff_ms, max_backoff_ms, timeout_ms, created_at, updated_at) VALUES {} RETURNING id, task",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (i, task) in chunk.iter().enumerate() {
+            let task_json = serde_json::to_string(task).map_err(|e| Error::corrupt("task spec", e))?;
+            let pools = serde_json::to_string(&task.queue_keys()).map_err(|e| Error::corrupt("pools", e))?;
+            q = q
+                .bind(run_id)
+                .bind(&task.name)
+                .bind((c * per + i) as i64)
+                .bind(task.compute.as_str())
+                .bind(pools)
+                .bind(task_json)
+                .bind(i64::from(task.continuous))
+                .bind(i64::from(task.max_retries))
+                .bind(task.backoff_ms as i64)
+                .bind(task.max_backoff_ms as i64)
+                .bind(task.timeout_ms.map(|t| t as i64))
+                .bind(now);
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(Error::store)? {
+            ids.insert(row.try_get("task").map_err(Error::store)?, row.try_get("id").map_err(Error::store)?);
+        }
     }
+    let mut deps: Vec<(i64, i64)> = Vec::new();
+    let mut roots: Vec<(i64, Vec<String>)> = Vec::new();
     for task in &spec.tasks {
-        let id = ids[task.name.as_str()];
-        for dep in &task.depends_on {
-            if let Some(dep_id) = ids.get(dep.as_str()) {
-                sqlx::query("INSERT INTO task_deps (task_run_id, dep_id) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(*dep_id)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(Error::store)?;
-            }
+        let id = ids[&task.name];
+        let known: Vec<i64> = task.depends_on.iter().filter_map(|d| ids.get(d).copied()).collect();
+        if known.is_empty() {
+            roots.push((id, task.queue_keys()));
         }
-        if task.depends_on.iter().all(|d| !ids.contains_key(d.as_str())) {
-            enqueue(tx, id, TaskState::Pending, &task.queue_keys(), now, now, Some("no dependencies"))
-                .await?;
-        }
+        deps.extend(known.into_iter().map(|dep| (id, dep)));
     }
+    for chunk in deps.chunks(super::batch::CHUNK) {
+        let values: Vec<String> =
+            (0..chunk.len()).map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2)).collect();
+        let sql = format!("INSERT INTO task_deps (task_run_id, dep_id) VALUES {}", values.join(", "));
+        let mut q = sqlx::query(&sql);
+        for (id, dep) in chunk {
+            q = q.bind(*id).bind(*dep);
+        }
+        q.execute(&mut **tx).await.map_err(Error::store)?;
+    }
+    super::batch::enqueue_many(tx, &roots, TaskState::Pending, now, Some("no dependencies")).await?;
     tracing::info!(
         job,
         run = run_id,
