@@ -23,6 +23,9 @@ pub(crate) enum Stop {
     HandBack,
 }
 
+/// A child's output stream.
+type Pipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+
 /// Grace between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -100,22 +103,26 @@ pub(crate) async fn execute(
             return Some(report(Outcome::Failed, Some(FailureClass::Internal), None, message, &tail));
         }
     };
-    for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child.stderr.take().map(|p| Box::new(p) as _),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    // Both streams go to the task log; stderr also to its own tail, whose last line explains a
+    // failure (the interleaving of the two streams is not deterministic).
+    let errors = Tail::default();
+    let pipes: [(Option<Pipe>, Option<Tail>); 2] = [
+        (child.stdout.take().map(|p| Box::new(p) as _), None),
+        (child.stderr.take().map(|p| Box::new(p) as _), Some(errors.clone())),
+    ];
+    for (pipe, also) in pipes {
+        let Some(mut pipe) = pipe else { continue };
         let tail = tail.clone();
         tokio::spawn(async move {
-            let mut pipe = pipe;
             let mut buf = [0u8; 8192];
             while let Ok(n) = pipe.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
                 tail.push(&buf[..n]);
+                if let Some(also) = &also {
+                    also.push(&buf[..n]);
+                }
             }
         });
     }
@@ -147,7 +154,7 @@ pub(crate) async fn execute(
                 Ok(s) => {
                     let code = s.code().map(i64::from);
                     let how = code.map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited with status {c}"));
-                    let last = tail.last_line().map(|l| format!(": {l}")).unwrap_or_default();
+                    let last = errors.last_line().or_else(|| tail.last_line()).map(|l| format!(": {l}")).unwrap_or_default();
                     Some(report(Outcome::Failed, Some(FailureClass::Data), code, format!("`{program}` {how}{last}"), &tail))
                 }
                 Err(e) => Some(report(Outcome::Failed, Some(FailureClass::Internal), None, format!("waiting for `{program}` failed: {e}"), &tail)),

@@ -401,7 +401,11 @@ async fn propagate(tx: &mut Tx, task_run: i64, to: TaskState, now: i64) -> Resul
         .await
         .map_err(Error::store)?;
         for dependent in dependents {
-            let reason = format!("upstream task run {id} ended {}", to.as_str());
+            let reason = if to == TaskState::Cancelled {
+                format!("upstream task run {id} was cancelled")
+            } else {
+                format!("upstream task run {id} did not succeed")
+            };
             transition(tx, dependent, None, TaskState::Pending, to, Some(&reason), now).await?;
             set_state(tx, dependent, to, now, None, Some(&reason)).await?;
             frontier.push(dependent);
