@@ -1,13 +1,25 @@
-//! The egress gateway of a dedicated node — filled by the gateway issue; nothing here yet.
+//! The egress gateway of a dedicated node: the policy from `egress.yaml` enforced on every
+//! outbound connection, bound to the node's static egress IP, presenting the destination's client
+//! identity, guarded by per-destination circuit breakers, and audited.
 //!
-//! It will own: the policy engine compiled from `egress.yaml` (indexed exact hosts, `*.suffix`
-//! wildcards, CIDR prefixes; deny by default); the dialer, built as layers — policy check → resolve
-//! → bind the node's static egress IP → connect with timeout → TLS with the destination's client
-//! identity (the one module that configures rustls) → per-destination circuit breaker — from which
-//! every connector gets its sockets; client identities (PEM files, expiry, reload); the HTTP CONNECT
-//! proxy that `run` tasks reach through `HTTPS_PROXY`; and the audit log of every decision.
+//! - [`policy`]: the decision for `host:port` from this node's IP — allow (rule, identity) or deny
+//!   (reason); deny by default; indexed lookups shared with `plan`.
+//! - [`dial`]: the layered dialer, the only way connectors get sockets.
+//! - [`identity`]: client certificates (key/cert match, expiry, reload on change).
+//! - [`tls`]: the one rustls module on the egress side.
+//! - [`audit`]: decision records for the control plane.
 //!
 //! Depends on `switchyard-config` only. `transform` never depends on this crate: serverless code
 //! has no path to the outside world by construction.
 
 #![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod classify;
+pub mod dial;
+mod error;
+pub mod identity;
+pub mod policy;
+pub mod tls;
+
+pub use error::Error;

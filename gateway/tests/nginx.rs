@@ -1,0 +1,263 @@
+//! The dialer against a real nginx that requires a client certificate (`ssl_verify_client on`)
+//! and allows only source 127.0.0.2 (`allow`/`deny`). Certificates come from a throwaway CA made
+//! here with rcgen. nginx is installed by `scripts/test` (Debian's nginx-light).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_config::FailureClass;
+use switchyard_config::egress::EgressPolicy;
+use switchyard_config::settings::IdentityFiles;
+use switchyard_gateway::Error;
+use switchyard_gateway::audit::{AuditSink, Verdict};
+use switchyard_gateway::classify::classify_http;
+use switchyard_gateway::dial::{Dialer, DialerConfig, Target};
+use switchyard_gateway::identity::Identities;
+use switchyard_gateway::policy::{Enforcer, Mode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, pem) = new_ca("Switchyard test CA");
+        std::fs::write(dir.path().join("ca.crt"), pem).unwrap();
+        Pki { dir, ca }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes NAME.crt / NAME.key signed by `issuer` (this CA by default).
+    fn leaf(
+        &self,
+        name: &str,
+        sans: &[&str],
+        issuer: Option<&rcgen::Issuer<'static, rcgen::KeyPair>>,
+        expired: bool,
+    ) -> IdentityFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, issuer.unwrap_or(&self.ca)).unwrap();
+        let (crt, pem_key) = (self.path(&format!("{name}.crt")), self.path(&format!("{name}.key")));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&pem_key, key.serialize_pem()).unwrap();
+        IdentityFiles { cert: crt, key: pem_key, ca: Some(self.path("ca.crt")) }
+    }
+}
+
+fn new_ca(cn: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let pem = params.self_signed(&key).unwrap().pem();
+    (rcgen::Issuer::new(params, key), pem)
+}
+
+/// nginx on 127.0.0.1:PORT, stopped when dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    fn start(pki: &Pki) -> Nginx {
+        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is not installed: run scripts/test, which installs it");
+        pki.leaf("server", &["localhost", "127.0.0.1"], None, false);
+        let dir = pki.path("nginx");
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/index.json"), "{\"hello\": \"partner\"}\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let user = if nix_is_root() { "user root;" } else { "" };
+        let conf = format!(
+            "{user}\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  \
+             server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {s}/server.crt;\n    ssl_certificate_key {s}/server.key;\n    ssl_client_certificate {s}/ca.crt;\n    ssl_verify_client on;\n    \
+             root {d}/www;\n    location / {{ allow 127.0.0.2; deny all; }}\n  }}\n}}\n",
+            d = dir.display(),
+            s = pki.dir.path().display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new(nginx)
+            .args([
+                "-p",
+                dir.to_str().unwrap(),
+                "-c",
+                dir.join("nginx.conf").to_str().unwrap(),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Nginx { child, port, dir };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx did not start: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+    }
+
+    fn access_log_lines(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("access.log")).map_or(0, |s| s.lines().count())
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+fn policy(port: u16) -> EgressPolicy {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("egress.yaml");
+    std::fs::write(
+        &path,
+        format!("destinations:\n  - {{ name: partner, host: localhost, ports: [{port}], egress_ips: [127.0.0.2, 127.0.0.3], identity: partner-prod }}\n"),
+    )
+    .unwrap();
+    let inputs = switchyard_config::load(&switchyard_config::LoadOptions {
+        egress: Some(path),
+        env: Some(Default::default()),
+        ..Default::default()
+    })
+    .unwrap();
+    inputs.policy.policy
+}
+
+fn dialer(
+    port: u16,
+    ip: &str,
+    identity: IdentityFiles,
+) -> (Dialer, Arc<Identities>, tokio::sync::mpsc::UnboundedReceiver<switchyard_gateway::audit::AuditEvent>) {
+    let files = [("partner-prod".to_owned(), identity)].into_iter().collect();
+    let identities = Identities::load_all(&files, &["partner-prod".to_owned()]).unwrap();
+    let (audit, rx) = AuditSink::channel();
+    let enforcer = Enforcer::new(policy(port), ip.parse().unwrap(), Mode::Enforce);
+    (Dialer::new(enforcer, identities.clone(), audit, DialerConfig::default()), identities, rx)
+}
+
+/// GET /index.json over the dialer's TLS; returns (status, body) or the classified error.
+async fn get(dialer: &Dialer, port: u16) -> Result<(u16, String), Error> {
+    let target = Target::parse("localhost", port).unwrap();
+    let (mut tls, _) = dialer.connect_tls(&target).await?;
+    tls.write_all(b"GET /index.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| switchyard_gateway::tls::classify("localhost", &e))?;
+    let mut out = Vec::new();
+    tls.read_to_end(&mut out).await.map_err(|e| switchyard_gateway::tls::classify("localhost", &e))?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_and_source_ip_allowlist_through_the_dialer() {
+    let pki = Pki::new();
+    let nginx = Nginx::start(&pki);
+    let good = pki.leaf("partner-prod", &["partner-prod"], None, false);
+
+    // Bound to 127.0.0.2 with the right identity: success.
+    let (d, _, mut audit) = dialer(nginx.port, "127.0.0.2", good.clone());
+    let (status, body) = get(&d, nginx.port).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"hello\""));
+    assert!(matches!(audit.recv().await.unwrap().verdict, Verdict::Allowed { .. }));
+
+    // Bound to 127.0.0.3: nginx refuses the source IP → access, the hint names the IP.
+    let (d3, _, _) = dialer(nginx.port, "127.0.0.3", good.clone());
+    let (status, body) = get(&d3, nginx.port).await.unwrap();
+    let failure = classify_http(
+        status,
+        &body[body.find("\r\n\r\n").unwrap_or(0)..],
+        "127.0.0.3".parse::<IpAddr>().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(failure.class, FailureClass::Access, "{status} {body}");
+    assert!(failure.hint.contains("127.0.0.3"), "{}", failure.hint);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_expired_client_certificates_are_authentication_failures() {
+    let pki = Pki::new();
+    let nginx = Nginx::start(&pki);
+    let (other_ca, _) = new_ca("Someone else's CA");
+    for (name, files) in [
+        ("untrusted", pki.leaf("untrusted", &["x"], Some(&other_ca), false)),
+        ("expired", pki.leaf("expired", &["x"], None, true)),
+    ] {
+        let (d, _, _) = dialer(nginx.port, "127.0.0.2", files);
+        let class = match get(&d, nginx.port).await {
+            Ok((status, body)) => classify_http(status, &body, "127.0.0.2".parse().unwrap()).map(|f| f.class),
+            Err(e) => Some(e.class()),
+        };
+        assert_eq!(class, Some(FailureClass::Authentication), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlisted_destination_is_denied_before_any_packet_and_audited() {
+    let pki = Pki::new();
+    let nginx = Nginx::start(&pki);
+    let good = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let (d, _, mut audit) = dialer(nginx.port, "127.0.0.2", good);
+    let before = nginx.access_log_lines();
+    // Same server, but as 127.0.0.1: no rule allows that host name.
+    let err = d.connect(&Target::parse("127.0.0.1", nginx.port).unwrap()).await.unwrap_err();
+    assert!(matches!(err, Error::Denied { .. }), "{err}");
+    assert_eq!(err.class(), FailureClass::Access);
+    let event = audit.recv().await.unwrap();
+    assert!(matches!(&event.verdict, Verdict::Denied { code: "denied_by_policy", .. }), "{event:?}");
+    assert_eq!(event.destination, format!("127.0.0.1:{}", nginx.port));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(nginx.access_log_lines(), before, "nginx saw a connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_certificate_files_are_picked_up_without_a_restart() {
+    let pki = Pki::new();
+    let nginx = Nginx::start(&pki);
+    let (other_ca, _) = new_ca("Old CA");
+    // Start with a certificate nginx does not trust …
+    let files = pki.leaf("partner-prod", &["partner-prod"], Some(&other_ca), false);
+    let (d, identities, _) = dialer(nginx.port, "127.0.0.2", files.clone());
+    let first = match get(&d, nginx.port).await {
+        Ok((status, body)) => classify_http(status, &body, "127.0.0.2".parse().unwrap()).map(|f| f.class),
+        Err(e) => Some(e.class()),
+    };
+    assert_eq!(first, Some(FailureClass::Authentication));
+    let old_expiry = identities.get("partner-prod").unwrap().not_after;
+    // … then rotate the files in place (mtime changes), as an operator would.
+    std::thread::sleep(Duration::from_millis(20));
+    pki.leaf("partner-prod", &["partner-prod"], None, false);
+    assert_eq!(identities.reload_changed(), ["partner-prod"]);
+    assert!(identities.get("partner-prod").unwrap().not_after >= old_expiry);
+    let (status, body) = get(&d, nginx.port).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+}
