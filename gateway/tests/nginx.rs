@@ -116,13 +116,18 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Owned by the guard from here on, so it is reaped on every path.
+        let nginx = Nginx { child, port, dir };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Nginx { child, port, dir };
+                return nginx;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("nginx did not start: {}", std::fs::read_to_string(dir.join("error.log")).unwrap_or_default());
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
+        );
     }
 
     fn access_log_lines(&self) -> usize {
