@@ -20,6 +20,7 @@ pub mod dial;
 mod error;
 pub mod identity;
 pub mod policy;
+pub mod proxy;
 pub mod tls;
 
 pub use error::Error;

@@ -266,3 +266,48 @@ async fn rotated_certificate_files_are_picked_up_without_a_restart() {
     let (status, body) = get(&d, nginx.port).await.unwrap();
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_through_the_connect_proxy_allowed_and_denied() {
+    let pki = Pki::new();
+    let nginx = Nginx::start(&pki);
+    let client = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let (d, _, mut audit) = dialer(nginx.port, "127.0.0.2", client.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(switchyard_gateway::proxy::serve(listener, d, Default::default(), stop_rx));
+
+    let curl = |url: String| {
+        let proxy = proxy.clone();
+        let (ca, cert, key) = (pki.path("ca.crt"), client.cert.clone(), client.key.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new("curl")
+                .args(["-sS", "--max-time", "10", "-x", &proxy, "--cacert"])
+                .arg(ca)
+                .arg("--cert")
+                .arg(cert)
+                .arg("--key")
+                .arg(key)
+                .arg(url)
+                .output()
+                .expect("curl (installed by scripts/test)")
+        })
+    };
+    // Allowed: the tunnel goes out from 127.0.0.2, which nginx allows.
+    let out = curl(format!("https://localhost:{}/index.json", nginx.port)).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"hello\""));
+    assert!(matches!(audit.recv().await.unwrap().verdict, Verdict::Allowed { .. }));
+
+    // Denied: no rule for 127.0.0.1 → the proxy answers 403 and audits it; nginx sees nothing.
+    let before = nginx.access_log_lines();
+    let out = curl(format!("https://127.0.0.1:{}/index.json", nginx.port)).await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("403"), "{stderr}");
+    let event = audit.recv().await.unwrap();
+    assert!(matches!(event.verdict, Verdict::Denied { code: "denied_by_policy", .. }), "{event:?}");
+    assert_eq!(nginx.access_log_lines(), before);
+    let _ = stop.send(true);
+}

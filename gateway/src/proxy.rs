@@ -1,0 +1,239 @@
+//! The HTTP proxy every node runs (and `switchyard gateway` runs standalone): `CONNECT host:port`
+//! tunnels and plain-HTTP forwarding, each connection made through the node's [`Dialer`] — the
+//! same policy, source-IP binding, breakers and audit as connectors get. `run` tasks reach their
+//! destinations through it via `HTTPS_PROXY`/`HTTP_PROXY`. Connections are bounded, idle tunnels
+//! time out, and optional credentials are checked.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::Error;
+use crate::dial::{Dialer, Target};
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Most client connections at once; more wait for a free place.
+    pub max_connections: usize,
+    /// A tunnel with no traffic either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// `user:password` that clients must send as Basic `Proxy-Authorization`, if set.
+    pub credentials: Option<String>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig { max_connections: 1024, idle_timeout: Duration::from_secs(300), credentials: None }
+    }
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    dialer: Dialer,
+    config: ProxyConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(config.max_connections));
+    let config = Arc::new(config);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.map_err(std::io::Error::other)?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let dialer = dialer.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req| handle(req, dialer.clone(), config.clone(), peer));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "Proxy connection ended with an error.");
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+/// The answer for a dial that failed: 403 for policy denials, 502 otherwise, with the reason.
+fn refusal(error: &Error) -> Response<Body> {
+    let status =
+        if matches!(error, Error::Denied { .. }) { StatusCode::FORBIDDEN } else { StatusCode::BAD_GATEWAY };
+    text(status, format!("switchyard gateway: {error} ({})\nhint: {}\n", error.class(), error.hint()))
+}
+
+fn authorized(req: &Request<Incoming>, config: &ProxyConfig) -> bool {
+    let Some(expected) = &config.credentials else { return true };
+    let Some(value) = req.headers().get(PROXY_AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value
+        .strip_prefix("Basic ")
+        .is_some_and(|b64| decode_base64(b64.trim()).is_some_and(|d| d == expected.as_bytes()))
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    dialer: Dialer,
+    config: Arc<ProxyConfig>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, hyper::Error> {
+    if !authorized(&req, &config) {
+        let mut r = text(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "proxy credentials required\n".into());
+        r.headers_mut().insert(PROXY_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"switchyard\""));
+        return Ok(r);
+    }
+    if req.method() == Method::CONNECT {
+        return Ok(tunnel(req, dialer, config.idle_timeout, peer).await);
+    }
+    Ok(forward(req, dialer).await)
+}
+
+async fn tunnel(req: Request<Incoming>, dialer: Dialer, idle: Duration, peer: SocketAddr) -> Response<Body> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n".into());
+    };
+    let target = match Target::parse(
+        authority.host().trim_start_matches('[').trim_end_matches(']'),
+        authority.port_u16().unwrap_or(443),
+    ) {
+        Ok(t) => t,
+        Err(e) => return refusal(&e),
+    };
+    let dialed = match dialer.connect(&target).await {
+        Ok(d) => d,
+        Err(e) => return refusal(&e),
+    };
+    tokio::spawn(async move {
+        match hyper::upgrade::on(req).await {
+            Ok(upgraded) => {
+                let started = std::time::Instant::now();
+                let (up, down) = pipe(TokioIo::new(upgraded), dialed.stream, idle).await;
+                tracing::debug!(%peer, destination = %target.label(), bytes_up = up, bytes_down = down, ms = started.elapsed().as_millis() as u64, "Tunnel closed.");
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "CONNECT upgrade failed."),
+        }
+    });
+    Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
+}
+
+/// Copies both ways until either side closes or nothing moves for `idle`. Returns bytes each way.
+async fn pipe<A, B>(a: A, b: B, idle: Duration) -> (u64, u64)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let (mut up, mut down) = (0u64, 0u64);
+    let mut abuf = vec![0u8; 16 * 1024];
+    let mut bbuf = vec![0u8; 16 * 1024];
+    loop {
+        let step = tokio::time::timeout(idle, async {
+            tokio::select! {
+                n = ar.read(&mut abuf) => match n { Ok(0) | Err(_) => None, Ok(n) => bw.write_all(&abuf[..n]).await.ok().map(|_| (n, 0)) },
+                n = br.read(&mut bbuf) => match n { Ok(0) | Err(_) => None, Ok(n) => aw.write_all(&bbuf[..n]).await.ok().map(|_| (0, n)) },
+            }
+        })
+        .await;
+        match step {
+            Ok(Some((u, d))) => {
+                up += u as u64;
+                down += d as u64;
+            }
+            _ => break,
+        }
+    }
+    let _ = aw.shutdown().await;
+    let _ = bw.shutdown().await;
+    (up, down)
+}
+
+/// Plain HTTP through the proxy (absolute-form request URI).
+async fn forward(mut req: Request<Incoming>, dialer: Dialer) -> Response<Body> {
+    let Some(host) = req.uri().host().map(str::to_owned) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "a proxied request needs an absolute URI (http://host/…)\n".into(),
+        );
+    };
+    if req.uri().scheme_str() != Some("http") {
+        return text(StatusCode::BAD_REQUEST, "only http:// is forwarded; use CONNECT for https\n".into());
+    }
+    let port = req.uri().port_u16().unwrap_or(80);
+    let target = match Target::parse(&host, port) {
+        Ok(t) => t,
+        Err(e) => return refusal(&e),
+    };
+    let dialed = match dialer.connect(&target).await {
+        Ok(d) => d,
+        Err(e) => return refusal(&e),
+    };
+    let path = req.uri().path_and_query().map_or("/".to_owned(), |p| p.to_string());
+    *req.uri_mut() = path.parse().unwrap_or_default();
+    req.headers_mut().remove(PROXY_AUTHORIZATION);
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(dialed.stream)).await {
+        Ok(pair) => pair,
+        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("switchyard gateway: {e}\n")),
+    };
+    tokio::spawn(conn);
+    match sender.send_request(req).await {
+        Ok(response) => response.map(|b| b.boxed()),
+        Err(e) => text(StatusCode::BAD_GATEWAY, format!("switchyard gateway: {e}\n")),
+    }
+}
+
+/// Standard base64 decoding (for Basic credentials).
+fn decode_base64(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_basic_credentials() {
+        assert_eq!(decode_base64("dXNlcjpwYXNz").unwrap(), b"user:pass");
+        assert_eq!(decode_base64("YQ==").unwrap(), b"a");
+        assert!(decode_base64("!!").is_none());
+    }
+}
