@@ -34,6 +34,7 @@ pub(crate) async fn execute(
     lease: &Lease,
     tail: Tail,
     mut stop: watch::Receiver<Option<Stop>>,
+    proxy: Option<&str>,
 ) -> Option<Report> {
     let report =
         |outcome, class: Option<FailureClass>, code: Option<i64>, message: String, tail: &Tail| Report {
@@ -44,8 +45,8 @@ pub(crate) async fn execute(
             message: Some(message),
             log_tail: Some(tail.text()),
         };
-    let (command, env, workdir) = match &lease.spec.work {
-        Work::Run { command, env, workdir, .. } => (command, env, workdir),
+    let (command, env, workdir, destinations) = match &lease.spec.work {
+        Work::Run { command, env, workdir, destinations } => (command, env, workdir, destinations),
         Work::Ingest { source } => {
             return Some(report(
                 Outcome::Failed,
@@ -79,6 +80,13 @@ pub(crate) async fn execute(
         }
         None => tokio::process::Command::new(program),
     };
+    // Declared egress goes through the node's gateway; a task without destinations gets none.
+    if let (false, Some(proxy)) = (destinations.is_empty(), proxy) {
+        for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
+            command.env(var, proxy);
+        }
+        command.env_remove("NO_PROXY").env_remove("no_proxy");
+    }
     let mut child = match command
         .args(args)
         .envs(env)

@@ -30,6 +30,9 @@ pub(crate) struct AgentConfig {
     pub(crate) drain_timeout: Duration,
     /// Long-poll duration of one lease request.
     pub(crate) poll: Duration,
+    /// The node's gateway proxy URL: `run` tasks with destinations reach them only through it
+    /// (`HTTPS_PROXY`/`HTTP_PROXY`). `None` for serverless workers, which have no egress.
+    pub(crate) proxy: Option<String>,
 }
 
 /// What the agent did, for logs and the embedded summary.
@@ -103,7 +106,7 @@ pub(crate) async fn run(
                 }
                 summary.leased += leases.len();
                 for lease in leases {
-                    start(lease, &running, &reports_tx, &freed, *shutdown.borrow());
+                    start(lease, &running, &reports_tx, &freed, *shutdown.borrow(), config.proxy.clone());
                 }
             }
             Err(e) if e.retryable() => {
@@ -150,6 +153,7 @@ fn start(
     reports: &mpsc::UnboundedSender<Report>,
     freed: &Arc<Notify>,
     draining: bool,
+    proxy: Option<String>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(draining.then_some(Stop::HandBack));
     let tail = Tail::default();
@@ -161,7 +165,7 @@ fn start(
     let freed = freed.clone();
     tokio::spawn(async move {
         tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, "Starting attempt.");
-        let report = execute(&lease, tail, stop_rx).await;
+        let report = execute(&lease, tail, stop_rx, proxy.as_deref()).await;
         if let Some(report) = report {
             let _ = reports.send(report);
         }

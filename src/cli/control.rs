@@ -55,6 +55,9 @@ pub(crate) struct NodeArgs {
     /// On SIGTERM, how long running tasks may finish before their leases are handed back.
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     drain_timeout: HumanDuration,
+    /// Egress policy the node's gateway enforces. Default: ./egress.yaml.
+    #[arg(long, value_name = "FILE")]
+    egress: Option<PathBuf>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -230,6 +233,18 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let (client, settings) = client_for(&args.client)?;
     let slots = args.slots.or_else(|| settings.pool(&args.pool).map(|p| p.slots)).unwrap_or(4);
     let identities = settings.pool(&args.pool).map(|p| p.identities.clone()).unwrap_or_default();
+    // Every connection a task of this node makes goes through its gateway.
+    let policy = load_inputs(args.client.settings.clone(), args.egress.clone(), vec![])?.policy.policy;
+    let gateway = super::gateway::start(
+        policy,
+        &settings,
+        &identities,
+        args.egress_ip,
+        "127.0.0.1:0".parse()?,
+        switchyard_gateway::policy::Mode::Enforce,
+        None,
+    )
+    .await?;
     let config = AgentConfig {
         info: NodeInfo {
             kind: NodeKind::Dedicated,
@@ -243,6 +258,7 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: None,
         drain_timeout: args.drain_timeout.as_std(),
         poll: Duration::from_secs(2),
+        proxy: Some(gateway.url.clone()),
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");
@@ -266,6 +282,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: Some(idle),
         drain_timeout: Duration::from_secs(30),
         poll: Duration::from_millis(500).min(idle),
+        proxy: None,
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(worker = %summary.node_id, leased = summary.leased, "Worker exiting.");

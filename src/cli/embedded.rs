@@ -110,7 +110,20 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     ));
     let client = Client::new(&url, token, None)?;
     let mut agents = Vec::new();
+    let mut gateways = Vec::new();
     for (pool, ip, slots, identities) in nodes {
+        let gateway = super::gateway::start(
+            inputs.policy.policy.clone(),
+            &settings,
+            &identities,
+            ip,
+            "127.0.0.1:0".parse()?,
+            switchyard_gateway::policy::Mode::Enforce,
+            None,
+        )
+        .await?;
+        let proxy = Some(gateway.url.clone());
+        gateways.push(gateway);
         let config = AgentConfig {
             info: NodeInfo {
                 kind: NodeKind::Dedicated,
@@ -124,6 +137,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             idle_timeout: None,
             drain_timeout: Duration::from_secs(5),
             poll: Duration::from_millis(500),
+            proxy,
         };
         agents.push(tokio::spawn(agent::run(client.clone(), config, agents_stop_rx.clone())));
     }
@@ -147,6 +161,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     launcher.stop_all();
+    drop(gateways);
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = control_plane.await {
         eprintln!("warning: the control plane stopped with an error: {e}");

@@ -4,6 +4,7 @@
 mod check;
 mod control;
 mod embedded;
+mod gateway;
 mod logging;
 mod ops;
 mod render;
@@ -58,6 +59,9 @@ enum Command {
     Node(control::NodeArgs),
     /// Run a serverless worker (normally started by the control plane's launcher).
     Worker(control::WorkerArgs),
+    /// Run the egress gateway standalone: a CONNECT/HTTP proxy under the egress policy, with
+    /// connections leaving from a static egress IP.
+    Gateway(gateway::GatewayArgs),
     /// Submit manifests to a running control plane and start their runs.
     Submit(ops::SubmitArgs),
     /// Show recent runs: tasks, where they ran, attempts, outcomes, and why queued tasks wait.
@@ -118,7 +122,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if !quiet {
         logging::init(
             cli.log_format,
-            matches!(cli.command, Command::Serve(_) | Command::Node(_) | Command::Worker(_)),
+            matches!(
+                cli.command,
+                Command::Serve(_) | Command::Node(_) | Command::Worker(_) | Command::Gateway(_)
+            ),
         );
     }
     match cli.command {
@@ -129,6 +136,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => runtime()?.block_on(control::serve(args)),
         Command::Node(args) => runtime()?.block_on(control::node(args)),
         Command::Worker(args) => runtime()?.block_on(control::worker(args)),
+        Command::Gateway(args) => runtime()?.block_on(gateway::run(args)),
         Command::Submit(args) => runtime()?.block_on(ops::submit(args)),
         Command::Runs(args) => runtime()?.block_on(ops::runs(args)),
         Command::Cancel(args) => runtime()?.block_on(ops::cancel(args)),

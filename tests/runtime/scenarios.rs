@@ -422,3 +422,65 @@ async fn sigterm_drains_a_node_finishing_short_tasks_and_handing_back_long_ones(
     .await;
     client.cancel_run(run).await.unwrap();
 }
+
+/// A minimal HTTP server on loopback that answers every request with `body`.
+async fn http_server(body: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_tasks_reach_declared_destinations_only_through_the_node_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(&sqlite_url(dir.path()), "10s");
+    let allowed = http_server("partner data").await;
+    let other = http_server("not yours").await;
+    std::fs::write(
+        setup.path("egress.yaml"),
+        format!("destinations:\n  - {{ name: partner, host: 127.0.0.1, ports: [{allowed}], egress_ips: [127.0.0.2] }}\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("fetched");
+    setup.write_job(
+        "egress.yaml",
+        &format!(
+            "job: egress_check\ntasks:\n  - name: fetch\n    run:\n      command: [\"sh\", \"-c\", \"curl -sSf http://127.0.0.1:{allowed}/ > {out}\"]\n      destinations: [\"127.0.0.1:{allowed}\"]\n  \
+             - name: sneaky\n    run:\n      command: [\"curl\", \"-sSf\", \"http://127.0.0.1:{other}/\"]\n      destinations: [\"127.0.0.1:{allowed}\"]\n",
+            out = out.display()
+        ),
+    );
+    let settings = setup.path("switchyard.toml");
+    let egress = setup.path("egress.yaml");
+    let jobs = setup.path("jobs");
+    let (code, stdout, stderr) = setup.run_cli(&[
+        "run",
+        "--settings",
+        settings.to_str().unwrap(),
+        "--egress",
+        egress.to_str().unwrap(),
+        jobs.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "sneaky must fail:\n{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "partner data",
+        "the declared destination was reached through the gateway"
+    );
+    assert!(stdout.contains("sneaky"), "{stdout}");
+    assert!(stdout.contains("403"), "the gateway refused the undeclared destination:\n{stdout}");
+}
