@@ -241,3 +241,63 @@ fn schemas_describe_the_formats() {
         assert!(manifest.contains(needle), "manifest schema lacks {needle}");
     }
 }
+
+#[test]
+fn egress_diff_reports_exactly_the_stranded_and_moved_tasks() {
+    let run = switchyard(
+        &[
+            "egress",
+            "diff",
+            "tests/fixtures/egress-removed-ip.yaml",
+            "--settings",
+            "examples/switchyard.toml",
+            "--egress",
+            "examples/egress.yaml",
+            "examples/jobs",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 1, "a stranded task fails the diff:\n{}{}", run.stdout, run.stderr);
+    let stranded: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("STRANDED")).collect();
+    assert_eq!(stranded.len(), 1, "{}", run.stdout);
+    assert!(
+        stranded[0].contains("legacy_export/export_legacy") && stranded[0].contains("203.0.113.12"),
+        "{}",
+        run.stdout
+    );
+    let moved: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("MOVES")).collect();
+    assert_eq!(
+        moved,
+        ["MOVES     member_events/consume_events  egress-a (203.0.113.10) → egress-b (203.0.113.11)"]
+    );
+    // Diffing a policy against itself changes nothing.
+    let same = switchyard(
+        &[
+            "egress",
+            "diff",
+            "examples/egress.yaml",
+            "--settings",
+            "examples/switchyard.toml",
+            "--egress",
+            "examples/egress.yaml",
+            "examples/jobs",
+        ],
+        &[],
+    );
+    assert_eq!(same.code, 0);
+    assert!(same.stdout.contains("0 task(s) stranded, 0 other change(s)"), "{}", same.stdout);
+    let list = switchyard(
+        &[
+            "egress",
+            "list",
+            "--settings",
+            "examples/switchyard.toml",
+            "--egress",
+            "examples/egress.yaml",
+            "examples/jobs",
+        ],
+        &[],
+    );
+    assert_eq!(list.code, 0);
+    assert!(list.stdout.contains("partner-files  files.partner.example.com:443\n    pools:  egress-b (203.0.113.11)\n    tasks:  legacy_export/export_legacy"), "{}", list.stdout);
+}

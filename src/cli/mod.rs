@@ -3,6 +3,7 @@
 
 mod check;
 mod control;
+mod egress;
 mod embedded;
 mod gateway;
 mod logging;
@@ -68,6 +69,11 @@ enum Command {
     Runs(ops::RunsArgs),
     /// Cancel a run (or, with --task, one task run and what waits for it).
     Cancel(ops::CancelArgs),
+    /// Operator tools for the egress policy: list rules and their users, diff a proposed policy.
+    Egress {
+        #[command(subcommand)]
+        command: egress::EgressCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -118,7 +124,10 @@ enum SchemaArg {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet = matches!(cli.command, Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. } | Command::Egress { .. }
+    );
     if !quiet {
         logging::init(
             cli.log_format,
@@ -132,6 +141,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(inputs) => check::validate(&inputs),
         Command::Plan { inputs, json } => check::plan_cmd(&inputs, json),
         Command::Schema { kind } => schema::print(kind),
+        Command::Egress { command } => egress::run(command),
         Command::Run(args) => runtime()?.block_on(embedded::run(args)),
         Command::Serve(args) => runtime()?.block_on(control::serve(args)),
         Command::Node(args) => runtime()?.block_on(control::node(args)),

@@ -1,0 +1,193 @@
+//! Operator tools for the egress policy: `list` (rules, the pools and IPs they map to, the tasks
+//! that use them) and `diff` (what a new policy would change — before anything is applied).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use switchyard_config::egress::{EgressPolicy, RuleIndex};
+use switchyard_config::settings::Settings;
+use switchyard_config::value::Endpoint;
+use switchyard_config::{Inputs, LoadOptions};
+use switchyard_scheduler::{Plan, TaskPlan};
+
+use super::render::{Style, render_errors};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EgressCommand {
+    /// Rules, the pools and static IPs each maps to, and the tasks that use it.
+    List(EgressArgs),
+    /// Which tasks would change placement or become unplaceable under NEW.yaml. Exit 1 if any
+    /// task would be stranded.
+    Diff {
+        /// The proposed policy.
+        new: PathBuf,
+        #[command(flatten)]
+        args: EgressArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EgressArgs {
+    /// Settings file. Default: ./switchyard.toml.
+    #[arg(long, value_name = "FILE")]
+    settings: Option<PathBuf>,
+    /// The current policy. Default: ./egress.yaml.
+    #[arg(long, value_name = "FILE")]
+    egress: Option<PathBuf>,
+    /// Manifests whose tasks to relate to the rules.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+fn load(args: &EgressArgs, egress: Option<PathBuf>) -> anyhow::Result<Inputs> {
+    let options = LoadOptions {
+        paths: args.paths.clone(),
+        settings: args.settings.clone(),
+        egress,
+        env: None,
+        inline: vec![],
+    };
+    let inputs = switchyard_config::load(&options)?;
+    let file_errors: Vec<_> = inputs
+        .diagnostics
+        .iter()
+        .filter(|d| matches!(d.code, switchyard_config::Code::Syntax | switchyard_config::Code::Schema))
+        .map(switchyard_scheduler::PlanError::from)
+        .collect();
+    if !file_errors.is_empty() {
+        eprint!("{}", render_errors(&file_errors, Style::detect(std::io::stderr().is_terminal())));
+        anyhow::bail!("fix the errors above first");
+    }
+    Ok(inputs)
+}
+
+pub(crate) fn run(command: EgressCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        EgressCommand::List(args) => list(&args),
+        EgressCommand::Diff { new, args } => diff(&args, new),
+    }
+}
+
+/// rule name → tasks (job/task) whose destinations it governs.
+fn tasks_by_rule(policy: &EgressPolicy, plan: &Plan) -> BTreeMap<String, Vec<String>> {
+    let index = RuleIndex::new(policy);
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for job in &plan.jobs {
+        for task in &job.tasks {
+            for dest in &task.destinations {
+                if let Some((_, rule)) = dest.parse::<Endpoint>().ok().and_then(|e| index.lookup(policy, &e))
+                {
+                    let name = format!("{}/{}", job.job, task.task);
+                    let entry = map.entry(rule.name.clone()).or_default();
+                    if !entry.contains(&name) {
+                        entry.push(name);
+                    }
+                }
+            }
+        }
+    }
+    map
+}
+
+fn list(args: &EgressArgs) -> anyhow::Result<ExitCode> {
+    let inputs = load(args, args.egress.clone())?;
+    let plan = switchyard_scheduler::plan(&inputs);
+    let policy = &inputs.policy.policy;
+    let settings: &Settings = &inputs.settings.settings;
+    let users = tasks_by_rule(policy, &plan);
+    if policy.destinations.is_empty() {
+        println!("no egress rules: every destination is denied");
+    }
+    for rule in &policy.destinations {
+        let ports: Vec<String> = rule.ports.iter().map(ToString::to_string).collect();
+        println!(
+            "{}  {}:{}{}",
+            rule.name,
+            rule.host,
+            ports.join(","),
+            rule.identity.as_ref().map(|i| format!("  identity {i}")).unwrap_or_default()
+        );
+        let mut mapped = Vec::new();
+        for pool in &settings.pools {
+            let ips: Vec<String> = pool
+                .egress_ips
+                .iter()
+                .filter(|ip| rule.egress_ips.contains(ip))
+                .map(ToString::to_string)
+                .collect();
+            if !ips.is_empty() {
+                mapped.push(format!("{} ({})", pool.name, ips.join(", ")));
+            }
+        }
+        let unowned: Vec<String> = rule
+            .egress_ips
+            .iter()
+            .filter(|ip| !settings.pools.iter().any(|p| p.egress_ips.contains(ip)))
+            .map(ToString::to_string)
+            .collect();
+        println!("    pools:  {}", if mapped.is_empty() { "none".to_owned() } else { mapped.join(", ") });
+        if !unowned.is_empty() {
+            println!("    IPs no pool has: {}", unowned.join(", "));
+        }
+        match users.get(&rule.name) {
+            Some(tasks) => println!("    tasks:  {}", tasks.join(", ")),
+            None => println!("    tasks:  none of the manifests given"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn placement(t: &TaskPlan) -> String {
+    match &t.pool {
+        Some(pool) => format!(
+            "{pool} ({})",
+            t.egress_ips.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        None => t.compute.as_str().to_owned(),
+    }
+}
+
+fn diff(args: &EgressArgs, new: PathBuf) -> anyhow::Result<ExitCode> {
+    let before = load(args, args.egress.clone())?;
+    let after = load(args, Some(new.clone()))?;
+    let (old_plan, new_plan) = (switchyard_scheduler::plan(&before), switchyard_scheduler::plan(&after));
+    let failing = |plan: &Plan| -> BTreeMap<(String, String), String> {
+        plan.errors
+            .iter()
+            .filter(|e| {
+                matches!(e.code, switchyard_config::Code::Unplaceable | switchyard_config::Code::NoEgressRule)
+            })
+            .filter_map(|e| {
+                Some(((e.job.clone()?, e.task.clone()?), format!("{}: {}", e.code.as_str(), e.message)))
+            })
+            .collect()
+    };
+    let (old_fail, new_fail) = (failing(&old_plan), failing(&new_plan));
+    let mut stranded = 0;
+    let mut changed = 0;
+    for (job_old, job_new) in old_plan.jobs.iter().zip(&new_plan.jobs) {
+        for (t_old, t_new) in job_old.tasks.iter().zip(&job_new.tasks) {
+            let key = (job_old.job.clone(), t_old.task.clone());
+            match (old_fail.get(&key), new_fail.get(&key)) {
+                (None, Some(why)) => {
+                    stranded += 1;
+                    println!("STRANDED  {}/{}  was {}; {why}", key.0, key.1, placement(t_old));
+                }
+                (Some(_), None) => {
+                    changed += 1;
+                    println!("PLACEABLE {}/{}  now {}", key.0, key.1, placement(t_new));
+                }
+                (None, None) if placement(t_old) != placement(t_new) => {
+                    changed += 1;
+                    println!("MOVES     {}/{}  {} → {}", key.0, key.1, placement(t_old), placement(t_new));
+                }
+                _ => {}
+            }
+        }
+    }
+    println!("{} task(s) stranded, {changed} other change(s) under {}", stranded, new.display());
+    Ok(if stranded > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
