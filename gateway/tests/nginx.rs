@@ -311,3 +311,51 @@ async fn curl_through_the_connect_proxy_allowed_and_denied() {
     assert_eq!(nginx.access_log_lines(), before);
     let _ = stop.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_check_names_the_failing_stage() {
+    use switchyard_gateway::check::check;
+    let pki = Pki::new();
+    let nginx = Nginx::start(&pki);
+    let good = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let (d, identities, _) = dialer(nginx.port, "127.0.0.2", good.clone());
+    let ok = check(&d, &identities, &Target::parse("localhost", nginx.port).unwrap(), true).await;
+    assert!(ok.ok(), "{ok:?}");
+    assert!(ok.detail.contains("identity partner-prod valid for"), "{}", ok.detail);
+    let denied = check(&d, &identities, &Target::parse("127.0.0.1", nginx.port).unwrap(), true).await;
+    assert_eq!(denied.code, Some("denied_by_policy"), "{denied:?}");
+    // A port nothing listens on, allowed by policy: refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("egress.yaml");
+    std::fs::write(&path, format!("destinations:\n  - {{ name: closed, host: localhost, ports: [{closed}], egress_ips: [127.0.0.2] }}\n  - {{ name: other-ip, host: localhost, ports: [{}], egress_ips: [127.0.0.9] }}\n", nginx.port)).unwrap();
+    let inputs = switchyard_config::load(&switchyard_config::LoadOptions {
+        egress: Some(path),
+        env: Some(Default::default()),
+        ..Default::default()
+    })
+    .unwrap();
+    let (audit, _rx) = AuditSink::channel();
+    let d2 = Dialer::new(
+        Enforcer::new(inputs.policy.policy, "127.0.0.2".parse().unwrap(), Mode::Enforce),
+        identities.clone(),
+        audit,
+        DialerConfig::default(),
+    );
+    assert_eq!(
+        check(&d2, &identities, &Target::parse("localhost", closed).unwrap(), false).await.code,
+        Some("refused")
+    );
+    let not_listed = check(&d2, &identities, &Target::parse("localhost", nginx.port).unwrap(), true).await;
+    assert_eq!(not_listed.code, Some("ip_not_allowlisted"), "{not_listed:?}");
+    assert!(not_listed.hint.contains("127.0.0.9"), "{}", not_listed.hint);
+    assert_eq!(
+        check(&d2, &identities, &Target::parse("no-such-host.invalid", closed).unwrap(), false).await.code,
+        Some("denied_by_policy")
+    );
+    // An expired identity is reported as such.
+    let expired = pki.leaf("old", &["x"], None, true);
+    let (d3, ids3, _) = dialer(nginx.port, "127.0.0.2", expired);
+    let r = check(&d3, &ids3, &Target::parse("localhost", nginx.port).unwrap(), true).await;
+    assert_eq!(r.code, Some("cert_expired"), "{r:?}");
+}

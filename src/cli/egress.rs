@@ -27,6 +27,18 @@ pub(crate) enum EgressCommand {
         #[command(flatten)]
         args: EgressArgs,
     },
+    /// On a node: probe every rule's host and port from this egress IP — policy, DNS, TCP, TLS
+    /// with the identity, certificate expiry — and classify what fails. Exit 1 if anything does.
+    Check {
+        /// The node's static egress IP.
+        #[arg(long, value_name = "IP")]
+        egress_ip: std::net::IpAddr,
+        /// Ports probed with a TLS handshake (besides rules that name an identity).
+        #[arg(long, value_delimiter = ',', default_value = "443,8443,9093")]
+        tls_ports: Vec<u16>,
+        #[command(flatten)]
+        args: EgressArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -68,7 +80,81 @@ pub(crate) fn run(command: EgressCommand) -> anyhow::Result<ExitCode> {
     match command {
         EgressCommand::List(args) => list(&args),
         EgressCommand::Diff { new, args } => diff(&args, new),
+        EgressCommand::Check { egress_ip, tls_ports, args } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(check(&args, egress_ip, &tls_ports)),
     }
+}
+
+async fn check(
+    args: &EgressArgs,
+    egress_ip: std::net::IpAddr,
+    tls_ports: &[u16],
+) -> anyhow::Result<ExitCode> {
+    use switchyard_config::value::{Host, HostPattern};
+    use switchyard_gateway::audit::AuditSink;
+    use switchyard_gateway::dial::{Dialer, DialerConfig, Target};
+    use switchyard_gateway::identity::Identities;
+    use switchyard_gateway::policy::{Enforcer, Mode};
+
+    let inputs = load(args, args.egress.clone())?;
+    let settings = &inputs.settings.settings;
+    let policy = &inputs.policy.policy;
+    let wanted: Vec<String> = policy
+        .destinations
+        .iter()
+        .filter_map(|d| d.identity.clone())
+        .filter(|i| settings.identities.contains_key(i))
+        .collect();
+    let identities = Identities::load_all(&settings.identities, &wanted)?;
+    let (audit, _events) = AuditSink::channel();
+    let dialer = Dialer::new(
+        Enforcer::new(policy.clone(), egress_ip, Mode::Enforce),
+        identities.clone(),
+        audit,
+        DialerConfig { connect_timeout: std::time::Duration::from_secs(5), ..Default::default() },
+    );
+    let style = Style::detect(std::io::stdout().is_terminal());
+    let mut failures = 0;
+    for rule in &policy.destinations {
+        let host = match &rule.host {
+            HostPattern::Exact(name) => Host::Name(name.clone()),
+            HostPattern::Cidr(net) if net.prefix_len() == net.max_prefix_len() => Host::Ip(net.addr()),
+            other => {
+                println!("skip  {}  {other}: no single host to probe", rule.name);
+                continue;
+            }
+        };
+        for port in &rule.ports {
+            let target = Target::new(host.clone(), port.0);
+            let tls = rule.identity.is_some() || tls_ports.contains(&port.0);
+            let result = switchyard_gateway::check::check(&dialer, &identities, &target, tls).await;
+            match result.code {
+                None => println!(
+                    "{}    {}  {}  {}",
+                    style.paint_pub("32", "ok"),
+                    rule.name,
+                    result.target,
+                    result.detail
+                ),
+                Some(code) => {
+                    failures += 1;
+                    println!(
+                        "{}  {}  {}  {code} ({}): {}",
+                        style.paint_pub("1;31", "FAIL"),
+                        rule.name,
+                        result.target,
+                        switchyard_gateway::check::class_of(code),
+                        result.detail
+                    );
+                    println!("      hint: {}", result.hint);
+                }
+            }
+        }
+    }
+    println!("{failures} failing destination(s) from {egress_ip}");
+    Ok(if failures > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// rule name → tasks (job/task) whose destinations it governs.
