@@ -33,6 +33,6 @@ pub use diagnostic::{Code, Diagnostic, Location, sort_in_reading_order};
 pub use document::{Document, Seg};
 pub use error::Error;
 pub use failure::FailureClass;
-pub use load::{DEFAULT_EGRESS, DEFAULT_SETTINGS, Inputs, LoadOptions, load, parse_manifest};
+pub use load::{DEFAULT_EGRESS, DEFAULT_SETTINGS, Inputs, LoadOptions, load, parse_manifest, parse_policy};
 pub use schema::{SchemaKind, json_schema};
 pub use secret::{Secret, SecretRef};

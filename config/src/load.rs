@@ -27,6 +27,23 @@ pub fn parse_manifest(path: &Path, bytes: &[u8]) -> (Option<LoadedManifest>, Vec
     (manifest, diagnostics)
 }
 
+/// Reads and checks an egress policy from memory (e.g. one submitted to `egress apply`), against
+/// the given settings for identity references.
+pub fn parse_policy(
+    path: &Path,
+    bytes: &[u8],
+    settings: Option<&crate::settings::Settings>,
+) -> (LoadedPolicy, Vec<Diagnostic>) {
+    let sink = Sink::default();
+    let policy = match parse_document(path, bytes, Format::Yaml, &sink) {
+        Some(doc) => load_policy(doc, &sink),
+        None => LoadedPolicy { clean: false, ..LoadedPolicy::empty() },
+    };
+    let mut diagnostics = sink.into_inner();
+    check_policy(&policy, settings, &mut diagnostics);
+    (policy, diagnostics)
+}
+
 /// One manifest file's outcome: the manifest if it could be read, and its problems.
 type ReadManifest = (Option<LoadedManifest>, Vec<Diagnostic>);
 

@@ -186,6 +186,45 @@ impl Client {
         Ok(r.token)
     }
 
+    pub async fn post_audit(&self, records: Vec<crate::engine::AuditRecord>) -> Result<(), Error> {
+        self.call::<_, ()>(Method::POST, "/api/v1/egress/audit", Some(&AuditBatch { records }), TIMEOUT).await
+    }
+
+    pub async fn audit(
+        &self,
+        denied_only: bool,
+        limit: i64,
+    ) -> Result<Vec<crate::engine::AuditRecord>, Error> {
+        self.call::<(), _>(
+            Method::GET,
+            &format!("/api/v1/egress/audit?denied={denied_only}&limit={limit}"),
+            None,
+            TIMEOUT,
+        )
+        .await
+    }
+
+    /// The latest applied policy, or `None` if none was applied through the control plane.
+    pub async fn policy(&self) -> Result<Option<crate::engine::PolicyVersion>, Error> {
+        match self.call::<(), _>(Method::GET, "/api/v1/egress/policy", None, TIMEOUT).await {
+            Ok(p) => Ok(Some(p)),
+            Err(Error::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn apply_policy(&self, yaml: String, mode: &str) -> Result<i64, Error> {
+        let applied: Applied = self
+            .call(
+                Method::POST,
+                "/api/v1/egress/policy",
+                Some(&ApplyPolicy { yaml, mode: mode.to_owned() }),
+                TIMEOUT,
+            )
+            .await?;
+        Ok(applied.version)
+    }
+
     pub async fn nodes(&self) -> Result<Vec<NodeView>, Error> {
         self.call::<(), _>(Method::GET, "/api/v1/nodes", None, TIMEOUT).await
     }

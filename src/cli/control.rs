@@ -243,6 +243,7 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         "127.0.0.1:0".parse()?,
         switchyard_gateway::policy::Mode::Enforce,
         None,
+        Some(client.clone()),
     )
     .await?;
     let config = AgentConfig {

@@ -27,6 +27,25 @@ pub(crate) enum EgressCommand {
         #[command(flatten)]
         args: EgressArgs,
     },
+    /// Egress decisions recorded by the nodes, newest first.
+    Audit {
+        /// Only denials (and dry-run would-be denials).
+        #[arg(long)]
+        denied: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[command(flatten)]
+        client: super::ClientArgs,
+    },
+    /// Store NEW.yaml as the next policy version in the control plane; nodes switch to it within
+    /// seconds. `--dry-run` logs and audits would-be denials without blocking.
+    Apply {
+        new: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: super::ClientArgs,
+    },
     /// On a node: probe every rule's host and port from this egress IP — policy, DNS, TCP, TLS
     /// with the identity, certificate expiry — and classify what fails. Exit 1 if anything does.
     Check {
@@ -80,10 +99,11 @@ pub(crate) fn run(command: EgressCommand) -> anyhow::Result<ExitCode> {
     match command {
         EgressCommand::List(args) => list(&args),
         EgressCommand::Diff { new, args } => diff(&args, new),
-        EgressCommand::Check { egress_ip, tls_ports, args } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(check(&args, egress_ip, &tls_ports)),
+        EgressCommand::Audit { denied, limit, client } => runtime()?.block_on(audit(&client, denied, limit)),
+        EgressCommand::Apply { new, dry_run, client } => runtime()?.block_on(apply(&client, &new, dry_run)),
+        EgressCommand::Check { egress_ip, tls_ports, args } => {
+            runtime()?.block_on(check(&args, egress_ip, &tls_ports))
+        }
     }
 }
 
@@ -276,4 +296,59 @@ fn diff(args: &EgressArgs, new: PathBuf) -> anyhow::Result<ExitCode> {
     }
     println!("{} task(s) stranded, {changed} other change(s) under {}", stranded, new.display());
     Ok(if stranded > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn audit(client: &super::ClientArgs, denied: bool, limit: i64) -> anyhow::Result<ExitCode> {
+    let (client, _) = super::control::client_for(client)?;
+    let records = client.audit(denied, limit).await?;
+    if records.is_empty() {
+        println!("no egress decisions recorded{}", if denied { " (denials)" } else { "" });
+    }
+    for r in records {
+        let when = chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, r.at)
+            .single()
+            .map_or(r.at.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+        let what = match (r.verdict.as_str(), &r.rule, &r.code) {
+            ("allowed", Some(rule), _) => format!("allowed by {rule} ×{}", r.count),
+            (verdict, _, Some(code)) => {
+                format!("{verdict} ({code}): {}", r.reason.clone().unwrap_or_default())
+            }
+            (verdict, _, None) => verdict.to_owned(),
+        };
+        println!("{when}  {}  {}  {}  {what}", r.egress_ip, r.destination, r.task.as_deref().unwrap_or("-"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn apply(client: &super::ClientArgs, new: &std::path::Path, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let yaml =
+        std::fs::read_to_string(new).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", new.display()))?;
+    let (client, _) = super::control::client_for(client)?;
+    let mode = if dry_run { "dry_run" } else { "enforce" };
+    match client.apply_policy(yaml, mode).await {
+        Ok(version) => {
+            println!("applied {} as egress policy version {version} ({mode})", new.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(switchyard_scheduler::Error::Rejected { errors }) => {
+            let errors: Vec<_> = errors
+                .into_iter()
+                .map(|mut e| {
+                    e.file = new.display().to_string();
+                    e
+                })
+                .collect();
+            eprint!("{}", render_errors(&errors, Style::detect(std::io::stderr().is_terminal())));
+            eprintln!(
+                "the control plane rejected the policy: {} error(s); nothing was applied",
+                errors.len()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -120,6 +120,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "127.0.0.1:0".parse()?,
             switchyard_gateway::policy::Mode::Enforce,
             None,
+            Some(client.clone()),
         )
         .await?;
         let proxy = Some(gateway.url.clone());

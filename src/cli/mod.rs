@@ -124,10 +124,7 @@ enum SchemaArg {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet = matches!(
-        cli.command,
-        Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. } | Command::Egress { .. }
-    );
+    let quiet = matches!(cli.command, Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. });
     if !quiet {
         logging::init(
             cli.log_format,

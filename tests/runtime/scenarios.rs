@@ -484,3 +484,119 @@ async fn run_tasks_reach_declared_destinations_only_through_the_node_gateway() {
     assert!(stdout.contains("sneaky"), "{stdout}");
     assert!(stdout.contains("403"), "the gateway refused the undeclared destination:\n{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_are_audited_and_a_dry_run_policy_applies_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(&sqlite_url(dir.path()), "10s");
+    let allowed = http_server("ok").await;
+    let elsewhere = http_server("elsewhere").await;
+    let rule = |ports: &str| {
+        format!(
+            "destinations:\n  - {{ name: partner, host: 127.0.0.1, ports: [{ports}], egress_ips: [127.0.0.2] }}\n"
+        )
+    };
+    std::fs::write(setup.path("egress.yaml"), rule(&allowed.to_string())).unwrap();
+    let _cp = setup.serve();
+    let egress = setup.path("egress.yaml");
+    let settings = setup.path("switchyard.toml");
+    let _node = {
+        let child = std::process::Command::new(bin())
+            .args([
+                "node",
+                "--pool",
+                "egress-a",
+                "--egress-ip",
+                "127.0.0.2",
+                "--control-plane",
+                &setup.url(),
+                "--settings",
+            ])
+            .arg(&settings)
+            .arg("--egress")
+            .arg(&egress)
+            .current_dir(setup.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Proc { child }
+    };
+    let client = setup.client(&setup.url());
+    let job = setup.write_job(
+        "probe.yaml",
+        &format!(
+            "job: probe\ntasks:\n  - name: reach_elsewhere\n    run:\n      command: [\"curl\", \"-sSf\", \"http://127.0.0.1:{elsewhere}/\"]\n      destinations: [\"127.0.0.1:{allowed}\"]\n"
+        ),
+    );
+    let run = setup.submit(&client, &job).await;
+    let done = wait_finished(&client, run, Duration::from_secs(30)).await;
+    assert_eq!(done.state, RunState::Failed);
+    // The denial reaches the control plane's audit (sent in batches).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let denial = loop {
+        let records = client.audit(true, 10).await.unwrap();
+        if let Some(r) = records.into_iter().find(|r| r.destination == format!("127.0.0.1:{elsewhere}")) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no denial audited");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(denial.verdict, "denied");
+    assert_eq!(denial.code.as_deref(), Some("denied_by_policy"));
+    assert_eq!(denial.egress_ip, "127.0.0.2");
+    let (code, stdout, _) =
+        setup.run_cli(&["egress", "audit", "--denied", "--settings", settings.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!("127.0.0.1:{elsewhere}")) && stdout.contains("denied (denied_by_policy)"),
+        "{stdout}"
+    );
+
+    // A broken policy is refused with its location; nothing is applied.
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "destinations:\n  - { name: x, host: \"*.com\", ports: [443], egress_ips: [127.0.0.2] }\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = setup.run_cli(&[
+        "egress",
+        "apply",
+        dir.path().join("bad.yaml").to_str().unwrap(),
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("bad.yaml:2:") && stderr.contains("covers a whole top-level domain"), "{stderr}");
+
+    // Dry run: a policy that does not list `elsewhere` at all, applied in dry-run mode, lets the
+    // connection through and records a would-be denial; the node picks it up without a restart.
+    let dry = dir.path().join("dry.yaml");
+    std::fs::write(&dry, rule(&allowed.to_string())).unwrap();
+    let (code, stdout, stderr) = setup.run_cli(&[
+        "egress",
+        "apply",
+        dry.to_str().unwrap(),
+        "--dry-run",
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("egress policy version 1 (dry_run)"), "{stdout}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let run = setup.submit(&client, &job).await;
+    let done = wait_finished(&client, run, Duration::from_secs(30)).await;
+    assert_eq!(done.state, RunState::Succeeded, "{done:#?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = client.audit(true, 20).await.unwrap();
+        if records
+            .iter()
+            .any(|r| r.verdict == "would_deny" && r.destination == format!("127.0.0.1:{elsewhere}"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no would-be denial audited: {records:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -8,14 +8,25 @@ use crate::policy::{Decision, Enforcer, Mode};
 
 #[derive(Debug)]
 pub struct Enforce<D> {
-    enforcer: Enforcer,
+    /// Swapped whole when a new policy version is applied; dials in flight keep the one they read.
+    enforcer: std::sync::RwLock<std::sync::Arc<Enforcer>>,
     audit: AuditSink,
     inner: D,
 }
 
 impl<D> Enforce<D> {
     pub fn new(enforcer: Enforcer, audit: AuditSink, inner: D) -> Self {
-        Enforce { enforcer, audit, inner }
+        Enforce { enforcer: std::sync::RwLock::new(std::sync::Arc::new(enforcer)), audit, inner }
+    }
+
+    pub fn replace(&self, enforcer: Enforcer) {
+        if let Ok(mut current) = self.enforcer.write() {
+            *current = std::sync::Arc::new(enforcer);
+        }
+    }
+
+    fn current(&self) -> std::sync::Arc<Enforcer> {
+        self.enforcer.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -25,10 +36,11 @@ fn now_ms() -> i64 {
 
 impl<D: Dial> Dial for Enforce<D> {
     async fn dial(&self, target: &Target) -> Result<Dialed, Error> {
-        let decision = self.enforcer.decide(&target.host, target.port);
+        let enforcer = self.current();
+        let decision = enforcer.decide(&target.host, target.port);
         let event = |verdict| AuditEvent {
             at: now_ms(),
-            egress_ip: self.enforcer.egress_ip(),
+            egress_ip: enforcer.egress_ip(),
             destination: target.label(),
             task: target.task.clone(),
             verdict,
@@ -38,7 +50,7 @@ impl<D: Dial> Dial for Enforce<D> {
                 self.audit.emit(event(Verdict::Allowed { rule: rule.clone() }));
                 (Some(rule), identity)
             }
-            Decision::Deny(reason) if self.enforcer.mode() == Mode::DryRun => {
+            Decision::Deny(reason) if enforcer.mode() == Mode::DryRun => {
                 self.audit
                     .emit(event(Verdict::WouldDeny { code: reason.code(), reason: reason.to_string() }));
                 (None, None)

@@ -101,6 +101,11 @@ impl Dialer {
         Dialer { inner: Arc::new(inner), identities }
     }
 
+    /// Enforces a new policy (a new version applied by an operator) from the next dial on.
+    pub fn replace_policy(&self, enforcer: Enforcer) {
+        self.inner.replace(enforcer);
+    }
+
     /// A plain TCP connection through every layer.
     pub async fn connect(&self, target: &Target) -> Result<Dialed, Error> {
         self.inner.dial(target).await

@@ -211,3 +211,77 @@ pub(super) async fn create_token(
     let token = state.engine.create_token(request.role, &request.name).await?;
     Ok((StatusCode::CREATED, Json(TokenResponse { token })))
 }
+
+pub(super) async fn post_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body<AuditBatch>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::Node)?;
+    let Json(batch) = body?;
+    state.engine.record_audit(&batch.records).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AuditQuery {
+    denied: Option<bool>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn get_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Reply<Vec<crate::engine::AuditRecord>> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.engine.audit(q.denied.unwrap_or(false), q.limit.unwrap_or(50).clamp(1, 10_000)).await?))
+}
+
+pub(super) async fn get_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Reply<crate::engine::PolicyVersion> {
+    if !(caller.0.permits(Role::Node) || caller.0.permits(Role::Viewer)) {
+        caller.require(Role::Viewer)?;
+    }
+    match state.engine.current_policy().await? {
+        Some(p) => Ok(Json(p)),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_policy",
+            "no egress policy was applied through the control plane",
+            "nodes use their local egress.yaml; `switchyard egress apply FILE` stores a versioned one",
+        )),
+    }
+}
+
+pub(super) async fn apply_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Body<ApplyPolicy>,
+) -> Result<(StatusCode, Json<Applied>), ApiError> {
+    caller.require(Role::Operator)?;
+    let Json(request) = body?;
+    if !matches!(request.mode.as_str(), "enforce" | "dry_run") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("unknown mode `{}`", request.mode),
+            "use enforce or dry_run",
+        ));
+    }
+    let settings = state.engine.config().settings.clone();
+    let (_, diagnostics) = switchyard_config::parse_policy(
+        std::path::Path::new("egress.yaml"),
+        request.yaml.as_bytes(),
+        Some(&settings),
+    );
+    if !diagnostics.is_empty() {
+        return Err(
+            Error::Rejected { errors: diagnostics.iter().map(plan::PlanError::from).collect() }.into()
+        );
+    }
+    let version = state.engine.apply_policy(&request.yaml, &request.mode, caller.0.as_str()).await?;
+    Ok((StatusCode::CREATED, Json(Applied { version })))
+}

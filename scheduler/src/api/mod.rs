@@ -9,6 +9,8 @@
 //! | `POST /api/v1/jobs`, `POST /api/v1/runs/{id}/cancel`, `POST /api/v1/tasks/{id}/cancel` | operator |
 //! | `POST /api/v1/nodes`, `…/{id}/heartbeat`, `…/{id}/leases`, `…/{id}/reports`, `DELETE …/{id}` | node |
 //! | `POST /api/v1/tokens` | admin |
+//! | `POST /api/v1/egress/audit` | node; `GET` viewer |
+//! | `GET /api/v1/egress/policy` | node or viewer; `POST` (apply a version) operator |
 
 mod auth;
 pub mod error;
@@ -58,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes/{id}/leases", post(handlers::lease))
         .route("/api/v1/nodes/{id}/reports", post(handlers::report))
         .route("/api/v1/tokens", post(handlers::create_token))
+        .route("/api/v1/egress/audit", get(handlers::get_audit).post(handlers::post_audit))
+        .route("/api/v1/egress/policy", get(handlers::get_policy).post(handlers::apply_policy))
         .fallback(handlers::not_found)
         .with_state(state)
 }

@@ -94,3 +94,26 @@ pub struct TokenResponse {
 
 /// Plan errors are returned inside [`super::error::ApiError`]; re-exported for clients.
 pub type SubmitErrors = Vec<PlanError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditBatch {
+    pub records: Vec<crate::engine::AuditRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyPolicy {
+    /// The policy file's contents.
+    pub yaml: String,
+    /// `enforce` (default) or `dry_run`: log would-be denials without blocking.
+    #[serde(default = "enforce")]
+    pub mode: String,
+}
+
+fn enforce() -> String {
+    "enforce".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    pub version: i64,
+}

@@ -9,6 +9,7 @@
 mod batch;
 mod complete;
 mod cron;
+mod egress;
 mod lease;
 mod nodes;
 mod query;
@@ -24,6 +25,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 pub use complete::{Outcome, Report, ReportResult};
+pub use egress::{AuditRecord, PolicyVersion};
 pub use lease::Lease;
 pub use nodes::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};
 pub use query::{AttemptView, NodeView, RunView, TaskView};

@@ -13,8 +13,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
+    Migration { version: 2, name: "egress", sql: include_str!("../../migrations/0002_egress.sql") },
+];
 
 /// The SQL for `dialect`: migrations are written for SQLite, and identity columns are the one
 /// thing PostgreSQL spells differently.

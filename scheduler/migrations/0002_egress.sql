@@ -1,0 +1,22 @@
+-- Egress audit and versioned egress policies.
+CREATE TABLE egress_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at BIGINT NOT NULL,
+    egress_ip TEXT NOT NULL,
+    task TEXT,
+    destination TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    code TEXT,
+    rule TEXT,
+    reason TEXT,
+    count BIGINT NOT NULL
+);
+CREATE INDEX egress_audit_at ON egress_audit (at);
+CREATE INDEX egress_audit_verdict ON egress_audit (verdict, at);
+CREATE TABLE egress_policies (
+    version INTEGER PRIMARY KEY AUTOINCREMENT,
+    yaml TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    applied_at BIGINT NOT NULL,
+    applied_by TEXT NOT NULL
+);

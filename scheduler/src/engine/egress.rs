@@ -1,0 +1,149 @@
+//! The control plane's side of egress: the audit trail nodes send, and the versioned egress policy
+//! operators apply (each version kept, with who applied it and in which mode).
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::Engine;
+use crate::Error;
+use crate::store::now_ms;
+
+/// One audit record (a denial, or allowed connections aggregated per destination and minute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at: i64,
+    pub egress_ip: String,
+    #[serde(default)]
+    pub task: Option<String>,
+    pub destination: String,
+    /// `allowed`, `denied` or `would_deny` (dry run).
+    pub verdict: String,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// How many connections this record stands for.
+    pub count: i64,
+}
+
+/// A stored policy version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyVersion {
+    pub version: i64,
+    pub yaml: String,
+    /// `enforce` or `dry_run`.
+    pub mode: String,
+    pub applied_at: i64,
+    pub applied_by: String,
+}
+
+impl Engine {
+    pub async fn record_audit(&self, records: &[AuditRecord]) -> Result<(), Error> {
+        let mut tx = self.store.begin().await?;
+        for chunk in records.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 9;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO egress_audit (at, egress_ip, task, destination, verdict, code, rule, reason, count) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(r.at)
+                    .bind(&r.egress_ip)
+                    .bind(r.task.as_deref())
+                    .bind(&r.destination)
+                    .bind(&r.verdict)
+                    .bind(r.code.as_deref())
+                    .bind(r.rule.as_deref())
+                    .bind(r.reason.as_deref())
+                    .bind(r.count);
+            }
+            q.execute(&mut *tx).await.map_err(Error::store)?;
+        }
+        tx.commit().await.map_err(Error::store)?;
+        Ok(())
+    }
+
+    /// Newest first; only denials (and would-be denials) when `denied_only`.
+    pub async fn audit(&self, denied_only: bool, limit: i64) -> Result<Vec<AuditRecord>, Error> {
+        let rows = sqlx::query(
+            "SELECT at, egress_ip, task, destination, verdict, code, rule, reason, count FROM egress_audit \
+             WHERE (CAST($1 AS BIGINT) = 0 OR verdict <> 'allowed') ORDER BY id DESC LIMIT $2",
+        )
+        .bind(i64::from(denied_only))
+        .bind(limit)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::store)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    at: r.try_get("at").map_err(Error::store)?,
+                    egress_ip: r.try_get("egress_ip").map_err(Error::store)?,
+                    task: r.try_get("task").map_err(Error::store)?,
+                    destination: r.try_get("destination").map_err(Error::store)?,
+                    verdict: r.try_get("verdict").map_err(Error::store)?,
+                    code: r.try_get("code").map_err(Error::store)?,
+                    rule: r.try_get("rule").map_err(Error::store)?,
+                    reason: r.try_get("reason").map_err(Error::store)?,
+                    count: r.try_get("count").map_err(Error::store)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a new policy version (already validated by the caller); returns its number.
+    pub async fn apply_policy(&self, yaml: &str, mode: &str, applied_by: &str) -> Result<i64, Error> {
+        let mut tx = self.store.begin().await?;
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO egress_policies (yaml, mode, applied_at, applied_by) VALUES ($1, $2, $3, $4) RETURNING version",
+        )
+        .bind(yaml)
+        .bind(mode)
+        .bind(now_ms())
+        .bind(applied_by)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        tx.commit().await.map_err(Error::store)?;
+        tracing::info!(version, mode, applied_by, "Egress policy applied.");
+        Ok(version)
+    }
+
+    /// The latest applied version, if any was applied through the control plane.
+    pub async fn current_policy(&self) -> Result<Option<PolicyVersion>, Error> {
+        let row = sqlx::query("SELECT version, yaml, mode, applied_at, applied_by FROM egress_policies ORDER BY version DESC LIMIT 1")
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(Error::store)?;
+        row.map(|r| {
+            Ok(PolicyVersion {
+                version: r.try_get("version").map_err(Error::store)?,
+                yaml: r.try_get("yaml").map_err(Error::store)?,
+                mode: r.try_get("mode").map_err(Error::store)?,
+                applied_at: r.try_get("applied_at").map_err(Error::store)?,
+                applied_by: r.try_get("applied_by").map_err(Error::store)?,
+            })
+        })
+        .transpose()
+    }
+}
