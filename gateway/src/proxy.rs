@@ -30,11 +30,47 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// `user:password` that clients must send as Basic `Proxy-Authorization`, if set.
     pub credentials: Option<String>,
+    /// Without `credentials`, a client's proxy user name labels its connections (the node gives
+    /// each attempt its own, `attempt-ID`), and refusals are kept here for it to look up.
+    pub refusals: RefusalLog,
+}
+
+/// Why the gateway refused a connection, as the task that asked should report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub class: switchyard_config::FailureClass,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Refusals by client label, taken once by whoever reports the task.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalLog(Arc<std::sync::Mutex<std::collections::HashMap<String, Refusal>>>);
+
+impl RefusalLog {
+    fn record(&self, label: &str, error: &Error) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(
+                label.to_owned(),
+                Refusal { class: error.class(), message: error.to_string(), hint: error.hint() },
+            );
+        }
+    }
+
+    /// The last refusal for `label`, removing it.
+    pub fn take(&self, label: &str) -> Option<Refusal> {
+        self.0.lock().ok()?.remove(label)
+    }
 }
 
 impl Default for ProxyConfig {
     fn default() -> Self {
-        ProxyConfig { max_connections: 1024, idle_timeout: Duration::from_secs(300), credentials: None }
+        ProxyConfig {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            credentials: None,
+            refusals: RefusalLog::default(),
+        }
     }
 }
 
@@ -85,6 +121,14 @@ fn refusal(error: &Error) -> Response<Body> {
     text(status, format!("switchyard gateway: {error} ({})\nhint: {}\n", error.class(), error.hint()))
 }
 
+/// The user name of Basic `Proxy-Authorization`, if any.
+fn client_user(req: &Request<Incoming>) -> Option<String> {
+    let value = req.headers().get(PROXY_AUTHORIZATION)?.to_str().ok()?;
+    let decoded = decode_base64(value.strip_prefix("Basic ")?.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split(':').next().unwrap_or("").to_owned()).filter(|u| !u.is_empty())
+}
+
 fn authorized(req: &Request<Incoming>, config: &ProxyConfig) -> bool {
     let Some(expected) = &config.credentials else { return true };
     let Some(value) = req.headers().get(PROXY_AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
@@ -106,13 +150,27 @@ async fn handle(
         r.headers_mut().insert(PROXY_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"switchyard\""));
         return Ok(r);
     }
+    let label = if config.credentials.is_none() { client_user(&req) } else { None };
+    let refused = |e: &Error| {
+        if let Some(label) = &label {
+            config.refusals.record(label, e);
+        }
+        refusal(e)
+    };
     if req.method() == Method::CONNECT {
-        return Ok(tunnel(req, dialer, config.idle_timeout, peer).await);
+        return Ok(tunnel(req, dialer, config.idle_timeout, peer, label.clone(), refused).await);
     }
-    Ok(forward(req, dialer).await)
+    Ok(forward(req, dialer, label.clone(), refused).await)
 }
 
-async fn tunnel(req: Request<Incoming>, dialer: Dialer, idle: Duration, peer: SocketAddr) -> Response<Body> {
+async fn tunnel(
+    req: Request<Incoming>,
+    dialer: Dialer,
+    idle: Duration,
+    peer: SocketAddr,
+    label: Option<String>,
+    refused: impl Fn(&Error) -> Response<Body>,
+) -> Response<Body> {
     let Some(authority) = req.uri().authority().cloned() else {
         return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n".into());
     };
@@ -120,12 +178,12 @@ async fn tunnel(req: Request<Incoming>, dialer: Dialer, idle: Duration, peer: So
         authority.host().trim_start_matches('[').trim_end_matches(']'),
         authority.port_u16().unwrap_or(443),
     ) {
-        Ok(t) => t,
-        Err(e) => return refusal(&e),
+        Ok(t) => Target { task: label, ..t },
+        Err(e) => return refused(&e),
     };
     let dialed = match dialer.connect(&target).await {
         Ok(d) => d,
-        Err(e) => return refusal(&e),
+        Err(e) => return refused(&e),
     };
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
@@ -174,7 +232,12 @@ where
 }
 
 /// Plain HTTP through the proxy (absolute-form request URI).
-async fn forward(mut req: Request<Incoming>, dialer: Dialer) -> Response<Body> {
+async fn forward(
+    mut req: Request<Incoming>,
+    dialer: Dialer,
+    label: Option<String>,
+    refused: impl Fn(&Error) -> Response<Body>,
+) -> Response<Body> {
     let Some(host) = req.uri().host().map(str::to_owned) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -186,12 +249,12 @@ async fn forward(mut req: Request<Incoming>, dialer: Dialer) -> Response<Body> {
     }
     let port = req.uri().port_u16().unwrap_or(80);
     let target = match Target::parse(&host, port) {
-        Ok(t) => t,
-        Err(e) => return refusal(&e),
+        Ok(t) => Target { task: label, ..t },
+        Err(e) => return refused(&e),
     };
     let dialed = match dialer.connect(&target).await {
         Ok(d) => d,
-        Err(e) => return refusal(&e),
+        Err(e) => return refused(&e),
     };
     let path = req.uri().path_and_query().map_or("/".to_owned(), |p| p.to_string());
     *req.uri_mut() = path.parse().unwrap_or_default();

@@ -34,7 +34,7 @@ pub(crate) async fn execute(
     lease: &Lease,
     tail: Tail,
     mut stop: watch::Receiver<Option<Stop>>,
-    proxy: Option<&str>,
+    proxy: Option<&super::ProxyAccess>,
 ) -> Option<Report> {
     let report =
         |outcome, class: Option<FailureClass>, code: Option<i64>, message: String, tail: &Tail| Report {
@@ -81,9 +81,12 @@ pub(crate) async fn execute(
         None => tokio::process::Command::new(program),
     };
     // Declared egress goes through the node's gateway; a task without destinations gets none.
+    // Each attempt is its own proxy user, so the gateway can say which attempt it refused.
+    let label = format!("attempt-{}", lease.attempt);
     if let (false, Some(proxy)) = (destinations.is_empty(), proxy) {
+        let url = proxy.url.replacen("://", &format!("://{label}:x@"), 1);
         for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-            command.env(var, proxy);
+            command.env(var, &url);
         }
         command.env_remove("NO_PROXY").env_remove("no_proxy");
     }
@@ -157,15 +160,22 @@ pub(crate) async fn execute(
         status = child.wait() => {
             // Let the readers drain what the program wrote last.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            match status {
-                Ok(s) if s.success() => Some(report(Outcome::Succeeded, None, Some(0), format!("exited 0 after {:.1}s", started.elapsed().as_secs_f64()), &tail)),
-                Ok(s) => {
+            // A program that failed after the gateway refused it a connection failed for that
+            // reason: report the gateway's class and hint, not a bare exit status.
+            let refusal = proxy.and_then(|p| p.refusals.take(&label));
+            match (status, refusal) {
+                (Ok(s), _) if s.success() => Some(report(Outcome::Succeeded, None, Some(0), format!("exited 0 after {:.1}s", started.elapsed().as_secs_f64()), &tail)),
+                (Ok(s), Some(r)) => {
+                    let message = format!("the node's gateway refused a connection: {}; hint: {}", r.message, r.hint);
+                    Some(report(Outcome::Failed, Some(r.class), s.code().map(i64::from), message, &tail))
+                }
+                (Ok(s), None) => {
                     let code = s.code().map(i64::from);
                     let how = code.map_or_else(|| "was killed by a signal".to_owned(), |c| format!("exited with status {c}"));
                     let last = errors.last_line().or_else(|| tail.last_line()).map(|l| format!(": {l}")).unwrap_or_default();
                     Some(report(Outcome::Failed, Some(FailureClass::Data), code, format!("`{program}` {how}{last}"), &tail))
                 }
-                Err(e) => Some(report(Outcome::Failed, Some(FailureClass::Internal), None, format!("waiting for `{program}` failed: {e}"), &tail)),
+                (Err(e), _) => Some(report(Outcome::Failed, Some(FailureClass::Internal), None, format!("waiting for `{program}` failed: {e}"), &tail)),
             }
         }
         () = deadline => {

@@ -32,7 +32,14 @@ pub(crate) struct AgentConfig {
     pub(crate) poll: Duration,
     /// The node's gateway proxy URL: `run` tasks with destinations reach them only through it
     /// (`HTTPS_PROXY`/`HTTP_PROXY`). `None` for serverless workers, which have no egress.
-    pub(crate) proxy: Option<String>,
+    pub(crate) proxy: Option<ProxyAccess>,
+}
+
+/// The node's gateway as tasks see it.
+#[derive(Debug, Clone)]
+pub(crate) struct ProxyAccess {
+    pub(crate) url: String,
+    pub(crate) refusals: switchyard_gateway::proxy::RefusalLog,
 }
 
 /// What the agent did, for logs and the embedded summary.
@@ -153,7 +160,7 @@ fn start(
     reports: &mpsc::UnboundedSender<Report>,
     freed: &Arc<Notify>,
     draining: bool,
-    proxy: Option<String>,
+    proxy: Option<ProxyAccess>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(draining.then_some(Stop::HandBack));
     let tail = Tail::default();
@@ -165,7 +172,7 @@ fn start(
     let freed = freed.clone();
     tokio::spawn(async move {
         tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, "Starting attempt.");
-        let report = execute(&lease, tail, stop_rx, proxy.as_deref()).await;
+        let report = execute(&lease, tail, stop_rx, proxy.as_ref()).await;
         if let Some(report) = report {
             let _ = reports.send(report);
         }

@@ -259,7 +259,10 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: None,
         drain_timeout: args.drain_timeout.as_std(),
         poll: Duration::from_secs(2),
-        proxy: Some(gateway.url.clone()),
+        proxy: Some(crate::agent::ProxyAccess {
+            url: gateway.url.clone(),
+            refusals: gateway.refusals.clone(),
+        }),
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");

@@ -123,7 +123,8 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(client.clone()),
         )
         .await?;
-        let proxy = Some(gateway.url.clone());
+        let proxy =
+            Some(crate::agent::ProxyAccess { url: gateway.url.clone(), refusals: gateway.refusals.clone() });
         gateways.push(gateway);
         let config = AgentConfig {
             info: NodeInfo {

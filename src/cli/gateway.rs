@@ -14,7 +14,7 @@ use switchyard_gateway::audit::{AuditEvent, AuditSink, Verdict};
 use switchyard_gateway::dial::{Dialer, DialerConfig};
 use switchyard_gateway::identity::Identities;
 use switchyard_gateway::policy::{Enforcer, Mode};
-use switchyard_gateway::proxy::{ProxyConfig, serve};
+use switchyard_gateway::proxy::{ProxyConfig, RefusalLog, serve};
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{AuditRecord, PolicyVersion};
 use tokio::sync::watch;
@@ -47,6 +47,8 @@ pub(crate) struct GatewayArgs {
 #[derive(Debug)]
 pub(crate) struct Running {
     pub(crate) url: String,
+    /// Connections the gateway refused, by the attempt that asked.
+    pub(crate) refusals: RefusalLog,
     stop: watch::Sender<bool>,
 }
 
@@ -91,14 +93,15 @@ pub(crate) async fn start(
         .with_context(|| format!("the gateway cannot listen on {listen}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stop_rx) = watch::channel(false);
-    let config = ProxyConfig { credentials, ..ProxyConfig::default() };
+    let refusals = RefusalLog::default();
+    let config = ProxyConfig { credentials, refusals: refusals.clone(), ..ProxyConfig::default() };
     tokio::spawn(serve(listener, dialer.clone(), config, stop_rx.clone()));
     tokio::spawn(forward_audit(events, control.clone(), stop_rx.clone()));
     if let Some(client) = control {
         tokio::spawn(follow_policy(client, dialer, settings.clone(), egress_ip, version, stop_rx));
     }
     tracing::info!(%egress_ip, proxy = %url, mode = ?mode, "Gateway serving.");
-    Ok(Running { url, stop })
+    Ok(Running { url, refusals, stop })
 }
 
 fn parse_version(applied: &PolicyVersion, settings: &Settings) -> Option<(EgressPolicy, Mode)> {

@@ -482,7 +482,12 @@ async fn run_tasks_reach_declared_destinations_only_through_the_node_gateway() {
         "the declared destination was reached through the gateway"
     );
     assert!(stdout.contains("sneaky"), "{stdout}");
-    assert!(stdout.contains("403"), "the gateway refused the undeclared destination:\n{stdout}");
+    // Classified by the gateway's refusal, with its hint — not a bare exit status.
+    assert!(stdout.contains("failed (access): the node's gateway refused a connection"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("127.0.0.1:{other}")) && stdout.contains("hint: add a destination"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,6 +550,12 @@ async fn denials_are_audited_and_a_dry_run_policy_applies_without_a_restart() {
     assert_eq!(denial.verdict, "denied");
     assert_eq!(denial.code.as_deref(), Some("denied_by_policy"));
     assert_eq!(denial.egress_ip, "127.0.0.2");
+    assert!(
+        denial.task.as_deref().is_some_and(|t| t.starts_with("attempt-")),
+        "denials name the attempt: {denial:?}"
+    );
+    let failed = client.run(run).await.unwrap();
+    assert_eq!(failed.tasks[0].error_class, Some(switchyard_config::FailureClass::Access), "{failed:#?}");
     let (code, stdout, _) =
         setup.run_cli(&["egress", "audit", "--denied", "--settings", settings.to_str().unwrap()]);
     assert_eq!(code, 0);
