@@ -8,6 +8,7 @@
 mod cold;
 mod dispatch;
 mod generate;
+mod proxy;
 
 /// The same allocator as the `switchyard` binary, so the figures are the CLI's.
 #[global_allocator]
@@ -25,13 +26,15 @@ fn main() {
         "plan" => bench_plan(),
         "dispatch" => bench_dispatch(),
         "cold-start" => bench_cold_start(),
+        "proxy" => bench_proxy(),
         "all" => {
             bench_plan();
             bench_dispatch();
             bench_cold_start();
+            bench_proxy();
         }
         other => {
-            eprintln!("unknown benchmark `{other}`; available: plan, dispatch, cold-start, all");
+            eprintln!("unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, all");
             std::process::exit(2);
         }
     }
@@ -200,4 +203,12 @@ fn bench_cold_start() {
         cold[0],
         cold[cold.len() - 1]
     );
+}
+
+fn bench_proxy() {
+    println!(
+        "egress proxy: the gateway vs tinyproxy, CONNECT tunnels to a loopback origin, 5 s each (machine: {} cores)",
+        cores()
+    );
+    runtime().block_on(proxy::run());
 }
