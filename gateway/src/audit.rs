@@ -19,6 +19,12 @@ pub enum Verdict {
         code: &'static str,
         reason: String,
     },
+    /// An allowed connection ended: what it carried and how long it lasted.
+    Closed {
+        rule: Option<String>,
+        bytes: u64,
+        duration_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +57,9 @@ impl AuditSink {
             }
             Verdict::Allowed { rule } => {
                 tracing::debug!(destination = %event.destination, rule = %rule, "Egress allowed.")
+            }
+            Verdict::Closed { bytes, duration_ms, .. } => {
+                tracing::debug!(destination = %event.destination, bytes, duration_ms, "Egress connection closed.")
             }
         }
         let _ = self.0.send(event);

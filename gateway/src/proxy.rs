@@ -190,6 +190,7 @@ async fn tunnel(
             Ok(upgraded) => {
                 let started = std::time::Instant::now();
                 let (up, down) = pipe(TokioIo::new(upgraded), dialed.stream, idle).await;
+                dialer.closed(&target, &dialed.info, up + down, started.elapsed().as_millis() as u64);
                 tracing::debug!(%peer, destination = %target.label(), bytes_up = up, bytes_down = down, ms = started.elapsed().as_millis() as u64, "Tunnel closed.");
             }
             Err(e) => tracing::debug!(%peer, error = %e, "CONNECT upgrade failed."),

@@ -299,6 +299,14 @@ async fn curl_through_the_connect_proxy_allowed_and_denied() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"hello\""));
     assert!(matches!(audit.recv().await.unwrap().verdict, Verdict::Allowed { .. }));
+    // When the tunnel closes, its bytes and duration are audited.
+    match audit.recv().await.unwrap().verdict {
+        Verdict::Closed { rule, bytes, .. } => {
+            assert_eq!(rule.as_deref(), Some("partner"));
+            assert!(bytes > 1000, "a TLS handshake and a response went through: {bytes}");
+        }
+        other => panic!("expected the close record, got {other:?}"),
+    }
 
     // Denied: no rule for 127.0.0.1 → the proxy answers 403 and audits it; nginx sees nothing.
     let before = nginx.access_log_lines();

@@ -9,7 +9,9 @@ CREATE TABLE egress_audit (
     code TEXT,
     rule TEXT,
     reason TEXT,
-    count BIGINT NOT NULL
+    count BIGINT NOT NULL,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    duration_ms BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX egress_audit_at ON egress_audit (at);
 CREATE INDEX egress_audit_verdict ON egress_audit (verdict, at);

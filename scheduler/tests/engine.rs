@@ -337,3 +337,34 @@ async fn tokens_are_hashed_and_scoped(db: &TestDb) {
     e.store().close().await;
 }
 both_stores!(tokens, tokens_are_hashed_and_scoped);
+
+async fn egress_audit_and_policy_versions(db: &TestDb) {
+    use switchyard_scheduler::engine::AuditRecord;
+    let e = engine(db, Duration::from_secs(30)).await;
+    let record = |verdict: &str, count: i64, bytes: i64| AuditRecord {
+        at: 1_000,
+        egress_ip: "127.0.0.2".into(),
+        task: Some("attempt-7".into()),
+        destination: "api.example.com:443".into(),
+        verdict: verdict.into(),
+        code: (verdict != "allowed").then(|| "denied_by_policy".into()),
+        rule: (verdict == "allowed").then(|| "api".into()),
+        reason: None,
+        count,
+        bytes,
+        duration_ms: 40,
+    };
+    e.record_audit(&[record("allowed", 12, 5_000), record("denied", 1, 0)]).await.unwrap();
+    let all = e.audit(false, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], record("allowed", 12, 5_000), "round trip, newest first");
+    let denied = e.audit(true, 10).await.unwrap();
+    assert_eq!(denied, vec![record("denied", 1, 0)]);
+    assert_eq!(e.current_policy().await.unwrap(), None);
+    assert_eq!(e.apply_policy("destinations: []\n", "dry_run", "operator").await.unwrap(), 1);
+    assert_eq!(e.apply_policy("destinations: []\n", "enforce", "operator").await.unwrap(), 2);
+    let current = e.current_policy().await.unwrap().unwrap();
+    assert_eq!((current.version, current.mode.as_str()), (2, "enforce"));
+    e.store().close().await;
+}
+both_stores!(egress, egress_audit_and_policy_versions);

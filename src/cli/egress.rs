@@ -313,6 +313,14 @@ async fn audit(client: &super::ClientArgs, denied: bool, limit: i64) -> anyhow::
             .single()
             .map_or(r.at.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
         let what = match (r.verdict.as_str(), &r.rule, &r.code) {
+            ("allowed", Some(rule), _) if r.bytes > 0 => {
+                format!(
+                    "allowed by {rule} ×{}, {} bytes in {:.1}s",
+                    r.count,
+                    r.bytes,
+                    r.duration_ms as f64 / 1000.0
+                )
+            }
             ("allowed", Some(rule), _) => format!("allowed by {rule} ×{}", r.count),
             (verdict, _, Some(code)) => {
                 format!("{verdict} ({code}): {}", r.reason.clone().unwrap_or_default())

@@ -190,10 +190,27 @@ fn aggregate(events: Vec<AuditEvent>) -> Vec<AuditRecord> {
             rule: None,
             reason: None,
             count: 1,
+            bytes: 0,
+            duration_ms: 0,
         };
+        let minute = e.at - e.at.rem_euclid(60_000);
         match e.verdict {
+            Verdict::Closed { rule, bytes, duration_ms } => {
+                // Bytes and time go to the minute the connection ended in (count stays with the
+                // minute it opened in).
+                let rule = rule.unwrap_or_default();
+                let entry = allowed.entry((e.destination, rule.clone(), minute)).or_insert(AuditRecord {
+                    at: minute,
+                    verdict: "allowed".into(),
+                    rule: Some(rule),
+                    task: None,
+                    count: 0,
+                    ..base
+                });
+                entry.bytes += bytes as i64;
+                entry.duration_ms += duration_ms as i64;
+            }
             Verdict::Allowed { rule } => {
-                let minute = e.at - e.at.rem_euclid(60_000);
                 allowed.entry((e.destination, rule.clone(), minute)).and_modify(|r| r.count += 1).or_insert(
                     AuditRecord {
                         at: minute,

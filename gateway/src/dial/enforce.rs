@@ -25,6 +25,17 @@ impl<D> Enforce<D> {
         }
     }
 
+    /// Records the end of an allowed connection (bytes both ways, duration).
+    pub fn closed(&self, target: &Target, rule: Option<String>, bytes: u64, duration_ms: u64) {
+        self.audit.emit(AuditEvent {
+            at: now_ms(),
+            egress_ip: self.current().egress_ip(),
+            destination: target.label(),
+            task: target.task.clone(),
+            verdict: Verdict::Closed { rule, bytes, duration_ms },
+        });
+    }
+
     fn current(&self) -> std::sync::Arc<Enforcer> {
         self.enforcer.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

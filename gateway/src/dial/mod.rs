@@ -106,6 +106,11 @@ impl Dialer {
         self.inner.replace(enforcer);
     }
 
+    /// Audits the end of a connection this dialer made.
+    pub fn closed(&self, target: &Target, info: &DialInfo, bytes: u64, duration_ms: u64) {
+        self.inner.closed(target, info.rule.clone(), bytes, duration_ms);
+    }
+
     /// A plain TCP connection through every layer.
     pub async fn connect(&self, target: &Target) -> Result<Dialed, Error> {
         self.inner.dial(target).await

@@ -26,6 +26,12 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// How many connections this record stands for.
     pub count: i64,
+    /// Bytes both ways of the connections that ended in this record's minute.
+    #[serde(default)]
+    pub bytes: i64,
+    /// Their total duration.
+    #[serde(default)]
+    pub duration_ms: i64,
 }
 
 /// A stored policy version.
@@ -45,23 +51,12 @@ impl Engine {
         for chunk in records.chunks(100) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let b = i * 9;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7,
-                        b + 8,
-                        b + 9
-                    )
+                    let params: Vec<String> = (1..=11).map(|k| format!("${}", i * 11 + k)).collect();
+                    format!("({})", params.join(", "))
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO egress_audit (at, egress_ip, task, destination, verdict, code, rule, reason, count) VALUES {}",
+                "INSERT INTO egress_audit (at, egress_ip, task, destination, verdict, code, rule, reason, count, bytes, duration_ms) VALUES {}",
                 values.join(", ")
             );
             let mut q = sqlx::query(&sql);
@@ -75,7 +70,9 @@ impl Engine {
                     .bind(r.code.as_deref())
                     .bind(r.rule.as_deref())
                     .bind(r.reason.as_deref())
-                    .bind(r.count);
+                    .bind(r.count)
+                    .bind(r.bytes)
+                    .bind(r.duration_ms);
             }
             q.execute(&mut *tx).await.map_err(Error::store)?;
         }
@@ -86,7 +83,7 @@ impl Engine {
     /// Newest first; only denials (and would-be denials) when `denied_only`.
     pub async fn audit(&self, denied_only: bool, limit: i64) -> Result<Vec<AuditRecord>, Error> {
         let rows = sqlx::query(
-            "SELECT at, egress_ip, task, destination, verdict, code, rule, reason, count FROM egress_audit \
+            "SELECT at, egress_ip, task, destination, verdict, code, rule, reason, count, bytes, duration_ms FROM egress_audit \
              WHERE (CAST($1 AS BIGINT) = 0 OR verdict <> 'allowed') ORDER BY id DESC LIMIT $2",
         )
         .bind(i64::from(denied_only))
@@ -106,6 +103,8 @@ impl Engine {
                     rule: r.try_get("rule").map_err(Error::store)?,
                     reason: r.try_get("reason").map_err(Error::store)?,
                     count: r.try_get("count").map_err(Error::store)?,
+                    bytes: r.try_get("bytes").map_err(Error::store)?,
+                    duration_ms: r.try_get("duration_ms").map_err(Error::store)?,
                 })
             })
             .collect()
