@@ -22,3 +22,5 @@ CREATE TABLE egress_policies (
     applied_at BIGINT NOT NULL,
     applied_by TEXT NOT NULL
 );
+-- Client certificate expiry per node identity, reported with heartbeats: [{identity, not_after}].
+ALTER TABLE nodes ADD COLUMN certificates TEXT;

@@ -204,3 +204,61 @@ async fn lease_cycle_through_the_client_over_tls() {
     assert_eq!(s.engine.run(run).await.unwrap().state, switchyard_scheduler::engine::RunState::Succeeded);
     let _ = s.stop.send(true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_export_queue_depth_and_certificate_expiry() {
+    use switchyard_scheduler::api::types::{CertificateExpiry, HeartbeatRequest};
+    let s = start(None).await;
+    s.engine
+        .upsert_jobs(&[common::job("j", vec![common::task("t", Compute::Dedicated, &["egress-a"], &[])])])
+        .await
+        .unwrap();
+    s.engine.trigger("j").await.unwrap();
+    let token = s.engine.create_token(Role::Node, "n").await.unwrap();
+    let client = Client::new(&s.url, token, None).unwrap();
+    let info = NodeInfo {
+        kind: NodeKind::Dedicated,
+        pool: Some("egress-b".into()),
+        egress_ip: Some("127.0.0.3".parse().unwrap()),
+        identities: vec!["partner-prod".into()],
+        version: "t".into(),
+        slots: 1,
+        launched_at: None,
+    };
+    let node = client.register(&info).await.unwrap().node_id;
+    let in_ten_days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64
+        + 10 * 86_400;
+    let heartbeat = HeartbeatRequest {
+        certificates: vec![CertificateExpiry { identity: "partner-prod".into(), not_after: in_ten_days }],
+        ..Default::default()
+    };
+    client.heartbeat(&node, &heartbeat).await.unwrap();
+    let (status, _) = raw(&s.url, "GET", "/metrics", None, "").await;
+    assert_eq!(status, 200);
+    let text = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(s.url.trim_start_matches("http://")).await.unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(text.contains("switchyard_scheduler_queue_depth_tasks{pool=\"egress-a\"} 1"), "{text}");
+    assert!(text.contains("switchyard_scheduler_nodes_live 1"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("switchyard_gateway_certificate_expiry_seconds{"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("identity=\"partner-prod\"") && line.contains("pool=\"egress-b\""), "{line}");
+    let seconds: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((10 * 86_400 - 5..=10 * 86_400).contains(&seconds), "{line}");
+    // Every line is either a comment or `name{labels} value`.
+    for l in text.split("\r\n\r\n").nth(1).unwrap().lines() {
+        assert!(
+            l.starts_with('#') || l.rsplit_once(' ').is_some_and(|(_, v)| v.parse::<f64>().is_ok()),
+            "bad line {l}"
+        );
+    }
+    let _ = s.stop.send(true);
+}

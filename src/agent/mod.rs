@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use switchyard_scheduler::Error as SchedulerError;
-use switchyard_scheduler::api::types::{HeartbeatRequest, LeaseRequest, LogTail, ReportRequest};
+use switchyard_scheduler::api::types::{
+    CertificateExpiry, HeartbeatRequest, LeaseRequest, LogTail, ReportRequest,
+};
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{Lease, NodeInfo, Report};
 use tokio::sync::{Notify, mpsc, watch};
@@ -40,6 +42,7 @@ pub(crate) struct AgentConfig {
 pub(crate) struct ProxyAccess {
     pub(crate) url: String,
     pub(crate) refusals: switchyard_gateway::proxy::RefusalLog,
+    pub(crate) identities: Arc<switchyard_gateway::identity::Identities>,
 }
 
 /// What the agent did, for logs and the embedded summary.
@@ -76,6 +79,7 @@ pub(crate) async fn run(
         node.clone(),
         running.clone(),
         Duration::from_millis(registration.heartbeat_ms),
+        config.proxy.as_ref().map(|p| p.identities.clone()),
         hb_stop_rx,
     ));
     let slots = config.info.slots.max(1) as usize;
@@ -241,6 +245,7 @@ async fn heartbeat_loop(
     node: String,
     running: RunningMap,
     every: Duration,
+    identities: Option<Arc<switchyard_gateway::identity::Identities>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -255,6 +260,11 @@ async fn heartbeat_loop(
                 tails: r
                     .iter()
                     .map(|(attempt, a)| LogTail { attempt: *attempt, text: a.tail.text() })
+                    .collect(),
+                certificates: identities
+                    .iter()
+                    .flat_map(|ids| ids.all())
+                    .map(|i| CertificateExpiry { identity: i.name.clone(), not_after: i.not_after })
                     .collect(),
             }
         };

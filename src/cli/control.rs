@@ -262,6 +262,7 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         proxy: Some(crate::agent::ProxyAccess {
             url: gateway.url.clone(),
             refusals: gateway.refusals.clone(),
+            identities: gateway.identities.clone(),
         }),
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;

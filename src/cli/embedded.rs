@@ -123,8 +123,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Some(client.clone()),
         )
         .await?;
-        let proxy =
-            Some(crate::agent::ProxyAccess { url: gateway.url.clone(), refusals: gateway.refusals.clone() });
+        let proxy = Some(crate::agent::ProxyAccess {
+            url: gateway.url.clone(),
+            refusals: gateway.refusals.clone(),
+            identities: gateway.identities.clone(),
+        });
         gateways.push(gateway);
         let config = AgentConfig {
             info: NodeInfo {

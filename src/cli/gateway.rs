@@ -49,6 +49,8 @@ pub(crate) struct Running {
     pub(crate) url: String,
     /// Connections the gateway refused, by the attempt that asked.
     pub(crate) refusals: RefusalLog,
+    /// The client identities it holds (their expiry goes to the control plane with heartbeats).
+    pub(crate) identities: Arc<Identities>,
     stop: watch::Sender<bool>,
 }
 
@@ -86,8 +88,12 @@ pub(crate) async fn start(
             }
         }
     }
-    let dialer =
-        Dialer::new(Enforcer::new(policy, egress_ip, mode), identities, audit, DialerConfig::default());
+    let dialer = Dialer::new(
+        Enforcer::new(policy, egress_ip, mode),
+        identities.clone(),
+        audit,
+        DialerConfig::default(),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("the gateway cannot listen on {listen}"))?;
@@ -101,7 +107,7 @@ pub(crate) async fn start(
         tokio::spawn(follow_policy(client, dialer, settings.clone(), egress_ip, version, stop_rx));
     }
     tracing::info!(%egress_ip, proxy = %url, mode = ?mode, "Gateway serving.");
-    Ok(Running { url, refusals, stop })
+    Ok(Running { url, refusals, identities, stop })
 }
 
 fn parse_version(applied: &PolicyVersion, settings: &Settings) -> Option<(EgressPolicy, Mode)> {

@@ -168,6 +168,9 @@ pub(super) async fn heartbeat(
     caller.require(Role::Node)?;
     let Json(request) = body?;
     let tails: Vec<(i64, String)> = request.tails.into_iter().map(|t| (t.attempt, t.text)).collect();
+    if !request.certificates.is_empty() {
+        state.engine.record_certificates(&id, &request.certificates).await?;
+    }
     Ok(Json(state.engine.heartbeat(&id, &request.running, &tails).await?))
 }
 
@@ -284,4 +287,10 @@ pub(super) async fn apply_policy(
     }
     let version = state.engine.apply_policy(&request.yaml, &request.mode, caller.0.as_str()).await?;
     Ok((StatusCode::CREATED, Json(Applied { version })))
+}
+
+/// Prometheus text format. Unauthenticated, like most scrape targets; it holds no secrets.
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let body = state.engine.metrics().await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

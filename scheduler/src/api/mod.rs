@@ -4,7 +4,7 @@
 //!
 //! | route | role |
 //! | --- | --- |
-//! | `GET /healthz`, `GET /readyz`, `GET /api/v1/openapi.json` | none |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/openapi.json` | none |
 //! | `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/nodes` | viewer |
 //! | `POST /api/v1/jobs`, `POST /api/v1/runs/{id}/cancel`, `POST /api/v1/tasks/{id}/cancel` | operator |
 //! | `POST /api/v1/nodes`, `…/{id}/heartbeat`, `…/{id}/leases`, `…/{id}/reports`, `DELETE …/{id}` | node |
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
         .route("/api/v1/openapi.json", get(handlers::openapi))
         .route("/api/v1/jobs", post(handlers::submit))
         .route("/api/v1/runs", get(handlers::runs))

@@ -64,6 +64,16 @@ pub struct HeartbeatRequest {
     /// The latest output of running attempts.
     #[serde(default)]
     pub tails: Vec<LogTail>,
+    /// Expiry of the client certificates the node's gateway holds.
+    #[serde(default)]
+    pub certificates: Vec<CertificateExpiry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateExpiry {
+    pub identity: String,
+    /// Seconds since the Unix epoch.
+    pub not_after: i64,
 }
 
 /// Reports, and optionally a lease request answered in the same round trip.

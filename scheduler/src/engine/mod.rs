@@ -11,6 +11,7 @@ mod complete;
 mod cron;
 mod egress;
 mod lease;
+mod metrics;
 mod nodes;
 mod query;
 pub mod state;
