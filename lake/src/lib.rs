@@ -1,10 +1,21 @@
-//! The Delta Lake handoff between dedicated ingestion and serverless transforms — filled by the
-//! ingestion issue; nothing here yet.
+//! The Delta Lake handoff between dedicated ingestion and serverless transforms.
 //!
-//! It will own: table name → location under the lake root (local directory or object store);
-//! creating a table on first write from the batch's schema; append and overwrite commits that carry
-//! a Delta `txn` action (app id per job/task/partition, version = source position) so data and
-//! position commit atomically; reading the last committed position back to resume; schema merges
-//! of new nullable columns, and `data` errors showing both schemas for incompatible changes.
+//! [`Lake`] maps table names (`bronze.claims`) to locations under the lake root (a local directory
+//! by default, `bronze/claims/`), creates a table on its first write from the batch's schema, and
+//! commits appends and overwrites that carry a Delta `txn` action — app id and version, where the
+//! version is the source position the data ends at. Data and position therefore commit together:
+//! [`Lake::position`] reads the position back to resume from, and a commit whose position is not
+//! past the stored one is skipped, so a retried or failed-over writer never duplicates rows.
+//! New nullable columns are merged into the schema; an incompatible change is a `data` error
+//! showing both schemas.
 
 #![forbid(unsafe_code)]
+
+mod error;
+mod table;
+
+pub use error::Error;
+pub use table::{Committed, Lake, Position, WriteMode};
+
+/// Arrow, as the lake uses it (re-exported so producers build batches against the same version).
+pub use deltalake::arrow;

@@ -1,0 +1,42 @@
+//! The lake crate's one error type; each variant knows its failure class.
+
+use switchyard_config::FailureClass;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("lake root `{root}` is not usable: {cause}")]
+    Root { root: String, cause: String },
+    #[error(
+        "table {table}: the incoming data does not fit its schema; existing: {existing}; incoming: {incoming}"
+    )]
+    IncompatibleSchema { table: String, existing: String, incoming: String },
+    #[error("table {table}: {cause}")]
+    Delta { table: String, cause: deltalake::DeltaTableError },
+}
+
+impl Error {
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Error::IncompatibleSchema { .. } => FailureClass::Data,
+            Error::Root { .. } => FailureClass::Internal,
+            Error::Delta { cause, .. } => match cause {
+                deltalake::DeltaTableError::ObjectStore { .. } => FailureClass::Connectivity,
+                deltalake::DeltaTableError::Arrow { .. }
+                | deltalake::DeltaTableError::SchemaMismatch { .. } => FailureClass::Data,
+                _ => FailureClass::Internal,
+            },
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Error::IncompatibleSchema { .. } => {
+                "new nullable columns are merged automatically; a changed type or a removed column needs a new table or an overwrite"
+            }
+            Error::Root { .. } => "set [lake] root to a writable directory or an object store URL",
+            Error::Delta { .. } => {
+                "check the table's storage is reachable and not modified by another writer outside Delta"
+            }
+        }
+    }
+}
