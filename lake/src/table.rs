@@ -128,37 +128,21 @@ impl Lake {
             }
         }
         let existing = t.snapshot().ok().map(|s| {
-            let fields: Vec<String> = s
-                .schema()
-                .fields()
-                .map(|f| {
-                    format!(
-                        "{} {}{}",
-                        f.name(),
-                        f.data_type(),
-                        if f.is_nullable() { "" } else { " not null" }
-                    )
-                })
-                .collect();
-            format!("({})", fields.join(", "))
+            describe(
+                s.schema()
+                    .fields()
+                    .map(|f| (f.name().to_string(), f.data_type().to_string(), f.is_nullable())),
+            )
         });
         let incoming = batches
             .first()
             .map(|b| {
-                let fields: Vec<String> = b
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| {
-                        format!(
-                            "{} {}{}",
-                            f.name(),
-                            f.data_type(),
-                            if f.is_nullable() { "" } else { " not null" }
-                        )
-                    })
-                    .collect();
-                format!("({})", fields.join(", "))
+                describe(
+                    b.schema()
+                        .fields()
+                        .iter()
+                        .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable())),
+                )
             })
             .unwrap_or_default();
         let mut properties = CommitProperties::default();
@@ -198,4 +182,12 @@ fn is_schema_error(e: &deltalake::DeltaTableError) -> bool {
         }
         _ => false,
     }
+}
+
+/// `(id long not null, name string)`: a schema as a person reads it in an error.
+fn describe(fields: impl Iterator<Item = (String, String, bool)>) -> String {
+    let fields: Vec<String> = fields
+        .map(|(name, ty, nullable)| format!("{name} {ty}{}", if nullable { "" } else { " not null" }))
+        .collect();
+    format!("({})", fields.join(", "))
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::batch::{Event, record_events};
 use super::{Engine, TaskState, placeholders};
 use crate::Error;
 use crate::spec::TaskSpec;
@@ -138,39 +139,22 @@ impl Engine {
         let mut leases = Vec::with_capacity(rows.len());
         let mut events = Vec::with_capacity(rows.len());
         for (row, (task_run, number, from)) in rows.iter().zip(facts) {
-            if !super::state::allowed(from, TaskState::Running) {
-                return Err(Error::corrupt(
-                    "task transition",
-                    format!("{from} → running (task run {task_run})"),
-                ));
-            }
             let attempt = attempt_of[&task_run];
             let run: i64 = row.try_get("run_id").map_err(Error::store)?;
             let job: String = row.try_get("job").map_err(Error::store)?;
             let spec: String = row.try_get("spec").map_err(Error::store)?;
             let spec: TaskSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("task spec", e))?;
-            events.push((task_run, attempt, from));
+            events.push(Event {
+                task_run,
+                attempt: Some(attempt),
+                from,
+                to: TaskState::Running,
+                reason: Some(node_id),
+            });
             leases.push(Lease { attempt, task_run, run, job, number, spec, lease_expires_at: expires });
         }
-        let sql = format!(
-            "INSERT INTO task_events (task_run_id, attempt_id, from_state, to_state, at, reason) VALUES {}",
-            (0..events.len())
-                .map(|i| format!(
-                    "(${}, ${}, ${}, 'running', ${}, ${})",
-                    i * 5 + 1,
-                    i * 5 + 2,
-                    i * 5 + 3,
-                    i * 5 + 4,
-                    i * 5 + 5
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for (task_run, attempt, from) in &events {
-            q = q.bind(*task_run).bind(*attempt).bind(from.as_str()).bind(now).bind(node_id);
-        }
-        q.execute(&mut *tx).await.map_err(Error::store)?;
+        // Checks every transition against the table before recording it.
+        record_events(&mut tx, &events, now).await?;
         if !leases.is_empty() {
             sqlx::query("UPDATE nodes SET first_lease_at = COALESCE(first_lease_at, $1) WHERE id = $2")
                 .bind(now)
