@@ -3,7 +3,7 @@
 //! statements, not a few per task. Statements are chunked to stay far below both databases'
 //! limits on bound parameters.
 
-use super::{TaskState, Tx, placeholders};
+use super::{TaskState, Tx, placeholders, value_rows};
 use crate::Error;
 
 /// Rows per statement.
@@ -30,15 +30,9 @@ pub(crate) async fn record_events(tx: &mut Tx, events: &[Event<'_>], now: i64) -
         }
     }
     for chunk in events.chunks(CHUNK) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 6;
-                format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO task_events (task_run_id, attempt_id, from_state, to_state, at, reason) VALUES {}",
-            values.join(", ")
+            value_rows(chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql);
         for e in chunk {
@@ -95,12 +89,10 @@ pub(crate) async fn enqueue_many(
     let rows: Vec<(i64, &str)> =
         items.iter().flat_map(|(id, keys)| keys.iter().map(move |k| (*id, k.as_str()))).collect();
     for chunk in rows.chunks(CHUNK) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3)).collect();
         let sql = format!(
             "INSERT INTO queue (task_run_id, pool, not_before) VALUES {} \
              ON CONFLICT (pool, task_run_id) DO UPDATE SET not_before = excluded.not_before",
-            values.join(", ")
+            value_rows(chunk.len(), 3)
         );
         let mut q = sqlx::query(&sql);
         for (id, key) in chunk {

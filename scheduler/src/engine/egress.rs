@@ -49,15 +49,9 @@ impl Engine {
     pub async fn record_audit(&self, records: &[AuditRecord]) -> Result<(), Error> {
         let mut tx = self.store.begin().await?;
         for chunk in records.chunks(100) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let params: Vec<String> = (1..=11).map(|k| format!("${}", i * 11 + k)).collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO egress_audit (at, egress_ip, task, destination, verdict, code, rule, reason, count, bytes, duration_ms) VALUES {}",
-                values.join(", ")
+                super::value_rows(chunk.len(), 11)
             );
             let mut q = sqlx::query(&sql);
             for r in chunk {

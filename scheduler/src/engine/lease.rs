@@ -102,16 +102,10 @@ impl Engine {
         q.execute(&mut *tx).await.map_err(Error::store)?;
 
         // One multi-row insert for the attempts and one for their events.
-        let values: Vec<String> = (0..rows.len())
-            .map(|i| {
-                let b = i * 6;
-                format!("(${}, ${}, ${}, 'running', ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6)
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO attempts (task_run_id, number, node_id, state, queued_at, started_at, lease_expires_at) \
              VALUES {} RETURNING id, task_run_id",
-            values.join(", ")
+            super::value_rows(rows.len(), 7)
         );
         let mut q = sqlx::query(&sql);
         let mut facts = Vec::with_capacity(rows.len());
@@ -124,6 +118,7 @@ impl Engine {
                 .bind(task_run)
                 .bind(number)
                 .bind(node_id)
+                .bind("running")
                 .bind(queued_at.unwrap_or(now))
                 .bind(now)
                 .bind(expires);

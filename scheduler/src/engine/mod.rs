@@ -84,6 +84,11 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values: the VALUES list of a multi-row insert.
+pub(crate) fn value_rows(rows: usize, cols: usize) -> String {
+    (0..rows).map(|r| format!("({})", placeholders(r * cols + 1, cols))).collect::<Vec<_>>().join(", ")
+}
+
 /// Records a task transition after checking it is legal.
 pub(crate) async fn transition(
     tx: &mut Tx,

@@ -150,9 +150,10 @@ async fn start_run(
         deps.extend(known.into_iter().map(|dep| (id, dep)));
     }
     for chunk in deps.chunks(super::batch::CHUNK) {
-        let values: Vec<String> =
-            (0..chunk.len()).map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2)).collect();
-        let sql = format!("INSERT INTO task_deps (task_run_id, dep_id) VALUES {}", values.join(", "));
+        let sql = format!(
+            "INSERT INTO task_deps (task_run_id, dep_id) VALUES {}",
+            super::value_rows(chunk.len(), 2)
+        );
         let mut q = sqlx::query(&sql);
         for (id, dep) in chunk {
             q = q.bind(*id).bind(*dep);
