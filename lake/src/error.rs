@@ -10,6 +10,8 @@ pub enum Error {
         "table {table}: the incoming data does not fit its schema; existing: {existing}; incoming: {incoming}"
     )]
     IncompatibleSchema { table: String, existing: String, incoming: String },
+    #[error("table {table}: two writers raced for the same source positions ({detail})")]
+    PositionConflict { table: String, detail: String },
     #[error("table {table}: {cause}")]
     Delta { table: String, cause: deltalake::DeltaTableError },
 }
@@ -18,7 +20,7 @@ impl Error {
     pub fn class(&self) -> FailureClass {
         match self {
             Error::IncompatibleSchema { .. } => FailureClass::Data,
-            Error::Root { .. } => FailureClass::Internal,
+            Error::Root { .. } | Error::PositionConflict { .. } => FailureClass::Internal,
             Error::Delta { cause, .. } => match cause {
                 deltalake::DeltaTableError::ObjectStore { .. } => FailureClass::Connectivity,
                 deltalake::DeltaTableError::Arrow { .. }
@@ -34,6 +36,9 @@ impl Error {
                 "new nullable columns are merged automatically; a changed type or a removed column needs a new table or an overwrite"
             }
             Error::Root { .. } => "set [lake] root to a writable directory or an object store URL",
+            Error::PositionConflict { .. } => {
+                "another attempt of this task wrote to the table at the same time; the retry resumes from what was committed"
+            }
             Error::Delta { .. } => {
                 "check the table's storage is reachable and not modified by another writer outside Delta"
             }

@@ -13,9 +13,11 @@
 
 mod error;
 mod table;
+mod writer;
 
 pub use error::Error;
 pub use table::{Committed, Lake, Position, WriteMode};
+pub use writer::TableWriter;
 
 /// Arrow, as the lake uses it (re-exported so producers build batches against the same version).
 pub use deltalake::arrow;

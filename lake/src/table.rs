@@ -12,6 +12,7 @@ use switchyard_config::value::TableName;
 use url::Url;
 
 use crate::Error;
+use crate::writer::TableWriter;
 
 /// How a commit changes the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +33,10 @@ pub struct Position {
 pub struct Committed {
     /// The table version after the commit (or the current one, when skipped).
     pub table_version: u64,
-    /// The position was already committed: nothing was written.
+    /// The position was already committed, or there was nothing to write: nothing was written.
     pub skipped: bool,
+    /// Rows the commit added.
+    pub rows: u64,
 }
 
 /// The lake root.
@@ -67,7 +70,7 @@ impl Lake {
         self.root.join(&format!("{path}/")).unwrap_or_else(|_| self.root.clone())
     }
 
-    async fn open(&self, table: &TableName) -> Result<DeltaTable, Error> {
+    pub(crate) async fn open(&self, table: &TableName) -> Result<DeltaTable, Error> {
         let url = self.location(table);
         if url.scheme() == "file" {
             if let Ok(path) = url.to_file_path() {
@@ -101,54 +104,55 @@ impl Lake {
             t.load_version(v).await.map_err(delta)?;
         }
         let (_, stream) = t.scan_table().await.map_err(delta)?;
-        deltalake::operations::collect_sendable_stream(stream).await.map_err(|e| delta(e.into()))
+        let batches =
+            deltalake::operations::collect_sendable_stream(stream).await.map_err(|e| delta(e.into()))?;
+        batches.iter().map(plain_types).collect::<Result<_, _>>().map_err(|e| delta(e.into()))
     }
 
-    /// Commits `batches` (creating the table on first write). With a `position`, the commit
-    /// records it in the same Delta commit as the data, and is skipped if that position (or a
-    /// later one) is already committed.
+    /// A streaming writer for `table`: files as batches arrive, one commit per source position.
+    pub async fn writer(&self, table: &TableName, mode: WriteMode) -> Result<TableWriter, Error> {
+        TableWriter::open(self, table, mode).await
+    }
+
+    /// Commits `batches` (creating the table on first write) in one version. The `positions` are
+    /// recorded in the same Delta commit as the data; the commit is skipped if they (or later
+    /// ones) are already committed.
     pub async fn commit(
         &self,
         table: &TableName,
         batches: Vec<RecordBatch>,
         mode: WriteMode,
-        position: Option<Position>,
+        positions: &[Position],
     ) -> Result<Committed, Error> {
         let delta = |cause| Error::Delta { table: table.to_string(), cause };
         let t = self.open(table).await?;
-        if let (Some(p), Some(version)) = (&position, t.version()) {
+        if let (false, Some(version)) = (positions.is_empty(), t.version()) {
             let state = t.snapshot().map_err(delta)?;
-            if let Some(done) =
-                state.transaction_version(t.log_store().as_ref(), &p.app_id).await.map_err(delta)?
-            {
-                if done >= p.version {
-                    tracing::info!(table = %table, app_id = %p.app_id, position = p.version, committed = done, "Position already committed; skipping.");
-                    return Ok(Committed { table_version: version, skipped: true });
+            let mut done = 0;
+            for p in positions {
+                let committed =
+                    state.transaction_version(t.log_store().as_ref(), &p.app_id).await.map_err(delta)?;
+                if committed.is_some_and(|c| c >= p.version) {
+                    done += 1;
                 }
             }
+            if done == positions.len() {
+                tracing::info!(table = %table, positions = ?positions, "Positions already committed; skipping.");
+                return Ok(Committed { table_version: version, skipped: true, rows: 0 });
+            }
+            if done > 0 {
+                return Err(Error::PositionConflict {
+                    table: table.to_string(),
+                    detail: format!("{done} of {} positions are already committed", positions.len()),
+                });
+            }
         }
-        let existing = t.snapshot().ok().map(|s| {
-            describe(
-                s.schema()
-                    .fields()
-                    .map(|f| (f.name().to_string(), f.data_type().to_string(), f.is_nullable())),
-            )
-        });
-        let incoming = batches
-            .first()
-            .map(|b| {
-                describe(
-                    b.schema()
-                        .fields()
-                        .iter()
-                        .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable())),
-                )
-            })
-            .unwrap_or_default();
-        let mut properties = CommitProperties::default();
-        if let Some(p) = &position {
-            properties = properties.with_application_transaction(Transaction::new(&p.app_id, p.version));
-        }
+        let existing = t.version().is_some().then(|| describe_table(&t));
+        let incoming = batches.first().map(|b| describe_arrow(&b.schema())).unwrap_or_default();
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let properties = CommitProperties::default().with_application_transactions(
+            positions.iter().map(|p| Transaction::new(&p.app_id, p.version)).collect(),
+        );
         let save = match mode {
             WriteMode::Append => SaveMode::Append,
             WriteMode::Overwrite => SaveMode::Overwrite,
@@ -158,7 +162,7 @@ impl Lake {
             write = write.with_schema_mode(SchemaMode::Merge);
         }
         match write.await {
-            Ok(t) => Ok(Committed { table_version: t.version().unwrap_or(0), skipped: false }),
+            Ok(t) => Ok(Committed { table_version: t.version().unwrap_or(0), skipped: false, rows }),
             Err(cause) if is_schema_error(&cause) => {
                 tracing::warn!(table = %table, error = %cause, "Incompatible schema.");
                 Err(Error::IncompatibleSchema {
@@ -172,8 +176,48 @@ impl Lake {
     }
 }
 
+/// The scan hands out string and binary *views*; callers get the plain types the table declares.
+fn plain_types(batch: &RecordBatch) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    };
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| matches!(f.data_type(), DataType::Utf8View | DataType::BinaryView)) {
+        return Ok(batch.clone());
+    }
+    let fields: Vec<Field> =
+        schema.fields().iter().map(|f| f.as_ref().clone().with_data_type(plain(f.data_type()))).collect();
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(&fields)
+        .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+}
+
+/// The schema of an existing table, as a person reads it.
+pub(crate) fn describe_table(t: &DeltaTable) -> String {
+    t.snapshot()
+        .map(|s| {
+            describe(
+                s.schema()
+                    .fields()
+                    .map(|f| (f.name().to_string(), f.data_type().to_string(), f.is_nullable())),
+            )
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn describe_arrow(schema: &deltalake::arrow::datatypes::Schema) -> String {
+    describe(schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable())))
+}
+
 /// Whether a write failed because the data does not fit the table's schema.
-fn is_schema_error(e: &deltalake::DeltaTableError) -> bool {
+pub(crate) fn is_schema_error(e: &deltalake::DeltaTableError) -> bool {
     use deltalake::arrow::error::ArrowError;
     match e {
         deltalake::DeltaTableError::SchemaMismatch { .. } => true,

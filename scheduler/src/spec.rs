@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use switchyard_config::Inputs;
-use switchyard_config::manifest::{RunMode, Task};
+use switchyard_config::manifest::{RunMode, SinkSpec, Source, Task};
 
 use crate::plan::{Compute, Plan, PlanError};
 
@@ -80,8 +80,8 @@ pub enum Work {
         workdir: PathBuf,
         destinations: Vec<String>,
     },
-    /// Ingestion from a source (`source:`), executed by the ingestion connectors.
-    Ingest { source: String },
+    /// Ingestion from a source (`source:`) into `sink`, executed by the ingestion connectors.
+    Ingest { source: Box<Source>, sink: SinkSpec },
     /// SQL over lake tables (`sql:`), executed by serverless workers.
     Transform { sql: String },
 }
@@ -147,5 +147,9 @@ fn work_of(task: &Task, base: &std::path::Path) -> Work {
     if let Some(sql) = &task.sql {
         return Work::Transform { sql: sql.clone() };
     }
-    Work::Ingest { source: task.source.as_ref().map_or("unknown", |s| s.kind()).to_owned() }
+    match (&task.source, &task.sink) {
+        (Some(source), Some(sink)) => Work::Ingest { source: Box::new(source.clone()), sink: sink.clone() },
+        // A clean plan has a sink on every ingestion (`missing_sink`) and one of source/sql/run.
+        _ => Work::Transform { sql: String::new() },
+    }
 }

@@ -230,6 +230,7 @@ async fn metrics_export_queue_depth_and_certificate_expiry() {
         as i64
         + 10 * 86_400;
     let heartbeat = HeartbeatRequest {
+        commits: vec![],
         certificates: vec![CertificateExpiry { identity: "partner-prod".into(), not_after: in_ten_days }],
         ..Default::default()
     };

@@ -34,8 +34,9 @@ pub(crate) async fn execute(
     lease: &Lease,
     tail: Tail,
     mut stop: watch::Receiver<Option<Stop>>,
-    proxy: Option<&super::ProxyAccess>,
+    access: &super::Access,
 ) -> Option<Report> {
+    let proxy = access.proxy.as_ref();
     let report =
         |outcome, class: Option<FailureClass>, code: Option<i64>, message: String, tail: &Tail| Report {
             attempt: lease.attempt,
@@ -47,14 +48,8 @@ pub(crate) async fn execute(
         };
     let (command, env, workdir, destinations) = match &lease.spec.work {
         Work::Run { command, env, workdir, destinations } => (command, env, workdir, destinations),
-        Work::Ingest { source } => {
-            return Some(report(
-                Outcome::Failed,
-                Some(FailureClass::Internal),
-                None,
-                format!("this version runs only `run` tasks; {source} ingestion is not built yet"),
-                &tail,
-            ));
+        Work::Ingest { source, sink } => {
+            return super::ingest::execute(lease, source, sink, tail, stop, access.ingest.as_ref()).await;
         }
         Work::Transform { .. } => {
             return Some(report(

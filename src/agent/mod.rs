@@ -5,6 +5,7 @@
 //! attempts get a grace period, then their leases are handed back for another node.
 
 mod exec;
+mod ingest;
 mod output;
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use switchyard_scheduler::Error as SchedulerError;
 use switchyard_scheduler::api::types::{
-    CertificateExpiry, HeartbeatRequest, LeaseRequest, LogTail, ReportRequest,
+    CertificateExpiry, CommitRecord, HeartbeatRequest, LeaseRequest, LogTail, ReportRequest,
 };
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{Lease, NodeInfo, Report};
@@ -35,6 +36,15 @@ pub(crate) struct AgentConfig {
     /// The node's gateway proxy URL: `run` tasks with destinations reach them only through it
     /// (`HTTPS_PROXY`/`HTTP_PROXY`). `None` for serverless workers, which have no egress.
     pub(crate) proxy: Option<ProxyAccess>,
+    /// The node's dialer and lake, for ingestion tasks. `None` for serverless workers.
+    pub(crate) ingest: Option<IngestSetup>,
+}
+
+/// What a dedicated node gives its ingestion tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct IngestSetup {
+    pub(crate) dialer: switchyard_gateway::dial::Dialer,
+    pub(crate) lake: switchyard_lake::Lake,
 }
 
 /// The node's gateway as tasks see it.
@@ -74,12 +84,19 @@ pub(crate) async fn run(
     let (reports_tx, reports_rx) = mpsc::unbounded_channel::<Report>();
     let reporter = tokio::spawn(report_loop(client.clone(), node.clone(), reports_rx));
     let (hb_stop_tx, hb_stop_rx) = watch::channel(false);
+    let (commits_tx, commits_rx) = mpsc::unbounded_channel();
+    let ingest = config.ingest.as_ref().map(|s| ingest::IngestAccess {
+        dialer: s.dialer.clone(),
+        lake: s.lake.clone(),
+        commits: commits_tx,
+    });
     let heartbeat = tokio::spawn(heartbeat_loop(
         client.clone(),
         node.clone(),
         running.clone(),
         Duration::from_millis(registration.heartbeat_ms),
         config.proxy.as_ref().map(|p| p.identities.clone()),
+        commits_rx,
         hb_stop_rx,
     ));
     let slots = config.info.slots.max(1) as usize;
@@ -117,7 +134,8 @@ pub(crate) async fn run(
                 }
                 summary.leased += leases.len();
                 for lease in leases {
-                    start(lease, &running, &reports_tx, &freed, *shutdown.borrow(), config.proxy.clone());
+                    let access = Access { proxy: config.proxy.clone(), ingest: ingest.clone() };
+                    start(lease, &running, &reports_tx, &freed, *shutdown.borrow(), access);
                 }
             }
             Err(e) if e.retryable() => {
@@ -128,6 +146,7 @@ pub(crate) async fn run(
         }
     }
     summary.handed_back = drain(&running, &freed, config.drain_timeout).await;
+    drop(ingest);
     drop(reports_tx);
     let _ = reporter.await;
     let _ = hb_stop_tx.send(true);
@@ -158,13 +177,20 @@ async fn register(
     }
 }
 
+/// What a leased attempt may use of the node.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    pub(crate) proxy: Option<ProxyAccess>,
+    pub(crate) ingest: Option<ingest::IngestAccess>,
+}
+
 fn start(
     lease: Lease,
     running: &RunningMap,
     reports: &mpsc::UnboundedSender<Report>,
     freed: &Arc<Notify>,
     draining: bool,
-    proxy: Option<ProxyAccess>,
+    access: Access,
 ) {
     let (stop_tx, stop_rx) = watch::channel(draining.then_some(Stop::HandBack));
     let tail = Tail::default();
@@ -176,7 +202,7 @@ fn start(
     let freed = freed.clone();
     tokio::spawn(async move {
         tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, "Starting attempt.");
-        let report = execute(&lease, tail, stop_rx, proxy.as_ref()).await;
+        let report = execute(&lease, tail, stop_rx, &access).await;
         if let Some(report) = report {
             let _ = reports.send(report);
         }
@@ -246,12 +272,27 @@ async fn heartbeat_loop(
     running: RunningMap,
     every: Duration,
     identities: Option<Arc<switchyard_gateway::identity::Identities>>,
+    mut commits: mpsc::UnboundedReceiver<CommitRecord>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Commits not yet delivered (kept across a failed heartbeat).
+    let mut pending: Vec<CommitRecord> = Vec::new();
+    let mut stopping = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            // A commit goes out promptly (transforms wait for it), a little batched.
+            Some(c) = commits.recv() => {
+                pending.push(c);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ = stop.changed() => stopping = true,
+        }
+        while let Ok(c) = commits.try_recv() {
+            pending.push(c);
+        }
+        if stopping && pending.is_empty() {
+            return;
         }
         let request = {
             let Ok(r) = running.lock() else { return };
@@ -266,10 +307,12 @@ async fn heartbeat_loop(
                     .flat_map(|ids| ids.all())
                     .map(|i| CertificateExpiry { identity: i.name.clone(), not_after: i.not_after })
                     .collect(),
+                commits: pending.clone(),
             }
         };
         match client.heartbeat(&node, &request).await {
             Ok(reply) => {
+                pending.clear();
                 if let Ok(r) = running.lock() {
                     for stop in reply.stop {
                         if let Some(attempt) = r.get(&stop.attempt) {
@@ -279,6 +322,9 @@ async fn heartbeat_loop(
                 }
             }
             Err(e) => tracing::warn!(node = %node, error = %e, "Heartbeat failed."),
+        }
+        if stopping {
+            return;
         }
     }
 }

@@ -264,6 +264,11 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             refusals: gateway.refusals.clone(),
             identities: gateway.identities.clone(),
         }),
+        ingest: Some(crate::agent::IngestSetup {
+            dialer: gateway.dialer.clone(),
+            lake: switchyard_lake::Lake::new(&settings.lake.root)
+                .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
+        }),
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");
@@ -288,6 +293,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         drain_timeout: Duration::from_secs(30),
         poll: Duration::from_millis(500).min(idle),
         proxy: None,
+        ingest: None,
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(worker = %summary.node_id, leased = summary.leased, "Worker exiting.");

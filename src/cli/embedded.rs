@@ -128,6 +128,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             refusals: gateway.refusals.clone(),
             identities: gateway.identities.clone(),
         });
+        let ingest = Some(crate::agent::IngestSetup {
+            dialer: gateway.dialer.clone(),
+            lake: switchyard_lake::Lake::new(&settings.lake.root)
+                .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
+        });
         gateways.push(gateway);
         let config = AgentConfig {
             info: NodeInfo {
@@ -143,6 +148,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             drain_timeout: Duration::from_secs(5),
             poll: Duration::from_millis(500),
             proxy,
+            ingest,
         };
         agents.push(tokio::spawn(agent::run(client.clone(), config, agents_stop_rx.clone())));
     }

@@ -51,6 +51,8 @@ pub(crate) struct Running {
     pub(crate) refusals: RefusalLog,
     /// The client identities it holds (their expiry goes to the control plane with heartbeats).
     pub(crate) identities: Arc<Identities>,
+    /// The dialer behind the proxy, for connectors running in the node's process.
+    pub(crate) dialer: Dialer,
     stop: watch::Sender<bool>,
 }
 
@@ -102,12 +104,13 @@ pub(crate) async fn start(
     let refusals = RefusalLog::default();
     let config = ProxyConfig { credentials, refusals: refusals.clone(), ..ProxyConfig::default() };
     tokio::spawn(serve(listener, dialer.clone(), config, stop_rx.clone()));
+    let node_dialer = dialer.clone();
     tokio::spawn(forward_audit(events, control.clone(), stop_rx.clone()));
     if let Some(client) = control {
         tokio::spawn(follow_policy(client, dialer, settings.clone(), egress_ip, version, stop_rx));
     }
     tracing::info!(%egress_ip, proxy = %url, mode = ?mode, "Gateway serving.");
-    Ok(Running { url, refusals, identities, stop })
+    Ok(Running { url, refusals, identities, dialer: node_dialer, stop })
 }
 
 fn parse_version(applied: &PolicyVersion, settings: &Settings) -> Option<(EgressPolicy, Mode)> {

@@ -126,14 +126,14 @@ pub enum RunMode {
 }
 
 /// An external system to ingest from, selected by `kind`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(tag = "kind")]
 pub enum Source {
     Sqlserver(DatabaseSource),
     Postgres(DatabaseSource),
     Kafka(KafkaSource),
-    Https(HttpsSource),
+    Https(Box<HttpsSource>),
 }
 
 impl Source {
@@ -148,7 +148,7 @@ impl Source {
 }
 
 /// SQL Server (`kind: sqlserver`, port 1433 by default) or PostgreSQL (`kind: postgres`, 5432).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSource {
     /// Database server host name or IP address.
@@ -173,7 +173,7 @@ pub struct DatabaseSource {
 
 /// A Kafka consumer (`kind: kafka`). It keeps its group membership on one node while that node is
 /// healthy.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSource {
     /// Bootstrap brokers as host:port.
@@ -191,7 +191,7 @@ pub struct KafkaSource {
     pub identity: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageFormat {
     Json,
@@ -199,7 +199,7 @@ pub enum MessageFormat {
 }
 
 /// A partner HTTPS API (`kind: https`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpsSource {
     pub url: HttpUrl,
@@ -225,16 +225,46 @@ pub struct HttpsSource {
     /// Field of the JSON response that holds the records array, e.g. `data`.
     #[serde(default)]
     pub records: Option<String>,
+    /// Columns of the records. Without it the schema is inferred from the first page (every
+    /// column nullable); declare it when pages may disagree.
+    #[serde(default, deserialize_with = "recover_vec")]
+    pub schema: Vec<Column>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+/// A declared column of ingested records.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: ColumnType,
+    /// Whether the column may be missing or null (default true).
+    #[serde(default)]
+    pub nullable: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    String,
+    Int32,
+    Int64,
+    Float64,
+    Boolean,
+    /// RFC 3339 text, stored as UTC microseconds.
+    Timestamp,
+    /// `YYYY-MM-DD`.
+    Date,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HttpMethod {
     Get,
     Post,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PageFormat {
     Json,
@@ -242,7 +272,7 @@ pub enum PageFormat {
 }
 
 /// How to get the next page: set exactly one of `cursor_field`, `next_link` or `page_param`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pagination {
     /// Response field holding the cursor for the next page.
@@ -278,7 +308,7 @@ pub struct RunSpec {
 }
 
 /// Where a task's output goes.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
     pub table: TableName,
@@ -288,9 +318,28 @@ pub struct SinkSpec {
     /// Key columns for `merge`.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// When an ingestion commits to the table: whichever limit is reached first.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub flush: Option<Flush>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+/// Commit cadence of an ingestion: each commit is one Delta version carrying the source position,
+/// so fewer, larger commits are faster; smaller ones make data visible sooner.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flush {
+    /// Rows per commit (default 500000).
+    #[serde(default)]
+    pub rows: Option<u64>,
+    /// Approximate bytes of Arrow data per commit (default 256 MiB).
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Longest time data waits before it is committed, e.g. `5s` (default 10s).
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteMode {
     #[default]

@@ -171,6 +171,9 @@ pub(super) async fn heartbeat(
     if !request.certificates.is_empty() {
         state.engine.record_certificates(&id, &request.certificates).await?;
     }
+    if !request.commits.is_empty() {
+        state.engine.record_commits(&id, &request.commits).await?;
+    }
     Ok(Json(state.engine.heartbeat(&id, &request.running, &tails).await?))
 }
 
@@ -293,4 +296,9 @@ pub(super) async fn apply_policy(
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let body = state.engine.metrics().await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}
+
+pub(super) async fn tables(State(state): State<AppState>, caller: Caller) -> Reply<Vec<TableVersion>> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.engine.table_versions().await?))
 }

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes/{id}/heartbeat", post(handlers::heartbeat))
         .route("/api/v1/nodes/{id}/leases", post(handlers::lease))
         .route("/api/v1/nodes/{id}/reports", post(handlers::report))
+        .route("/api/v1/tables", get(handlers::tables))
         .route("/api/v1/tokens", post(handlers::create_token))
         .route("/api/v1/egress/audit", get(handlers::get_audit).post(handlers::post_audit))
         .route("/api/v1/egress/policy", get(handlers::get_policy).post(handlers::apply_policy))

@@ -67,6 +67,31 @@ pub struct HeartbeatRequest {
     /// Expiry of the client certificates the node's gateway holds.
     #[serde(default)]
     pub certificates: Vec<CertificateExpiry>,
+    /// Delta versions committed by the node's attempts since the last heartbeat.
+    #[serde(default)]
+    pub commits: Vec<CommitRecord>,
+}
+
+/// A Delta version an attempt committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub attempt: i64,
+    pub table: String,
+    pub version: i64,
+    pub rows: i64,
+}
+
+/// A lake table's latest version known to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableVersion {
+    pub table: String,
+    pub version: i64,
+    /// When it was committed (epoch ms).
+    pub at: i64,
+    /// The job and task whose attempt committed it.
+    pub job: String,
+    pub task: String,
+    pub rows: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

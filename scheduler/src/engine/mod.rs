@@ -7,6 +7,7 @@
 //! not a few per task.
 
 mod batch;
+mod commits;
 mod complete;
 mod cron;
 mod egress;

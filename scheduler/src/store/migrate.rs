@@ -16,6 +16,11 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../migrations/0001_init.sql") },
     Migration { version: 2, name: "egress", sql: include_str!("../../migrations/0002_egress.sql") },
+    Migration {
+        version: 3,
+        name: "lake_commits",
+        sql: include_str!("../../migrations/0003_lake_commits.sql"),
+    },
 ];
 
 /// The SQL for `dialect`: migrations are written for SQLite, and identity columns are the one
