@@ -11,7 +11,6 @@ use arrow::record_batch::RecordBatch;
 use switchyard_config::manifest::{Column, ColumnType};
 
 /// The Arrow schema of declared columns.
-#[allow(dead_code)] // until the HTTPS source lands
 pub(crate) fn declared(columns: &[Column]) -> SchemaRef {
     Arc::new(Schema::new(
         columns
@@ -46,7 +45,6 @@ pub(crate) fn nullable(schema: &Schema) -> SchemaRef {
 }
 
 /// Records (already parsed) into one batch.
-#[allow(dead_code)] // until the HTTPS source lands
 pub(crate) fn decode_values(
     schema: &SchemaRef,
     records: &[serde_json::Value],

@@ -39,6 +39,11 @@ pub fn dead_letter_table(table: &TableName) -> TableName {
     format!("{table}__dlq").parse().unwrap_or_else(|_| table.clone())
 }
 
+/// `triggered` mode: how long a partition read up to its end must stay quiet to be done.
+const END_IDLE: Duration = Duration::from_millis(300);
+/// The same before the first message arrived.
+const FIRST_FETCH: Duration = Duration::from_secs(3);
+
 /// How long metadata and watermark requests may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -53,6 +58,16 @@ struct Partition {
     dead_letters_from: i64,
     /// `triggered` mode: the end offset seen at start.
     end: Option<i64>,
+    /// `triggered` mode: a message past the end and newer than the start was seen; nothing
+    /// more is read from this partition.
+    closed: bool,
+    /// The partition's first offset, to re-read from (see [`KafkaSource::next`]).
+    low: i64,
+    /// No message was taken since the consumer was positioned at `next`.
+    fresh: bool,
+    /// Re-reading from `low` after a broker served the wrong batch: ignore messages until the
+    /// re-read reaches `next`.
+    rereading: bool,
 }
 
 pub struct KafkaSource {
@@ -63,6 +78,10 @@ pub struct KafkaSource {
     app_id: String,
     limits: Limits,
     continuous: bool,
+    /// When the attempt started (ms since the epoch), for `triggered` mode's end.
+    started_ms: i64,
+    /// A message arrived since the consumer was assigned.
+    received: bool,
     decoder: Decoder,
 }
 
@@ -156,7 +175,20 @@ impl KafkaSource {
             let next = writer.position(&key).await?.unwrap_or(low).max(low);
             let dead_letters_from = dlq.position(&key).await?.unwrap_or(0);
             let end = (!ctx.continuous).then_some(high);
-            partitions.insert(id, Partition { next, committed: next, dead_letters_from, end });
+            let fresh = next > low;
+            partitions.insert(
+                id,
+                Partition {
+                    next,
+                    committed: next,
+                    dead_letters_from,
+                    end,
+                    closed: false,
+                    low,
+                    fresh,
+                    rereading: false,
+                },
+            );
             assignment
                 .add_partition_offset(&spec.topic, id, Offset::Offset(next))
                 .map_err(|e| classify(&name, &e))?;
@@ -171,12 +203,22 @@ impl KafkaSource {
             app_id,
             limits,
             continuous: ctx.continuous,
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            received: false,
             decoder: Decoder::new(writer.schema(), spec.topic.clone()),
         })
     }
 
+    /// `triggered` mode has read every partition up to its end offset seen at start.
+    ///
+    /// Some Kafka-protocol brokers (tansu) report an end offset below the last message, so past
+    /// it reading goes on while messages are older than the start, until a newer one is seen or
+    /// the partition is idle; on Kafka itself that costs one short idle wait.
     fn at_end(&self) -> bool {
-        !self.continuous && self.partitions.values().all(|p| p.end.is_some_and(|end| p.next >= end))
+        !self.continuous
+            && self.partitions.values().all(|p| p.closed || p.end.is_some_and(|end| p.next >= end))
     }
 
     /// A commit point for what was read since the last one.
@@ -215,7 +257,8 @@ impl Source for KafkaSource {
     async fn next(&mut self) -> Result<Option<Chunk>, Error> {
         let mut fill = Fill::new();
         loop {
-            if self.at_end() {
+            let at_end = self.at_end();
+            if at_end && self.partitions.values().all(|p| p.closed) {
                 return self.cut();
             }
             if fill.full(&self.limits) {
@@ -224,8 +267,11 @@ impl Source for KafkaSource {
                 }
                 fill = Fill::new();
             }
-            let wait = self.limits.interval.min(Duration::from_millis(500));
+            // The first fetch after assignment takes a while: idleness only counts after it.
+            let idle = if self.received { END_IDLE } else { FIRST_FETCH };
+            let wait = if at_end { idle } else { self.limits.interval.min(Duration::from_millis(500)) };
             let message = match tokio::time::timeout(wait, self.consumer.recv()).await {
+                Err(_) if at_end => return self.cut(),
                 Err(_) => {
                     if fill.timed_out(&self.limits) {
                         if let Some(chunk) = self.cut()? {
@@ -238,10 +284,41 @@ impl Source for KafkaSource {
                 Ok(Err(e)) => return Err(classify(&self.name, &e)),
                 Ok(Ok(m)) => m,
             };
+            self.received = true;
             let (id, offset) = (message.partition(), message.offset());
             let Some(partition) = self.partitions.get_mut(&id) else { continue };
-            if offset < partition.next {
-                continue; // a duplicate delivery after a seek
+            if offset < partition.next || partition.closed {
+                partition.rereading = false;
+                continue; // a duplicate delivery after a seek, or past a triggered end
+            }
+            if partition.rereading {
+                if offset > partition.next {
+                    continue; // fetched before the re-read took effect
+                }
+                partition.rereading = false;
+            }
+            // The first message after positioning must be the one asked for, unless offsets are
+            // missing (compaction, transaction markers). tansu 0.6 answers a fetch that starts
+            // inside a record batch with the *next* batch, silently skipping messages: re-read
+            // such a partition from its start once, skipping what the table already has.
+            if partition.fresh && offset > partition.next {
+                partition.fresh = false;
+                tracing::warn!(source = %self.name, partition = id, asked = partition.next, got = offset, "The broker skipped offsets after a seek; re-reading the partition from its start.");
+                let (c, topic, low) = (self.consumer.clone(), self.topic.clone(), partition.low);
+                partition.rereading = true;
+                tokio::task::spawn_blocking(move || {
+                    c.seek(&topic, id, Offset::Offset(low), METADATA_TIMEOUT)
+                })
+                .await
+                .map_err(|e| Error::config(e.to_string(), "report this as a bug"))?
+                .map_err(|e| classify(&self.name, &e))?;
+                continue;
+            }
+            partition.fresh = false;
+            let newer = message.timestamp().to_millis().is_some_and(|t| t > self.started_ms);
+            if partition.end.is_some_and(|end| offset >= end) && newer {
+                partition.closed = true;
+                continue;
             }
             partition.next = offset + 1;
             let payload = message.payload().unwrap_or_default();
