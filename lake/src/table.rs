@@ -72,12 +72,17 @@ impl Lake {
 
     pub(crate) async fn open(&self, table: &TableName) -> Result<DeltaTable, Error> {
         let url = self.location(table);
+        let delta = |cause| Error::Delta { table: table.to_string(), cause };
         if url.scheme() == "file" {
             if let Ok(path) = url.to_file_path() {
-                let _ = std::fs::create_dir_all(path);
+                let _ = std::fs::create_dir_all(&path);
+                // A table not written yet: an unloaded handle (loading one logs a kernel error).
+                if !path.join("_delta_log").is_dir() {
+                    return deltalake::DeltaTableBuilder::from_url(url).and_then(|b| b.build()).map_err(delta);
+                }
             }
         }
-        DeltaTable::try_from_url(url).await.map_err(|cause| Error::Delta { table: table.to_string(), cause })
+        DeltaTable::try_from_url(url).await.map_err(delta)
     }
 
     /// The last position committed by `app_id`, if any.
