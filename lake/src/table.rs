@@ -78,7 +78,9 @@ impl Lake {
                 let _ = std::fs::create_dir_all(&path);
                 // A table not written yet: an unloaded handle (loading one logs a kernel error).
                 if !path.join("_delta_log").is_dir() {
-                    return deltalake::DeltaTableBuilder::from_url(url).and_then(|b| b.build()).map_err(delta);
+                    return deltalake::DeltaTableBuilder::from_url(url)
+                        .and_then(|b| b.build())
+                        .map_err(delta);
                 }
             }
         }
