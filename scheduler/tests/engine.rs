@@ -368,3 +368,26 @@ async fn egress_audit_and_policy_versions(db: &TestDb) {
     e.store().close().await;
 }
 both_stores!(egress, egress_audit_and_policy_versions);
+
+/// Committed Delta versions reported by a node are kept once per (table, version), only for the
+/// node's own attempts, and the latest version per table names the job and task that wrote it.
+async fn commit_versions_are_recorded(db: &TestDb) {
+    use switchyard_scheduler::api::types::CommitRecord;
+    let e = engine(db, Duration::from_secs(30)).await;
+    e.upsert_jobs(&[job("j", vec![task("ingest", Compute::Dedicated, &["egress-a"], &[])])]).await.unwrap();
+    e.trigger("j").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let other = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let lease = e.lease(&n, 1, NO_WAIT).await.unwrap().remove(0);
+    let commit =
+        |version, rows| CommitRecord { attempt: lease.attempt, table: "bronze.t".into(), version, rows };
+    e.record_commits(&n, &[commit(1, 10), commit(2, 5)]).await.unwrap();
+    e.record_commits(&n, &[commit(2, 5)]).await.unwrap(); // a heartbeat retried
+    e.record_commits(&other, &[commit(3, 7)]).await.unwrap(); // not its attempt
+    let tables = e.table_versions().await.unwrap();
+    assert_eq!(tables.len(), 1);
+    assert_eq!((tables[0].table.as_str(), tables[0].version, tables[0].rows), ("bronze.t", 2, 5));
+    assert_eq!((tables[0].job.as_str(), tables[0].task.as_str()), ("j", "ingest"));
+}
+
+both_stores!(commit_versions, commit_versions_are_recorded);
