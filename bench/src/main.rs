@@ -4,10 +4,14 @@
 //! with 10,000 tasks, an egress policy of 5,000 rules (exact hosts, `*.suffix` wildcards, CIDRs)
 //! and 200 pools, then times `switchyard plan`'s work in-process — reading and checking every file,
 //! classifying, building the DAGs, placing — and the JSON rendering, over several runs.
+//! `dispatch`, `cold-start` and `proxy` time the lease API, serverless cold starts and the egress
+//! proxy; `kafka-ingest` and `pg-ingest` time ingestion into Delta next to the source alone
+//! (see `ingest.rs`).
 
 mod cold;
 mod dispatch;
 mod generate;
+mod ingest;
 mod proxy;
 
 /// The same allocator as the `switchyard` binary, so the figures are the CLI's.
@@ -27,14 +31,20 @@ fn main() {
         "dispatch" => bench_dispatch(),
         "cold-start" => bench_cold_start(),
         "proxy" => bench_proxy(),
+        "kafka-ingest" => ingest::kafka(),
+        "pg-ingest" => ingest::postgres(),
         "all" => {
             bench_plan();
             bench_dispatch();
             bench_cold_start();
             bench_proxy();
+            ingest::kafka();
+            ingest::postgres();
         }
         other => {
-            eprintln!("unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, all");
+            eprintln!(
+                "unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, kafka-ingest, pg-ingest, all"
+            );
             std::process::exit(2);
         }
     }

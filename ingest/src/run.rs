@@ -151,9 +151,10 @@ async fn drive<S: Source + 'static>(
             continue;
         }
         // Dead letters first: the source skips letters already in the dead-letter table, while
-        // the main table's positions decide where reading resumes.
+        // the main table's positions decide where reading resumes. An attempt that died between
+        // the two commits left the dead-letter table ahead for some positions: leave those out.
         if let Some((dlq, dlq_table)) = dlq.as_mut() {
-            let c = dlq.commit(&chunk.positions).await?;
+            let c = dlq.commit_past(&chunk.positions).await?;
             if !c.skipped {
                 progress.committed(dlq_table, c.table_version, c.rows);
             }

@@ -221,6 +221,35 @@ impl KafkaSource {
             && self.partitions.values().all(|p| p.closed || p.end.is_some_and(|end| p.next >= end))
     }
 
+    /// At the end of a `triggered` read: a partition positioned at or past the broker's end
+    /// offset that never delivered a message. tansu 0.6 reports the end as the last record
+    /// batch's base offset + 1 and answers a fetch inside that batch with nothing (it serves the
+    /// next batch, and there is none), so messages after a position inside the last batch would
+    /// never be seen. Re-read such partitions once from `end - 1` (the last batch's base on
+    /// tansu; the last message on Kafka, which costs one small fetch), skipping what the table
+    /// already has. Returns whether any partition is being re-read.
+    async fn reread_silent_partitions(&mut self) -> Result<bool, Error> {
+        let mut any = false;
+        for (id, p) in &mut self.partitions {
+            let Some(end) = p.end else { continue };
+            if !p.fresh || p.closed || p.next < end || end <= p.low {
+                continue;
+            }
+            p.fresh = false;
+            p.rereading = true;
+            any = true;
+            tracing::info!(source = %self.name, partition = id, next = p.next, from = end - 1, "No message after positioning at the end; re-reading the last batch.");
+            let (c, topic, id) = (self.consumer.clone(), self.topic.clone(), *id);
+            tokio::task::spawn_blocking(move || {
+                c.seek(&topic, id, Offset::Offset(end - 1), METADATA_TIMEOUT)
+            })
+            .await
+            .map_err(|e| Error::config(e.to_string(), "report this as a bug"))?
+            .map_err(|e| classify(&self.name, &e))?;
+        }
+        Ok(any)
+    }
+
     /// A commit point for what was read since the last one.
     fn cut(&mut self) -> Result<Option<Chunk>, Error> {
         let positions: Vec<Position> = self
@@ -267,11 +296,18 @@ impl Source for KafkaSource {
                 }
                 fill = Fill::new();
             }
-            // The first fetch after assignment takes a while: idleness only counts after it.
-            let idle = if self.received { END_IDLE } else { FIRST_FETCH };
+            // The first fetch after assignment (or a seek back to re-read) takes a while:
+            // idleness only counts after it.
+            let rereading = self.partitions.values().any(|p| p.rereading);
+            let idle = if self.received && !rereading { END_IDLE } else { FIRST_FETCH };
             let wait = if at_end { idle } else { self.limits.interval.min(Duration::from_millis(500)) };
             let message = match tokio::time::timeout(wait, self.consumer.recv()).await {
-                Err(_) if at_end => return self.cut(),
+                Err(_) if at_end => {
+                    if self.reread_silent_partitions().await? {
+                        continue;
+                    }
+                    return self.cut();
+                }
                 Err(_) => {
                     if fill.timed_out(&self.limits) {
                         if let Some(chunk) = self.cut()? {

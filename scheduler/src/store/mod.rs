@@ -81,7 +81,16 @@ impl Store {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             Dialect::Postgres => "BEGIN",
         };
-        self.pool.begin_with(statement).await.map_err(Error::store)
+        // On its own task, so it always runs to the end: sqlx (0.8.6) leaves the pooled connection
+        // inside an open transaction when `begin` is cancelled between sending BEGIN and reading
+        // the reply (sqlx issue #4385), and later statements on that connection would then
+        // never commit. An API handler is cancelled whenever its client goes away (a node killed
+        // mid-request). A transaction begun for a caller that is gone is dropped: rolled back.
+        let pool = self.pool.clone();
+        tokio::spawn(async move { pool.begin_with(statement).await })
+            .await
+            .map_err(|e| Error::store(sqlx::Error::Io(std::io::Error::other(e))))?
+            .map_err(Error::store)
     }
 
     pub fn dialect(&self) -> Dialect {
