@@ -14,13 +14,18 @@ pub enum Error {
     PositionConflict { table: String, detail: String },
     #[error("table {table}: {cause}")]
     Delta { table: String, cause: deltalake::DeltaTableError },
+    #[error("table {table} has no version {version} yet")]
+    MissingVersion { table: String, version: u64 },
+    #[error("table {table}: the log entry of version {version} is not valid JSON ({cause})")]
+    Log { table: String, version: u64, cause: String },
 }
 
 impl Error {
     pub fn class(&self) -> FailureClass {
         match self {
             Error::IncompatibleSchema { .. } => FailureClass::Data,
-            Error::Root { .. } | Error::PositionConflict { .. } => FailureClass::Internal,
+            Error::Root { .. } | Error::PositionConflict { .. } | Error::Log { .. } => FailureClass::Internal,
+            Error::MissingVersion { .. } => FailureClass::Data,
             Error::Delta { cause, .. } => match cause {
                 deltalake::DeltaTableError::ObjectStore { .. } => FailureClass::Connectivity,
                 deltalake::DeltaTableError::Arrow { .. }
@@ -38,6 +43,12 @@ impl Error {
             Error::Root { .. } => "set [lake] root to a writable directory or an object store URL",
             Error::PositionConflict { .. } => {
                 "another attempt of this task wrote to the table at the same time; the retry resumes from what was committed"
+            }
+            Error::MissingVersion { .. } => {
+                "the run names an input version the table does not have: run without pinned versions, or check the lake root is the one the writer used"
+            }
+            Error::Log { .. } => {
+                "the table's Delta log was written by something other than a Delta writer; repair or recreate the table"
             }
             Error::Delta { .. } => {
                 "check the table's storage is reachable and not modified by another writer outside Delta"

@@ -12,12 +12,17 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod history;
+mod merge;
 mod table;
 mod writer;
 
 pub use error::Error;
-pub use table::{Committed, Lake, Position, WriteMode};
+pub use history::{COMMIT_INFO_KEY, Changes};
+pub use table::{Committed, Lake, Position, WriteMode, plain_types};
 pub use writer::TableWriter;
 
+/// deltalake itself, for readers that register tables with DataFusion (the transform crate).
+pub use deltalake;
 /// Arrow, as the lake uses it (re-exported so producers build batches against the same version).
 pub use deltalake::arrow;

@@ -131,6 +131,19 @@ impl Lake {
         mode: WriteMode,
         positions: &[Position],
     ) -> Result<Committed, Error> {
+        self.commit_noted(table, batches, mode, positions, None).await
+    }
+
+    /// [`Lake::commit`], with `note` stored in the commit's `commitInfo` under
+    /// [`crate::COMMIT_INFO_KEY`] (see [`Lake::last_commit_by`]).
+    pub async fn commit_noted(
+        &self,
+        table: &TableName,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        positions: &[Position],
+        note: Option<serde_json::Value>,
+    ) -> Result<Committed, Error> {
         let delta = |cause| Error::Delta { table: table.to_string(), cause };
         let t = self.open(table).await?;
         if let (false, Some(version)) = (positions.is_empty(), t.version()) {
@@ -157,9 +170,7 @@ impl Lake {
         let existing = t.version().is_some().then(|| describe_table(&t));
         let incoming = batches.first().map(|b| describe_arrow(&b.schema())).unwrap_or_default();
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let properties = CommitProperties::default().with_application_transactions(
-            positions.iter().map(|p| Transaction::new(&p.app_id, p.version)).collect(),
-        );
+        let properties = commit_properties(positions, note);
         let save = match mode {
             WriteMode::Append => SaveMode::Append,
             WriteMode::Overwrite => SaveMode::Overwrite,
@@ -183,8 +194,19 @@ impl Lake {
     }
 }
 
+/// The `txn` actions for `positions`, and the Switchyard note in `commitInfo`.
+pub(crate) fn commit_properties(positions: &[Position], note: Option<serde_json::Value>) -> CommitProperties {
+    let properties = CommitProperties::default().with_application_transactions(
+        positions.iter().map(|p| Transaction::new(&p.app_id, p.version)).collect(),
+    );
+    match note {
+        Some(note) => properties.with_metadata([(crate::COMMIT_INFO_KEY.to_owned(), note)]),
+        None => properties,
+    }
+}
+
 /// The scan hands out string and binary *views*; callers get the plain types the table declares.
-fn plain_types(batch: &RecordBatch) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
+pub fn plain_types(batch: &RecordBatch) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
     let plain = |t: &DataType| match t {
         DataType::Utf8View => DataType::Utf8,

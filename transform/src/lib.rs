@@ -1,12 +1,232 @@
-//! Serverless transforms: SQL over Delta tables with DataFusion — filled by the transform issue;
-//! nothing here yet.
+//! Serverless transforms: a task's SQL over Delta tables, run by DataFusion, written back to the
+//! lake.
 //!
-//! It will own: registering the input tables at the versions the scheduler names; running the
-//! task's SQL; writing with `overwrite`, `append` or `merge` on keys, idempotently (the output
-//! commit's `txn` identifies the input versions); expectations (`warn`, `drop`, `fail`,
-//! `quarantine`); and incremental refresh when inputs only had appends.
+//! - The inputs are the lake tables the query names, read at the versions the scheduler passes
+//!   (or the latest), so a run is reproducible from its record.
+//! - Idempotent: the output commit carries a `txn` whose app id is the task plus a fingerprint of
+//!   its query, expectations and sink, and whose version is the sum of the input versions — which
+//!   grows whenever any input gains a version. Re-running on the same inputs commits nothing.
+//! - Expectations (`warn`, `drop`, `fail`, `quarantine`) are evaluated on the output rows before
+//!   anything is committed; see [`expectations`].
+//! - Incremental refresh when inputs only had appends and the query allows it; see [`refresh`].
 //!
 //! Depends on `switchyard-config` and `switchyard-lake`, and never on `switchyard-gateway`: a
-//! serverless worker has no egress except the lake.
+//! serverless worker has no egress except the lake. A query that names a URL or a file path is
+//! refused before anything is read ([`Error::OutsideLake`]).
 
 #![forbid(unsafe_code)]
+
+mod error;
+pub mod expectations;
+mod inputs;
+mod refresh;
+mod shape;
+mod write;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::StreamExt;
+use serde::Serialize;
+use switchyard_config::manifest::{Expectation, SinkSpec};
+use switchyard_config::value::TableName;
+use switchyard_lake::arrow::datatypes::SchemaRef;
+use switchyard_lake::{Lake, Position, deltalake};
+
+pub use error::Error;
+pub use expectations::Counted;
+
+/// One transform run.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub job: &'a str,
+    pub task: &'a str,
+    pub sql: &'a str,
+    pub sink: &'a SinkSpec,
+    pub expectations: &'a [Expectation],
+    /// Recompute from all input rows even if an incremental run is possible.
+    pub full_refresh: bool,
+    /// Input versions to read, by table name; tables not named are read at their latest version.
+    pub input_versions: &'a BTreeMap<String, i64>,
+}
+
+/// What a run did, recorded with the attempt (`details.transform`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub refresh: Refresh,
+    pub input_versions: BTreeMap<String, u64>,
+    pub output: Option<Written>,
+    pub expectations: Vec<Counted>,
+    pub quarantined: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refresh {
+    pub mode: RefreshMode,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshMode {
+    Full,
+    Incremental,
+    /// The output already holds this query's result for these input versions.
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Written {
+    pub table: String,
+    /// The output table's version after the commit.
+    pub version: u64,
+    /// Rows the commit wrote.
+    pub rows: u64,
+}
+
+impl Outcome {
+    /// The attempt's `details` JSON.
+    pub fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "transform": self })
+    }
+}
+
+/// Runs one transform against `lake`.
+pub async fn run(lake: &Lake, request: &Request<'_>) -> Result<Outcome, Error> {
+    let ctx = session();
+    let inputs = inputs::referenced(&ctx, request.sql)?;
+    let mut versions: BTreeMap<TableName, u64> = BTreeMap::new();
+    for table in &inputs {
+        let version = match request.input_versions.get(table.as_str()) {
+            Some(&v) => {
+                u64::try_from(v).map_err(|_| Error::internal(format!("negative version for {table}")))?
+            }
+            None => lake.version(table).await?.ok_or_else(|| Error::MissingInput {
+                table: table.to_string(),
+                location: lake.location(table).to_string(),
+            })?,
+        };
+        versions.insert(table.clone(), version);
+    }
+    let input_versions: BTreeMap<String, u64> = versions.iter().map(|(t, v)| (t.to_string(), *v)).collect();
+    let app_id = format!("switchyard/{}/{}/{}", request.job, request.task, fingerprint(request));
+    let position = Position { app_id: app_id.clone(), version: versions.values().sum::<u64>() as i64 };
+    let sink = &request.sink.table;
+    if let Some(done) = lake.position(sink, &app_id).await? {
+        if done >= position.version {
+            return Ok(Outcome {
+                refresh: Refresh {
+                    mode: RefreshMode::Skipped,
+                    reason: format!(
+                        "{sink} already holds this query's result for these input versions (txn {app_id} at {done})"
+                    ),
+                },
+                input_versions,
+                output: None,
+                expectations: vec![],
+                quarantined: 0,
+            });
+        }
+    }
+    for (table, version) in &versions {
+        inputs::register(&ctx, lake, table, *version, None).await?;
+    }
+    let df = ctx.sql(request.sql).await.map_err(Error::query)?;
+    let plan = refresh::decide(lake, request, &app_id, &versions, shape::shape(df.logical_plan())).await?;
+    let df = match &plan {
+        refresh::Plan::Full { .. } => df,
+        refresh::Plan::Incremental { table, files, .. } => {
+            inputs::register(&ctx, lake, table, versions[table], Some(files)).await?;
+            ctx.sql(request.sql).await.map_err(Error::query)?
+        }
+    };
+    let output = plain(Arc::new(df.schema().as_arrow().clone()));
+    let mut checker = expectations::Checker::new(request.expectations, output.clone());
+    let mut selected: Vec<deltalake::datafusion::logical_expr::Expr> =
+        df.schema().columns().into_iter().map(deltalake::datafusion::logical_expr::Expr::Column).collect();
+    for (i, e) in request.expectations.iter().enumerate() {
+        let check = df.parse_sql_expr(&e.check).map_err(|err| Error::Expectation {
+            name: e.name.clone(),
+            check: e.check.clone(),
+            message: format!("the check does not fit the query's output: {err}"),
+        })?;
+        selected.push(check.alias(format!("{}{i}", expectations::CHECK_PREFIX)));
+    }
+    let df = df.select(selected).map_err(Error::query)?;
+    let mut stream = df.execute_stream().await.map_err(Error::query)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(Error::query)?;
+        let batch = switchyard_lake::plain_types(&batch).map_err(|e| Error::internal(e.to_string()))?;
+        checker.push(batch)?;
+    }
+    let counts = checker.finish()?;
+    let quarantined = checker.quarantined_rows();
+    let (mode, reason) = match &plan {
+        refresh::Plan::Full { reason } => (RefreshMode::Full, reason.clone()),
+        refresh::Plan::Incremental { reason, .. } => (RefreshMode::Incremental, reason.clone()),
+    };
+    let note = serde_json::json!({
+        "app_id": app_id,
+        "inputs": input_versions,
+        "mode": mode,
+        "job": request.job,
+        "task": request.task,
+    });
+    let written = write::write(lake, &ctx, request, &plan, &position, note, output, checker).await?;
+    Ok(Outcome {
+        refresh: Refresh { mode: if written.is_some() { mode } else { RefreshMode::Skipped }, reason },
+        input_versions,
+        output: written,
+        expectations: counts,
+        quarantined,
+    })
+}
+
+/// A DataFusion session for one run: as many partitions as cores.
+fn session() -> SessionContext {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores))
+}
+
+/// The schema with string and binary views as their plain types (what Delta tables declare).
+fn plain(schema: SchemaRef) -> SchemaRef {
+    use switchyard_lake::arrow::datatypes::{DataType, Field, Schema};
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = match f.data_type() {
+                DataType::Utf8View => DataType::Utf8,
+                DataType::BinaryView => DataType::Binary,
+                t => t.clone(),
+            };
+            f.as_ref().clone().with_data_type(t)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A stable short hash of what determines the output: a changed query is a new writer, whose
+/// first run recomputes fully.
+fn fingerprint(request: &Request<'_>) -> String {
+    // FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes.iter().chain([0xffu8].iter()) {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(request.sql.as_bytes());
+    for e in request.expectations {
+        feed(e.name.as_bytes());
+        feed(e.check.as_bytes());
+        feed(expectations::action(e.on_violation.unwrap_or_default()).as_bytes());
+    }
+    feed(format!("{:?}", request.sink.mode.unwrap_or_default()).as_bytes());
+    for k in &request.sink.keys {
+        feed(k.as_bytes());
+    }
+    format!("{:012x}", hash >> 16)
+}

@@ -1,0 +1,75 @@
+use switchyard_config::FailureClass;
+
+/// Why a transform failed. Every variant maps to a failure class and a hint an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The query reads something that is not a lake table: a URL or a file path. Serverless
+    /// workers have no egress, so this is refused before anything is read.
+    #[error(
+        "the query reads `{target}`, which is outside the lake: serverless transforms read only lake tables"
+    )]
+    OutsideLake { target: String, url: bool },
+    #[error("the query names `{name}`: {why}")]
+    BadTableName { name: String, why: String },
+    #[error("input table {table} does not exist in the lake yet ({location})")]
+    MissingInput { table: String, location: String },
+    #[error("the query failed: {message}")]
+    Query { message: String },
+    #[error("expectation `{name}` (`{check}`): {message}")]
+    Expectation { name: String, check: String, message: String },
+    #[error(transparent)]
+    Lake(Box<switchyard_lake::Error>),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub(crate) fn internal(message: impl Into<String>) -> Error {
+        Error::Internal(message.into())
+    }
+
+    pub(crate) fn query(e: impl std::fmt::Display) -> Error {
+        Error::Query { message: e.to_string() }
+    }
+
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Error::OutsideLake { .. } => FailureClass::Access,
+            Error::BadTableName { .. }
+            | Error::MissingInput { .. }
+            | Error::Query { .. }
+            | Error::Expectation { .. } => FailureClass::Data,
+            Error::Lake(e) => e.class(),
+            Error::Internal(_) => FailureClass::Internal,
+        }
+    }
+
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Error::OutsideLake { url: true, .. } => {
+                "serverless workers have no egress: fetch it with an ingest task (`source: {kind: https}`) on a dedicated node whose egress IP the destination allows, and read that task's table"
+            }
+            Error::OutsideLake { url: false, .. } => {
+                "transforms read lake tables by name (`schema.table`); load files into the lake with an ingest task first"
+            }
+            Error::BadTableName { .. } => "name lake tables as `schema.table`, e.g. `bronze.claims`",
+            Error::MissingInput { .. } => {
+                "run the task that writes it first (or list it in the job's `external_tables` only once it exists)"
+            }
+            Error::Query { .. } => {
+                "fix the task's `sql`: check column names and types against the input tables"
+            }
+            Error::Expectation { .. } => {
+                "fix the data upstream, or change the expectation's `on_violation` to `drop` or `quarantine` to keep the pipeline moving"
+            }
+            Error::Lake(e) => e.hint(),
+            Error::Internal(_) => "report this as a bug, with the task's log",
+        }
+    }
+}
+
+impl From<switchyard_lake::Error> for Error {
+    fn from(e: switchyard_lake::Error) -> Error {
+        Error::Lake(Box::new(e))
+    }
+}
