@@ -205,6 +205,21 @@ fn io_and_usage_errors_exit_2() {
     assert_eq!(run.code, 2);
 }
 
+/// `--select` with a table no task writes is a usage error that lists the tables there are, found
+/// before anything starts.
+#[test]
+fn selecting_an_unknown_table_names_the_known_ones() {
+    let run = switchyard(&with_examples("run", &["--select", "silver.claimz", "examples/jobs"]), &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    for needle in
+        ["`silver.claimz`", "bronze.claims", "silver.claims", "gold.member_costs", "nothing was run"]
+    {
+        assert!(run.stderr.contains(needle), "lacks {needle}: {}", run.stderr);
+    }
+    let run = switchyard(&["submit", "--no-run", "--select", "silver.claims", "examples/jobs"], &[]);
+    assert_eq!(run.code, 2, "--no-run with --select is contradictory: {}", run.stderr);
+}
+
 #[test]
 fn environment_overrides_are_checked_and_named() {
     let run = switchyard(
@@ -225,7 +240,10 @@ fn schemas_describe_the_formats() {
     for (kind, must_have) in [
         ("manifest", vec!["job", "tasks", "schedule", "external_tables"]),
         ("egress", vec!["destinations"]),
-        ("settings", vec!["control_plane", "pools", "serverless", "identities", "prices", "lake"]),
+        (
+            "settings",
+            vec!["control_plane", "pools", "serverless", "scheduler", "identities", "prices", "lake"],
+        ),
     ] {
         let run = switchyard(&["schema", kind], &[]);
         assert_eq!(run.code, 0, "{}", run.stderr);

@@ -109,6 +109,7 @@ pub(crate) async fn run(url: &str, tasks: usize, trickle: usize) -> Figures {
                         error_class: None,
                         message: None,
                         log_tail: None,
+                        details: None,
                     })
                     .collect();
                 let request =

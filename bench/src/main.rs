@@ -13,6 +13,7 @@ mod dispatch;
 mod generate;
 mod ingest;
 mod proxy;
+mod transform;
 
 /// The same allocator as the `switchyard` binary, so the figures are the CLI's.
 #[global_allocator]
@@ -33,6 +34,11 @@ fn main() {
         "proxy" => bench_proxy(),
         "kafka-ingest" => ingest::kafka(),
         "pg-ingest" => ingest::postgres(),
+        "transform" => transform::run(),
+        "transform-child" => {
+            let args: Vec<String> = std::env::args().collect();
+            transform::child(&args[2], &args[3]);
+        }
         "all" => {
             bench_plan();
             bench_dispatch();
@@ -40,10 +46,11 @@ fn main() {
             bench_proxy();
             ingest::kafka();
             ingest::postgres();
+            transform::run();
         }
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, kafka-ingest, pg-ingest, all"
+                "unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, kafka-ingest, pg-ingest, transform, all"
             );
             std::process::exit(2);
         }

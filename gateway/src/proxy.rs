@@ -271,8 +271,8 @@ async fn forward(
     }
 }
 
-/// Standard base64 decoding (for Basic credentials).
-fn decode_base64(s: &str) -> Option<Vec<u8>> {
+/// Standard base64 decoding (for Basic credentials; also the serverless refusal proxy's).
+pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::new();
     let mut acc = 0u32;

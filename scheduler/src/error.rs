@@ -27,6 +27,13 @@ pub enum Error {
     Fenced { attempt: i64, state: String },
     #[error("the manifests have {} error(s); fix them (see `switchyard plan`) and submit again", errors.len())]
     Rejected { errors: Vec<PlanError> },
+    #[error(
+        "--select names {}, which no submitted task writes; {}the submitted jobs write: {}",
+        quoted(unknown),
+        unknown.first().map_or_else(String::new, |u| switchyard_config::suggest::did_you_mean(u, known.iter().map(String::as_str))),
+        if known.is_empty() { "no tables".to_owned() } else { known.join(", ") }
+    )]
+    UnknownSelection { unknown: Vec<String>, known: Vec<String> },
     #[error("node refused: {reason}")]
     NodeRefused { reason: String, hint: String },
     #[error("cannot load the control plane's inputs: {0}")]
@@ -39,6 +46,10 @@ pub enum Error {
     Api { url: String, status: u16, code: String, message: String, hint: String },
     #[error("cannot reach the control plane at {url}: {cause}")]
     Unreachable { url: String, cause: String },
+}
+
+fn quoted(tables: &[String]) -> String {
+    tables.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
 }
 
 impl Error {
@@ -65,7 +76,7 @@ impl Error {
             Error::StoreConnect { .. } | Error::Unreachable { .. } => FailureClass::Connectivity,
             Error::Api { status: 401, .. } => FailureClass::Authentication,
             Error::Api { status: 403, .. } | Error::NodeRefused { .. } => FailureClass::Access,
-            Error::Rejected { .. } => FailureClass::Data,
+            Error::Rejected { .. } | Error::UnknownSelection { .. } => FailureClass::Data,
             _ => FailureClass::Internal,
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use switchyard_config::Inputs;
-use switchyard_config::manifest::{RunMode, SinkSpec, Source, Task};
+use switchyard_config::manifest::{Expectation, RunMode, SinkSpec, Source, Task, Trigger};
 
 use crate::plan::{Compute, Plan, PlanError};
 
@@ -34,6 +34,16 @@ pub struct TaskSpec {
     pub max_backoff_ms: u64,
     pub timeout_ms: Option<u64>,
     pub work: Work,
+    /// Lake tables the task reads (a transform's SQL), lower-case: a commit to one of them starts
+    /// an `on_update` task. Specs stored before this existed read nothing, hence the defaults.
+    #[serde(default)]
+    pub reads: Vec<String>,
+    /// Lake tables the task writes (its sink), lower-case, for `--select TABLE`.
+    #[serde(default)]
+    pub writes: Vec<String>,
+    /// `on_update`: the task also runs on its own when a table it reads changes.
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
 }
 
 impl TaskSpec {
@@ -56,6 +66,9 @@ impl TaskSpec {
                 workdir: PathBuf::from("/"),
                 destinations: vec![],
             },
+            reads: vec![],
+            writes: vec![],
+            trigger: None,
         }
     }
 
@@ -82,8 +95,16 @@ pub enum Work {
     },
     /// Ingestion from a source (`source:`) into `sink`, executed by the ingestion connectors.
     Ingest { source: Box<Source>, sink: SinkSpec },
-    /// SQL over lake tables (`sql:`), executed by serverless workers.
-    Transform { sql: String },
+    /// SQL over lake tables (`sql:`) into `sink`, checked by `expectations`, executed by
+    /// serverless workers. Specs stored before sinks were carried have none: the worker then
+    /// fails the attempt with a clear message instead of guessing a table.
+    Transform {
+        sql: String,
+        #[serde(default)]
+        sink: Option<SinkSpec>,
+        #[serde(default)]
+        expectations: Vec<Expectation>,
+    },
 }
 
 const DEFAULT_BACKOFF_MS: u64 = 1_000;
@@ -123,6 +144,9 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
                         .map_or(DEFAULT_MAX_BACKOFF_MS, |d| d.as_std().as_millis() as u64),
                     timeout_ms: task.timeout.map(|d| d.as_std().as_millis() as u64),
                     work: work_of(task, &base),
+                    reads: tp.reads.clone(),
+                    writes: task.sink.iter().map(|s| s.table.as_str().to_owned()).collect(),
+                    trigger: task.trigger,
                 })
             })
             .collect();
@@ -135,6 +159,36 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
     Ok(specs)
 }
 
+/// For `--select TABLE…`: by job, the names of the tasks that write one of `tables` (jobs with
+/// none are absent). A table no task writes is an error naming the tables that can be selected,
+/// so a typo never silently runs nothing.
+pub fn select_tasks(
+    specs: &[JobSpec],
+    tables: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, crate::Error> {
+    let wanted: Vec<String> = tables.iter().map(|t| t.trim().to_ascii_lowercase()).collect();
+    let mut selected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for job in specs {
+        for task in &job.tasks {
+            if task.writes.iter().any(|w| wanted.contains(w)) {
+                selected.entry(job.job.clone()).or_default().push(task.name.clone());
+            }
+        }
+    }
+    let written = |t: &String| specs.iter().flat_map(|j| &j.tasks).any(|task| task.writes.contains(t));
+    let mut unknown: Vec<String> = wanted.iter().filter(|t| !written(t)).cloned().collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        unknown.dedup();
+        let mut known: Vec<String> =
+            specs.iter().flat_map(|j| &j.tasks).flat_map(|t| t.writes.iter().cloned()).collect();
+        known.sort();
+        known.dedup();
+        return Err(crate::Error::UnknownSelection { unknown, known });
+    }
+    Ok(selected)
+}
+
 fn work_of(task: &Task, base: &std::path::Path) -> Work {
     if let Some(run) = &task.run {
         return Work::Run {
@@ -145,11 +199,15 @@ fn work_of(task: &Task, base: &std::path::Path) -> Work {
         };
     }
     if let Some(sql) = &task.sql {
-        return Work::Transform { sql: sql.clone() };
+        return Work::Transform {
+            sql: sql.clone(),
+            sink: task.sink.clone(),
+            expectations: task.expectations.clone(),
+        };
     }
     match (&task.source, &task.sink) {
         (Some(source), Some(sink)) => Work::Ingest { source: Box::new(source.clone()), sink: sink.clone() },
         // A clean plan has a sink on every ingestion (`missing_sink`) and one of source/sql/run.
-        _ => Work::Transform { sql: String::new() },
+        _ => Work::Transform { sql: String::new(), sink: None, expectations: vec![] },
     }
 }

@@ -185,6 +185,7 @@ async fn lease_cycle_through_the_client_over_tls() {
         error_class: None,
         message: None,
         log_tail: Some("done".into()),
+        details: None,
     };
     let reply = client
         .report(
@@ -261,5 +262,38 @@ async fn metrics_export_queue_depth_and_certificate_expiry() {
             "bad line {l}"
         );
     }
+    let _ = s.stop.send(true);
+}
+
+/// `select` runs only the tasks writing the chosen tables, with the run's options; a table no task
+/// writes is refused (400, `unknown_table`) before anything is registered, naming the tables that can be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_selects_tables_and_carries_options() {
+    use switchyard_scheduler::api::types::{ManifestFile, SubmitRequest};
+    let s = start(None).await;
+    let operator = s.engine.create_token(Role::Operator, "o").await.unwrap();
+    let client = Client::new(&s.url, operator, None).unwrap();
+    let manifest = "job: t\nexternal_tables: [bronze.x]\ntasks:\n  \
+        - { name: a, sql: \"SELECT * FROM bronze.x\", sink: { table: silver.a } }\n  \
+        - { name: b, sql: \"SELECT * FROM silver.a\", sink: { table: gold.b }, trigger: on_update }\n";
+    let request = |select: &[&str]| SubmitRequest {
+        manifests: vec![ManifestFile { path: "/jobs/t.yaml".into(), content: manifest.into() }],
+        run: true,
+        full_refresh: true,
+        select: select.iter().map(|t| t.to_string()).collect(),
+    };
+    let err = client.submit(&request(&["gold.c"])).await.unwrap_err();
+    match &err {
+        switchyard_scheduler::Error::Api { status, code, message, .. } => {
+            assert_eq!((*status, code.as_str()), (400, "unknown_table"));
+            assert!(message.contains("`gold.c`") && message.contains("gold.b, silver.a"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(s.engine.runs(None, 10).await.unwrap().is_empty(), "nothing ran");
+    let submitted = client.submit(&request(&["gold.b"])).await.unwrap();
+    let run = s.engine.run(submitted.jobs[0].run.unwrap()).await.unwrap();
+    assert_eq!(run.tasks.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(run.options.full_refresh);
     let _ = s.stop.send(true);
 }

@@ -41,6 +41,7 @@ fn ok(attempt: i64) -> Report {
         error_class: None,
         message: None,
         log_tail: None,
+        details: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn failed(attempt: i64) -> Report {
         error_class: Some(FailureClass::Data),
         message: Some("exit status 1".into()),
         log_tail: Some("boom".into()),
+        details: None,
     }
 }
 
@@ -391,3 +393,288 @@ async fn commit_versions_are_recorded(db: &TestDb) {
 }
 
 both_stores!(commit_versions, commit_versions_are_recorded);
+
+/// Run options are stored with the run, carried by every lease of it and shown on the run; a
+/// run restricted to some tasks has only those.
+async fn run_options_reach_leases(db: &TestDb) {
+    use switchyard_scheduler::engine::RunOptions;
+    let e = engine(db, Duration::from_secs(30)).await;
+    let tasks = vec![task("a", Compute::Serverless, &[], &[]), task("b", Compute::Serverless, &[], &["a"])];
+    e.upsert_jobs(&[job("j", tasks)]).await.unwrap();
+    let options =
+        RunOptions { full_refresh: true, input_versions: [("bronze.x".to_owned(), 3)].into_iter().collect() };
+    let run = e.trigger_with("j", &options, Some(&["b".to_owned()])).await.unwrap();
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let leases = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    assert_eq!(leases.len(), 1, "only the selected task, without its dependency");
+    assert_eq!((leases[0].spec.name.as_str(), &leases[0].options), ("b", &options));
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.options, options);
+    assert_eq!(view.tasks.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["b"]);
+    // A plain run has default options, on its leases and its view.
+    e.complete(&w, &[ok(leases[0].attempt)]).await.unwrap();
+    let plain = e.trigger("j").await.unwrap();
+    let leases = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    assert_eq!(leases[0].options, RunOptions::default());
+    assert_eq!(e.run(plain).await.unwrap().options, RunOptions::default());
+    e.store().close().await;
+}
+both_stores!(run_options, run_options_reach_leases);
+
+/// Details of a report are kept with the attempt, through the batched success path and the
+/// one-by-one path (failures) alike.
+async fn attempt_details_are_stored(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    let tasks = vec![task("a", Compute::Serverless, &[], &[]), task("b", Compute::Serverless, &[], &[])];
+    e.upsert_jobs(&[job("j", tasks)]).await.unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let leases = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    let details = serde_json::json!({"transform": {
+        "refresh": {"mode": "incremental", "reason": "1 new version"},
+        "expectations": [{"name": "positive_amount", "action": "drop", "violations": 3}]
+    }});
+    let failed_details =
+        serde_json::json!({"transform": {"refresh": {"mode": "full", "reason": "first run"}}});
+    let a = leases.iter().find(|l| l.spec.name == "a").unwrap().attempt;
+    let b = leases.iter().find(|l| l.spec.name == "b").unwrap().attempt;
+    let reports = [
+        Report { details: Some(details.clone()), ..ok(a) },
+        Report { details: Some(failed_details.clone()), ..failed(b) },
+    ];
+    e.complete(&w, &reports).await.unwrap();
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.tasks[0].attempts[0].details, Some(details));
+    assert_eq!(view.tasks[1].attempts[0].details, Some(failed_details));
+    let listed = e.runs(Some("j"), 1).await.unwrap();
+    assert!(listed[0].tasks[0].attempts[0].details.is_some(), "runs shows details too");
+    e.store().close().await;
+}
+both_stores!(attempt_details, attempt_details_are_stored);
+
+const DEBOUNCE: Duration = Duration::from_millis(1000);
+
+/// An engine whose data triggers wait `DEBOUNCE`.
+async fn trigger_engine(db: &TestDb) -> switchyard_scheduler::engine::Engine {
+    use switchyard_scheduler::engine::{Engine, EngineConfig};
+    let mut settings = common::settings();
+    settings.scheduler.trigger_debounce = switchyard_config::value::Duration(DEBOUNCE);
+    let store = switchyard_scheduler::store::Store::open(&db.url).await.unwrap();
+    Engine::new(store, EngineConfig { lease_ttl: Duration::from_secs(30), max_losses: 3, settings })
+}
+
+fn writer(name: &str, table: &str) -> switchyard_scheduler::spec::TaskSpec {
+    let mut t = task(name, Compute::Dedicated, &["egress-a"], &[]);
+    t.writes = vec![table.into()];
+    t
+}
+
+fn reader(name: &str, reads: &[&str], deps: &[&str]) -> switchyard_scheduler::spec::TaskSpec {
+    let mut t = task(name, Compute::Serverless, &[], deps);
+    t.reads = reads.iter().map(|r| r.to_string()).collect();
+    t.trigger = Some(switchyard_config::manifest::Trigger::OnUpdate);
+    t
+}
+
+fn commit(attempt: i64, table: &str, version: i64) -> switchyard_scheduler::api::types::CommitRecord {
+    switchyard_scheduler::api::types::CommitRecord { attempt, table: table.into(), version, rows: 1 }
+}
+
+/// Starts a run of the `ingest` job and leases its writer: the attempt that commits.
+async fn writing_attempt(e: &switchyard_scheduler::engine::Engine, node: &str) -> i64 {
+    e.trigger("ingest").await.unwrap();
+    e.lease(node, 1, NO_WAIT).await.unwrap().remove(0).attempt
+}
+
+/// A commit to a table schedules the `on_update` tasks reading it (and no other), once, after the
+/// debounce, pinned to the latest version of each table read that the scheduler knows.
+async fn commit_triggers_reader_once(db: &TestDb) {
+    let e = trigger_engine(db).await;
+    let mut plain = reader("plain", &["bronze.x"], &[]);
+    plain.trigger = None;
+    e.upsert_jobs(&[
+        job("ingest", vec![writer("w", "bronze.x")]),
+        job("silver", vec![reader("r", &["bronze.x", "bronze.never"], &[])]),
+        job("other", vec![plain]),
+    ])
+    .await
+    .unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let attempt = writing_attempt(&e, &n).await;
+    e.record_commits(&n, &[commit(attempt, "bronze.x", 1), commit(attempt, "bronze.x", 2)]).await.unwrap();
+    assert!(e.fire_due_triggers().await.unwrap().is_empty(), "not before the debounce");
+    tokio::time::sleep(DEBOUNCE + Duration::from_millis(100)).await;
+    let fired = e.fire_due_triggers().await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert!(e.fire_due_triggers().await.unwrap().is_empty(), "fired once");
+    let view = e.run(fired[0]).await.unwrap();
+    assert_eq!((view.job.as_str(), view.trigger.as_str()), ("silver", "on_update"));
+    assert_eq!(view.tasks.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["r"]);
+    let pinned: Vec<(&str, i64)> =
+        view.options.input_versions.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+    assert_eq!(pinned, [("bronze.x", 2)], "bronze.never has no known version");
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let lease = e.lease(&w, 1, NO_WAIT).await.unwrap().remove(0);
+    assert_eq!(lease.options, view.options);
+    assert!(e.runs(Some("other"), 10).await.unwrap().is_empty(), "only on_update tasks are triggered");
+    e.store().close().await;
+}
+both_stores!(commit_trigger, commit_triggers_reader_once);
+
+/// A commit within the debounce of another pushes the run back; both start one run.
+async fn commits_within_debounce_start_one_run(db: &TestDb) {
+    let e = trigger_engine(db).await;
+    e.upsert_jobs(&[
+        job("ingest", vec![writer("w", "bronze.x")]),
+        job("silver", vec![reader("r", &["bronze.x"], &[])]),
+    ])
+    .await
+    .unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let attempt = writing_attempt(&e, &n).await;
+    e.record_commits(&n, &[commit(attempt, "bronze.x", 1)]).await.unwrap();
+    tokio::time::sleep(DEBOUNCE * 3 / 10).await;
+    e.record_commits(&n, &[commit(attempt, "bronze.x", 2)]).await.unwrap();
+    tokio::time::sleep(DEBOUNCE * 8 / 10).await;
+    // Past the first commit's debounce, not the second's.
+    assert!(e.fire_due_triggers().await.unwrap().is_empty(), "the second commit pushed the run back");
+    tokio::time::sleep(DEBOUNCE * 4 / 10).await;
+    let fired = e.fire_due_triggers().await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(e.run(fired[0]).await.unwrap().options.input_versions["bronze.x"], 2);
+    assert_eq!(e.runs(Some("silver"), 10).await.unwrap().len(), 1);
+    e.store().close().await;
+}
+both_stores!(debounce, commits_within_debounce_start_one_run);
+
+/// While a run of the task is queued or running, a due trigger waits; it fires once that run is over.
+async fn trigger_waits_for_the_active_run(db: &TestDb) {
+    let e = trigger_engine(db).await;
+    e.upsert_jobs(&[
+        job("ingest", vec![writer("w", "bronze.x")]),
+        job("silver", vec![reader("r", &["bronze.x"], &[])]),
+    ])
+    .await
+    .unwrap();
+    let manual = e.trigger("silver").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let attempt = writing_attempt(&e, &n).await;
+    e.record_commits(&n, &[commit(attempt, "bronze.x", 1)]).await.unwrap();
+    tokio::time::sleep(DEBOUNCE + Duration::from_millis(100)).await;
+    assert!(e.fire_due_triggers().await.unwrap().is_empty(), "r is queued in run {manual}");
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let lease = e.lease(&w, 1, NO_WAIT).await.unwrap().remove(0);
+    assert_eq!(lease.run, manual);
+    assert!(e.fire_due_triggers().await.unwrap().is_empty(), "r is running in run {manual}");
+    e.complete(&w, &[ok(lease.attempt)]).await.unwrap();
+    let fired = e.fire_due_triggers().await.unwrap();
+    assert_eq!(fired.len(), 1, "fires once the active run is over");
+    assert_eq!(e.run(fired[0]).await.unwrap().options.input_versions["bronze.x"], 1);
+    assert!(e.fire_due_triggers().await.unwrap().is_empty());
+    e.store().close().await;
+}
+both_stores!(trigger_waits, trigger_waits_for_the_active_run);
+
+/// A commit by a run that will still run the reader (downstream in the same DAG) triggers nothing,
+/// whether the commit is reported before the writer finishes or after the reader has started.
+async fn same_run_commit_does_not_trigger(db: &TestDb) {
+    let e = trigger_engine(db).await;
+    e.upsert_jobs(&[job("j", vec![writer("w", "bronze.x"), reader("r", &["bronze.x"], &["w"])])])
+        .await
+        .unwrap();
+    let run = e.trigger("j").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let writing = e.lease(&n, 1, NO_WAIT).await.unwrap().remove(0);
+    e.record_commits(&n, &[commit(writing.attempt, "bronze.x", 1)]).await.unwrap();
+    e.complete(&n, &[ok(writing.attempt)]).await.unwrap();
+    let reading = e.lease(&w, 1, NO_WAIT).await.unwrap().remove(0);
+    assert_eq!(reading.spec.name, "r");
+    // A heartbeat carrying a commit can arrive after the attempt's report.
+    e.record_commits(&n, &[commit(writing.attempt, "bronze.x", 2)]).await.unwrap();
+    e.complete(&w, &[ok(reading.attempt)]).await.unwrap();
+    tokio::time::sleep(DEBOUNCE + Duration::from_millis(100)).await;
+    assert!(e.fire_due_triggers().await.unwrap().is_empty());
+    let runs = e.runs(Some("j"), 10).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [run]);
+    e.store().close().await;
+}
+both_stores!(same_run_commit, same_run_commit_does_not_trigger);
+
+/// Replicas firing the same due trigger at once start one run between them.
+async fn trigger_fires_once_across_replicas(db: &TestDb) {
+    let e1 = trigger_engine(db).await;
+    let e2 = trigger_engine(db).await;
+    e1.upsert_jobs(&[
+        job("ingest", vec![writer("w", "bronze.x")]),
+        job("silver", vec![reader("r", &["bronze.x"], &[])]),
+    ])
+    .await
+    .unwrap();
+    let n = e1.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let attempt = writing_attempt(&e1, &n).await;
+    e1.record_commits(&n, &[commit(attempt, "bronze.x", 1)]).await.unwrap();
+    tokio::time::sleep(DEBOUNCE + Duration::from_millis(100)).await;
+    let mut joins = Vec::new();
+    for e in [e1.clone(), e2.clone(), e1.clone(), e2.clone()] {
+        joins.push(tokio::spawn(async move { e.fire_due_triggers().await.unwrap().len() }));
+    }
+    let mut fired = 0;
+    for j in joins {
+        fired += j.await.unwrap();
+    }
+    assert_eq!(fired, 1);
+    assert_eq!(e1.runs(Some("silver"), 10).await.unwrap().len(), 1);
+    for e in [e1, e2] {
+        e.store().close().await;
+    }
+}
+both_stores!(trigger_replicas, trigger_fires_once_across_replicas);
+
+#[test]
+fn select_names_the_tables_that_exist() {
+    use switchyard_scheduler::spec::select_tasks;
+    let specs = [
+        job("ingest", vec![writer("w", "bronze.x")]),
+        job("silver", vec![writer("s1", "silver.a"), writer("s2", "silver.b")]),
+    ];
+    let chosen = select_tasks(&specs, &["Silver.B".into()]).unwrap();
+    assert_eq!(chosen.into_iter().collect::<Vec<_>>(), [("silver".to_owned(), vec!["s2".to_owned()])]);
+    let err = select_tasks(&specs, &["silver.c".into(), "silver.a".into()]).unwrap_err().to_string();
+    assert!(err.contains("`silver.c`") && err.contains("bronze.x, silver.a, silver.b"), "{err}");
+    assert!(err.starts_with("--select names `silver.c`, which"), "only the unknown one: {err}");
+    assert!(err.contains("did you mean `silver.a`?"), "{err}");
+}
+
+/// Commits arriving faster than the debounce cannot postpone a trigger forever: it fires at the
+/// latest ten debounce periods after the first of them.
+async fn steady_commits_still_trigger(db: &TestDb) {
+    use switchyard_scheduler::engine::{Engine, EngineConfig};
+    let debounce = Duration::from_millis(200);
+    let mut settings = common::settings();
+    settings.scheduler.trigger_debounce = switchyard_config::value::Duration(debounce);
+    let store = switchyard_scheduler::store::Store::open(&db.url).await.unwrap();
+    let e = Engine::new(store, EngineConfig { lease_ttl: Duration::from_secs(30), max_losses: 3, settings });
+    e.upsert_jobs(&[
+        job("ingest", vec![writer("w", "bronze.x")]),
+        job("silver", vec![reader("r", &["bronze.x"], &[])]),
+    ])
+    .await
+    .unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let attempt = writing_attempt(&e, &n).await;
+    let started = std::time::Instant::now();
+    let mut version = 0;
+    while started.elapsed() < debounce * 11 {
+        version += 1;
+        e.record_commits(&n, &[commit(attempt, "bronze.x", version)]).await.unwrap();
+        tokio::time::sleep(debounce / 4).await;
+    }
+    version += 1;
+    e.record_commits(&n, &[commit(attempt, "bronze.x", version)]).await.unwrap();
+    let fired = e.fire_due_triggers().await.unwrap();
+    assert_eq!(fired.len(), 1, "a commit just now, but the first was {version} commits ago");
+    assert_eq!(e.run(fired[0]).await.unwrap().options.input_versions["bronze.x"], version);
+    e.store().close().await;
+}
+both_stores!(steady_commits, steady_commits_still_trigger);

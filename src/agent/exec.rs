@@ -29,6 +29,26 @@ type Pipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 /// Grace between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
+/// Resolves when an attempt's timeout (if any) has passed.
+pub(crate) async fn deadline(timeout: Option<Duration>) {
+    match timeout {
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves with the reason once the attempt must stop (never, if the sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(reason) = stop.borrow_and_update().clone() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 /// Runs the attempt to its end. `None` when it was revoked (there is nothing to report).
 pub(crate) async fn execute(
     lease: &Lease,
@@ -45,20 +65,17 @@ pub(crate) async fn execute(
             error_class: class,
             message: Some(message),
             log_tail: Some(tail.text()),
+            details: None,
         };
     let (command, env, workdir, destinations) = match &lease.spec.work {
         Work::Run { command, env, workdir, destinations } => (command, env, workdir, destinations),
         Work::Ingest { source, sink } => {
             return super::ingest::execute(lease, source, sink, tail, stop, access.ingest.as_ref()).await;
         }
-        Work::Transform { .. } => {
-            return Some(report(
-                Outcome::Failed,
-                Some(FailureClass::Internal),
-                None,
-                "this version runs only `run` tasks; SQL transforms are not built yet".into(),
-                &tail,
-            ));
+        Work::Transform { sql, sink, expectations } => {
+            let access = access.transform.as_ref();
+            return super::transform::execute(lease, sql, sink.as_ref(), expectations, tail, stop, access)
+                .await;
         }
     };
     let Some((program, args)) = command.split_first() else {
@@ -78,10 +95,18 @@ pub(crate) async fn execute(
     // Declared egress goes through the node's gateway; a task without destinations gets none.
     // Each attempt is its own proxy user, so the gateway can say which attempt it refused.
     let label = format!("attempt-{}", lease.attempt);
-    if let (false, Some(proxy)) = (destinations.is_empty(), proxy) {
-        let url = proxy.url.replacen("://", &format!("://{label}:x@"), 1);
-        for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"] {
-            command.env(var, &url);
+    let refusing = access.no_egress.as_ref().filter(|_| destinations.is_empty());
+    let proxy_url = match (destinations.is_empty(), proxy, refusing) {
+        (false, Some(proxy), _) => Some(proxy.url.replacen("://", &format!("://{label}:x@"), 1)),
+        // A serverless worker has no egress: outbound requests go to a proxy that refuses them.
+        (true, _, Some(guard)) => {
+            Some(guard.register(lease.attempt, &lease.job, &lease.spec.name, tail.clone()))
+        }
+        _ => None,
+    };
+    if let Some(url) = &proxy_url {
+        for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"] {
+            command.env(var, url);
         }
         command.env_remove("NO_PROXY").env_remove("no_proxy");
     }
@@ -135,34 +160,31 @@ pub(crate) async fn execute(
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
     let started = Instant::now();
     let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    let stopped = async {
-        loop {
-            if let Some(reason) = stop.borrow_and_update().clone() {
-                return reason;
-            }
-            if stop.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    };
+    let deadline = deadline(timeout);
+    let stopped = stopped(&mut stop);
     tokio::select! {
         status = child.wait() => {
             // Let the readers drain what the program wrote last.
             tokio::time::sleep(Duration::from_millis(20)).await;
             // A program that failed after the gateway refused it a connection failed for that
             // reason: report the gateway's class and hint, not a bare exit status.
-            let refusal = proxy.and_then(|p| p.refusals.take(&label));
+            let refusal = proxy.and_then(|p| p.refusals.take(&label)).map(|r| {
+                (r.class, format!("the node's gateway refused a connection: {}; hint: {}", r.message, r.hint))
+            });
+            let refusal = refusal.or_else(|| {
+                let destination = refusing?.take_refusal(lease.attempt)?;
+                Some((FailureClass::Access, format!(
+                    "serverless workers have no egress: the connection to {destination} was refused and audited; \
+                     hint: declare it in `run.destinations` so the task runs on a dedicated node whose egress IP the destination allows"
+                )))
+            });
+            if let Some(guard) = refusing {
+                guard.unregister(lease.attempt);
+            }
             match (status, refusal) {
                 (Ok(s), _) if s.success() => Some(report(Outcome::Succeeded, None, Some(0), format!("exited 0 after {:.1}s", started.elapsed().as_secs_f64()), &tail)),
-                (Ok(s), Some(r)) => {
-                    let message = format!("the node's gateway refused a connection: {}; hint: {}", r.message, r.hint);
-                    Some(report(Outcome::Failed, Some(r.class), s.code().map(i64::from), message, &tail))
+                (Ok(s), Some((class, message))) => {
+                    Some(report(Outcome::Failed, Some(class), s.code().map(i64::from), message, &tail))
                 }
                 (Ok(s), None) => {
                     let code = s.code().map(i64::from);

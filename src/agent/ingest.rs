@@ -67,6 +67,7 @@ pub(crate) async fn execute(
         error_class: class,
         message: Some(message),
         log_tail: Some(tail.text()),
+        details: None,
     };
     let Some(access) = access else {
         let message = "ingestion runs on dedicated nodes only (this worker has no gateway)".to_owned();
@@ -88,22 +89,8 @@ pub(crate) async fn execute(
     });
     tail.push(format!("ingesting from {} into {}\n", source.kind(), sink.table).as_bytes());
     let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
-    let deadline = async {
-        match timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    let stopped = async {
-        loop {
-            if let Some(reason) = stop.borrow_and_update().clone() {
-                return reason;
-            }
-            if stop.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-        }
-    };
+    let deadline = super::exec::deadline(timeout);
+    let stopped = super::exec::stopped(&mut stop);
     // Dropping the ingestion future stops it between commits' effects: what is committed stays,
     // the rest is read again by the next attempt.
     tokio::select! {

@@ -6,7 +6,9 @@
 
 mod exec;
 mod ingest;
+mod no_egress;
 mod output;
+mod transform;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,9 @@ pub(crate) struct AgentConfig {
     pub(crate) proxy: Option<ProxyAccess>,
     /// The node's dialer and lake, for ingestion tasks. `None` for serverless workers.
     pub(crate) ingest: Option<IngestSetup>,
+    /// The lake, for transforms. Serverless workers only: they also give `run` tasks a proxy
+    /// that refuses and audits every outbound request, as they have no egress.
+    pub(crate) serverless_lake: Option<switchyard_lake::Lake>,
 }
 
 /// What a dedicated node gives its ingestion tasks.
@@ -85,6 +90,19 @@ pub(crate) async fn run(
     let reporter = tokio::spawn(report_loop(client.clone(), node.clone(), reports_rx));
     let (hb_stop_tx, hb_stop_rx) = watch::channel(false);
     let (commits_tx, commits_rx) = mpsc::unbounded_channel();
+    let transform = config.serverless_lake.as_ref().map(|lake| transform::TransformAccess {
+        lake: lake.clone(),
+        commits: commits_tx.clone(),
+        client: client.clone(),
+    });
+    let no_egress = match &config.serverless_lake {
+        Some(_) => Some(
+            no_egress::NoEgress::start(client.clone())
+                .await
+                .context("starting the serverless worker's refusal proxy on 127.0.0.1")?,
+        ),
+        None => None,
+    };
     let ingest = config.ingest.as_ref().map(|s| ingest::IngestAccess {
         dialer: s.dialer.clone(),
         lake: s.lake.clone(),
@@ -134,7 +152,12 @@ pub(crate) async fn run(
                 }
                 summary.leased += leases.len();
                 for lease in leases {
-                    let access = Access { proxy: config.proxy.clone(), ingest: ingest.clone() };
+                    let access = Access {
+                        proxy: config.proxy.clone(),
+                        ingest: ingest.clone(),
+                        transform: transform.clone(),
+                        no_egress: no_egress.clone(),
+                    };
                     start(lease, &running, &reports_tx, &freed, *shutdown.borrow(), access);
                 }
             }
@@ -182,6 +205,8 @@ async fn register(
 pub(crate) struct Access {
     pub(crate) proxy: Option<ProxyAccess>,
     pub(crate) ingest: Option<ingest::IngestAccess>,
+    pub(crate) transform: Option<transform::TransformAccess>,
+    pub(crate) no_egress: Option<no_egress::NoEgress>,
 }
 
 fn start(

@@ -146,6 +146,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &token_file,
         settings.serverless.idle_timeout,
         tls.is_some().then_some(settings.control_plane.tls_cert.as_deref()).flatten(),
+        &settings.lake.root,
     )?));
     let policy = ScalePolicy {
         max_workers: settings.serverless.max_workers as usize,
@@ -186,6 +187,7 @@ pub(crate) fn worker_command(
     token_file: &Path,
     idle: HumanDuration,
     ca: Option<&Path>,
+    lake_root: &str,
 ) -> anyhow::Result<WorkerCommand> {
     let exe = std::env::current_exe().context("locating the switchyard executable for workers")?;
     let token_file = std::path::absolute(token_file)?;
@@ -201,7 +203,13 @@ pub(crate) fn worker_command(
     if let Some(ca) = ca {
         args.extend(["--ca-file".to_owned(), std::path::absolute(ca)?.display().to_string()]);
     }
-    Ok(WorkerCommand { exe, args, env: vec![] })
+    // Workers read and write the control plane's lake whatever their working directory.
+    let lake_root = if lake_root.contains("://") {
+        lake_root.to_owned()
+    } else {
+        std::path::absolute(lake_root)?.display().to_string()
+    };
+    Ok(WorkerCommand { exe, args, env: vec![("SWITCHYARD__LAKE__ROOT".to_owned(), lake_root)] })
 }
 
 /// A client from explicit flags, falling back to the settings.
@@ -269,6 +277,7 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             lake: switchyard_lake::Lake::new(&settings.lake.root)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         }),
+        serverless_lake: None,
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");
@@ -294,6 +303,10 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         poll: Duration::from_millis(500).min(idle),
         proxy: None,
         ingest: None,
+        serverless_lake: Some(
+            switchyard_lake::Lake::new(&settings.lake.root)
+                .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
+        ),
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(worker = %summary.node_id, leased = summary.leased, "Worker exiting.");

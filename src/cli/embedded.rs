@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use switchyard_config::Inputs;
+use switchyard_scheduler::Plan;
 use switchyard_scheduler::api::PlanningInputs;
 use switchyard_scheduler::api::types::SubmitRequest;
 use switchyard_scheduler::client::Client;
@@ -19,6 +21,7 @@ use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane
 use switchyard_scheduler::engine::{NodeInfo, NodeKind, RunState, RunView, TaskState};
 use switchyard_scheduler::launcher::{LocalProcessLauncher, ScalePolicy};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::control::{WORKER_SLOTS, open_engine, shutdown_signal, worker_command};
 use super::ops::read_manifests;
@@ -35,17 +38,18 @@ pub(crate) struct RunArgs {
     /// Egress policy. Default: ./egress.yaml if it exists, else deny all.
     #[arg(long, value_name = "FILE")]
     egress: Option<PathBuf>,
-    /// Re-read every input from scratch instead of incrementally (transforms; accepted for
-    /// forward compatibility, nothing is incremental yet).
+    /// Rebuild transform outputs from scratch instead of processing only new input versions.
     #[arg(long)]
     full_refresh: bool,
+    /// Run only the tasks that write TABLE (e.g. silver.claims); repeat for several tables.
+    #[arg(long, value_name = "TABLE")]
+    select: Vec<String>,
     /// Manifest files or directories.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 }
 
 pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _ = args.full_refresh;
     let options = switchyard_config::LoadOptions {
         paths: args.paths.clone(),
         settings: args.settings.clone(),
@@ -63,6 +67,80 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
+    if !args.select.is_empty() {
+        // Checked here too, before anything starts, so a typo costs nothing.
+        let specs = switchyard_scheduler::spec::job_specs(&inputs, &planned).map_err(|_| {
+            anyhow::anyhow!("the plan has errors although it reported none; run `switchyard plan`")
+        })?;
+        if let Err(e) = switchyard_scheduler::spec::select_tasks(&specs, &args.select) {
+            eprintln!(
+                "error: {e}\n  hint: select tables by the name in a task's `sink: {{ table: … }}`\nnothing was run"
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let settings = inputs.settings.settings.clone();
+    let embedded = start(&inputs, &planned).await?;
+    let client = embedded.client.clone();
+
+    let started = Instant::now();
+    let submitted = client
+        .submit(&SubmitRequest {
+            manifests: read_manifests(&args.paths)?,
+            run: true,
+            full_refresh: args.full_refresh,
+            select: args.select.clone(),
+        })
+        .await
+        .context("submitting the jobs")?;
+    let run_ids: Vec<i64> = submitted.jobs.iter().filter_map(|j| j.run).collect();
+    let interrupted = follow(&client, &run_ids, started).await?;
+    let runs = fetch(&client, &run_ids).await?;
+    embedded.stop().await;
+
+    print!("{}", render_runs(&runs, Style::detect(std::io::stdout().is_terminal())));
+    let tasks: Vec<_> = runs.iter().flat_map(|r| &r.tasks).collect();
+    let ok = tasks.iter().filter(|t| t.state == TaskState::Succeeded).count();
+    let all_ok = !interrupted && runs.iter().all(|r| r.state == RunState::Succeeded);
+    println!(
+        "{} {} job{}, {ok}/{} tasks succeeded in {:.1}s (state {}, lake {})",
+        if all_ok { "ok:" } else { "FAILED:" },
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        tasks.len(),
+        started.elapsed().as_secs_f64(),
+        settings.control_plane.state,
+        settings.lake.root
+    );
+    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The embedded default's moving parts, all in this process except the serverless workers (which
+/// the launcher starts as child processes): `switchyard run` and `switchyard demo` share them.
+pub(crate) struct Embedded {
+    pub(crate) client: Client,
+    /// The control plane's URL (an ephemeral port on 127.0.0.1).
+    pub(crate) url: String,
+    /// The admin token's file, for commands pointed at this control plane.
+    pub(crate) token_file: PathBuf,
+    launcher: Arc<LocalProcessLauncher>,
+    stop: watch::Sender<bool>,
+    agents_stop: watch::Sender<bool>,
+    agents: Vec<JoinHandle<anyhow::Result<agent::AgentSummary>>>,
+    gateways: Vec<super::gateway::Running>,
+    control_plane: JoinHandle<Result<(), switchyard_scheduler::Error>>,
+}
+
+impl std::fmt::Debug for Embedded {
+    // Not derived: the client holds the admin token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded").field("url", &self.url).field("nodes", &self.agents.len()).finish()
+    }
+}
+
+/// Starts the control plane, one node per pool that a task needs (or that can bind its egress
+/// IP) and the serverless launcher, for planned inputs.
+pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Embedded> {
     let settings = inputs.settings.settings.clone();
     let needed: HashSet<&str> =
         planned.jobs.iter().flat_map(|j| &j.tasks).filter_map(|t| t.pool.as_deref()).collect();
@@ -87,7 +165,14 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = url_for(listener.local_addr()?, false);
-    let mut command = worker_command(&url, &token_file, settings.serverless.idle_timeout, None)?;
+    let mut command =
+        worker_command(&url, &token_file, settings.serverless.idle_timeout, None, &settings.lake.root)?;
+    // Workers read the same settings (the lake's root above all), not whatever switchyard.toml
+    // happens to be in the current directory.
+    if let Some(doc) = &inputs.settings.doc {
+        let file = std::path::absolute(doc.file())?;
+        command.args.extend(["--settings".to_owned(), file.display().to_string()]);
+    }
     // Workers report through the control plane; their own logs would only clutter the summary.
     command.env.push(("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())));
     let launcher = Arc::new(LocalProcessLauncher::new(command));
@@ -149,53 +234,44 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             poll: Duration::from_millis(500),
             proxy,
             ingest,
+            serverless_lake: None,
         };
         agents.push(tokio::spawn(agent::run(client.clone(), config, agents_stop_rx.clone())));
     }
-
-    let started = Instant::now();
-    let submitted = client
-        .submit(&SubmitRequest { manifests: read_manifests(&args.paths)?, run: true })
-        .await
-        .context("submitting the jobs")?;
-    let run_ids: Vec<i64> = submitted.jobs.iter().filter_map(|j| j.run).collect();
-    let interrupted = follow(&client, &run_ids, started).await?;
-    let runs = fetch(&client, &run_ids).await?;
-
-    // Nodes drain and deregister while the control plane still answers; then workers, then it.
-    let _ = agents_stop_tx.send(true);
-    for a in agents {
-        match a.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => eprintln!("warning: a node stopped with an error: {e:#}"),
-            Err(e) => eprintln!("warning: a node task failed: {e}"),
-        }
-    }
-    launcher.stop_all();
-    drop(gateways);
-    let _ = stop_tx.send(true);
-    if let Ok(Err(e)) = control_plane.await {
-        eprintln!("warning: the control plane stopped with an error: {e}");
-    }
-
-    print!("{}", render_runs(&runs, Style::detect(std::io::stdout().is_terminal())));
-    let tasks: Vec<_> = runs.iter().flat_map(|r| &r.tasks).collect();
-    let ok = tasks.iter().filter(|t| t.state == TaskState::Succeeded).count();
-    let all_ok = !interrupted && runs.iter().all(|r| r.state == RunState::Succeeded);
-    println!(
-        "{} {} job{}, {ok}/{} tasks succeeded in {:.1}s (state {}, lake {})",
-        if all_ok { "ok:" } else { "FAILED:" },
-        runs.len(),
-        if runs.len() == 1 { "" } else { "s" },
-        tasks.len(),
-        started.elapsed().as_secs_f64(),
-        settings.control_plane.state,
-        settings.lake.root
-    );
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(Embedded {
+        client,
+        url,
+        token_file,
+        launcher,
+        stop: stop_tx,
+        agents_stop: agents_stop_tx,
+        agents,
+        gateways,
+        control_plane,
+    })
 }
 
-async fn fetch(client: &Client, ids: &[i64]) -> anyhow::Result<Vec<RunView>> {
+impl Embedded {
+    /// Nodes drain and deregister while the control plane still answers; then workers, then it.
+    pub(crate) async fn stop(self) {
+        let _ = self.agents_stop.send(true);
+        for a in self.agents {
+            match a.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => eprintln!("warning: a node stopped with an error: {e:#}"),
+                Err(e) => eprintln!("warning: a node task failed: {e}"),
+            }
+        }
+        self.launcher.stop_all();
+        drop(self.gateways);
+        let _ = self.stop.send(true);
+        if let Ok(Err(e)) = self.control_plane.await {
+            eprintln!("warning: the control plane stopped with an error: {e}");
+        }
+    }
+}
+
+pub(crate) async fn fetch(client: &Client, ids: &[i64]) -> anyhow::Result<Vec<RunView>> {
     let mut runs = Vec::with_capacity(ids.len());
     for id in ids {
         runs.push(client.run(*id).await?);
@@ -205,7 +281,7 @@ async fn fetch(client: &Client, ids: &[i64]) -> anyhow::Result<Vec<RunView>> {
 
 /// Waits for the runs to finish, with a live progress line on a terminal. On Ctrl-C the runs are
 /// cancelled; returns whether that happened.
-async fn follow(client: &Client, ids: &[i64], started: Instant) -> anyhow::Result<bool> {
+pub(crate) async fn follow(client: &Client, ids: &[i64], started: Instant) -> anyhow::Result<bool> {
     let live = std::io::stderr().is_terminal();
     let mut signal = shutdown_signal();
     loop {

@@ -3,8 +3,10 @@
 
 mod check;
 mod control;
+mod demo;
 mod egress;
 mod embedded;
+mod fetch;
 mod gateway;
 mod logging;
 mod ops;
@@ -54,6 +56,16 @@ enum Command {
     ///
     /// Exit 0 only if every task succeeded.
     Run(embedded::RunArgs),
+    /// The healthcare case on this machine, nothing to install: a partner API that wants a client
+    /// certificate and allowlists one static IP, a pipeline that ingests it on a dedicated node and
+    /// refines it serverless, and a serverless program whose call to the partner is denied.
+    ///
+    /// Exit 0 when all of that happened as intended, 1 otherwise.
+    Demo(demo::DemoArgs),
+    /// Connect to URL's host and port, through HTTPS_PROXY when set (a CONNECT tunnel): what a
+    /// program on a worker would do. Used by the demo.
+    #[command(hide = true)]
+    Fetch(fetch::FetchArgs),
     /// Run the control plane: API, engine (leases, retries, cron) and the serverless launcher.
     Serve(control::ServeArgs),
     /// Run a dedicated node agent for a pool, with one of the pool's static egress IPs.
@@ -124,7 +136,10 @@ enum SchemaArg {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let quiet = matches!(cli.command, Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Validate(_) | Command::Plan { .. } | Command::Schema { .. } | Command::Fetch(_)
+    );
     if !quiet {
         logging::init(
             cli.log_format,
@@ -140,6 +155,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema { kind } => schema::print(kind),
         Command::Egress { command } => egress::run(command),
         Command::Run(args) => runtime()?.block_on(embedded::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
+        Command::Fetch(args) => runtime()?.block_on(fetch::run(args)),
         Command::Serve(args) => runtime()?.block_on(control::serve(args)),
         Command::Node(args) => runtime()?.block_on(control::node(args)),
         Command::Worker(args) => runtime()?.block_on(control::worker(args)),

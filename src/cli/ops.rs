@@ -21,8 +21,14 @@ pub(crate) struct SubmitArgs {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Register the jobs without starting runs (scheduled jobs then run on their schedule).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["full_refresh", "select"])]
     no_run: bool,
+    /// Rebuild transform outputs from scratch instead of processing only new input versions.
+    #[arg(long)]
+    full_refresh: bool,
+    /// Run only the tasks that write TABLE (e.g. silver.claims); repeat for several tables.
+    #[arg(long, value_name = "TABLE")]
+    select: Vec<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -107,15 +113,30 @@ fn collect(dir: &std::path::Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> 
 pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let (client, _) = client_for(&args.client)?;
     let manifests = read_manifests(&args.paths)?;
-    match client.submit(&SubmitRequest { manifests, run: !args.no_run }).await {
+    let request = SubmitRequest {
+        manifests,
+        run: !args.no_run,
+        full_refresh: args.full_refresh,
+        select: args.select.clone(),
+    };
+    match client.submit(&request).await {
         Ok(response) => {
             for job in response.jobs {
                 match job.run {
                     Some(run) => println!("submitted {} ({} tasks): run {run}", job.job, job.tasks.len()),
+                    None if !args.select.is_empty() && !args.no_run => println!(
+                        "registered {} ({} tasks); not run: none of its tasks writes a selected table",
+                        job.job,
+                        job.tasks.len()
+                    ),
                     None => println!("registered {} ({} tasks)", job.job, job.tasks.len()),
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Err(SchedulerError::Api { code, message, hint, .. }) if code == "unknown_table" => {
+            eprintln!("error: {message}\n  hint: {hint}\nnothing was submitted");
+            Ok(ExitCode::from(2))
         }
         Err(SchedulerError::Rejected { errors }) => {
             eprint!("{}", render_errors(&errors, Style::detect(std::io::stderr().is_terminal())));

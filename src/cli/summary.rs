@@ -31,6 +31,18 @@ pub(crate) fn render_runs(runs: &[RunView], style: Style) -> String {
             run.trigger,
             when(run.created_at)
         );
+        if run.options.full_refresh || !run.options.input_versions.is_empty() {
+            let mut parts = Vec::new();
+            if run.options.full_refresh {
+                parts.push("full refresh".to_owned());
+            }
+            if !run.options.input_versions.is_empty() {
+                let pinned: Vec<String> =
+                    run.options.input_versions.iter().map(|(t, v)| format!("{t}@{v}")).collect();
+                parts.push(format!("reads {}", pinned.join(", ")));
+            }
+            let _ = writeln!(out, "  {}", style_dim(style, &parts.join("; ")));
+        }
         let rows: Vec<[String; 6]> = run
             .tasks
             .iter()
@@ -85,6 +97,11 @@ pub(crate) fn render_runs(runs: &[RunView], style: Style) -> String {
                     let _ = writeln!(out, "    · waiting: {w}");
                 }
             }
+            if let Some(details) = task.attempts.last().and_then(|a| a.details.as_ref()) {
+                for l in transform_lines(details) {
+                    let _ = writeln!(out, "    · {l}");
+                }
+            }
             if task.attempts.len() > 1 {
                 let history: Vec<String> =
                     task.attempts.iter().map(|a| format!("{} on {}", a.state.as_str(), a.node_id)).collect();
@@ -108,6 +125,48 @@ pub(crate) fn render_runs(runs: &[RunView], style: Style) -> String {
     out
 }
 
+/// What a transform attempt reported (`details.transform`): refresh mode and why, versions read
+/// and written, one line per expectation. Nothing for other details, so an agent may report
+/// more without breaking this.
+fn transform_lines(details: &serde_json::Value) -> Vec<String> {
+    let Some(t) = details.get("transform") else { return vec![] };
+    let mut lines = Vec::new();
+    if let Some(refresh) = t.get("refresh") {
+        let mode = refresh.get("mode").and_then(|m| m.as_str()).unwrap_or("?");
+        match refresh.get("reason").and_then(|r| r.as_str()).filter(|r| !r.is_empty()) {
+            Some(reason) => lines.push(format!("refresh: {mode} ({reason})")),
+            None => lines.push(format!("refresh: {mode}")),
+        }
+    }
+    let inputs: Vec<String> = t
+        .get("input_versions")
+        .and_then(|v| v.as_object())
+        .map(|m| m.iter().map(|(table, v)| format!("{table}@{v}")).collect())
+        .unwrap_or_default();
+    let output = t.get("output").and_then(|o| {
+        let table = o.get("table")?.as_str()?;
+        let version = o.get("version").and_then(|v| v.as_i64()).map(|v| format!("@{v}")).unwrap_or_default();
+        let rows = o.get("rows").and_then(|r| r.as_i64()).map(|r| format!(" ({r} rows)")).unwrap_or_default();
+        Some(format!("{table}{version}{rows}"))
+    });
+    match (inputs.is_empty(), output) {
+        (false, Some(out)) => lines.push(format!("read {} → wrote {out}", inputs.join(", "))),
+        (false, None) => lines.push(format!("read {}", inputs.join(", "))),
+        (true, Some(out)) => lines.push(format!("wrote {out}")),
+        (true, None) => {}
+    }
+    for e in t.get("expectations").and_then(|e| e.as_array()).into_iter().flatten() {
+        let name = e.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+        let action = e.get("action").and_then(|a| a.as_str()).map(|a| format!(" ({a})")).unwrap_or_default();
+        let n = e.get("violations").and_then(|v| v.as_i64()).unwrap_or(0);
+        lines.push(format!("expectation {name}{action}: {n} violation{}", if n == 1 { "" } else { "s" }));
+    }
+    if let Some(q) = t.get("quarantined").and_then(|q| q.as_i64()).filter(|q| *q > 0) {
+        lines.push(format!("quarantined: {q} row{}", if q == 1 { "" } else { "s" }));
+    }
+    lines
+}
+
 fn state_word(state: &str, style: Style) -> String {
     let code = match state {
         "succeeded" => "32",
@@ -124,4 +183,34 @@ fn style_bold(style: Style, t: &str) -> String {
 
 fn style_dim(style: Style, t: &str) -> String {
     style.paint_pub("2", t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transform_details_read_as_lines() {
+        let details = serde_json::json!({"transform": {
+            "refresh": {"mode": "incremental", "reason": "2 new versions of bronze.x"},
+            "input_versions": {"bronze.x": 3},
+            "output": {"table": "silver.x", "version": 4, "rows": 100},
+            "expectations": [
+                {"name": "positive_amount", "action": "drop", "violations": 3},
+                {"name": "has_id", "action": "warn", "violations": 1}
+            ],
+            "quarantined": 2
+        }});
+        assert_eq!(
+            transform_lines(&details),
+            [
+                "refresh: incremental (2 new versions of bronze.x)",
+                "read bronze.x@3 → wrote silver.x@4 (100 rows)",
+                "expectation positive_amount (drop): 3 violations",
+                "expectation has_id (warn): 1 violation",
+                "quarantined: 2 rows",
+            ]
+        );
+        assert!(transform_lines(&serde_json::json!({"other": 1})).is_empty());
+    }
 }

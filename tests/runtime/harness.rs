@@ -244,6 +244,8 @@ idle_timeout = "3s"
                 content,
             }],
             run: true,
+            full_refresh: false,
+            select: vec![],
         };
         client.submit(&request).await.unwrap().jobs[0].run.unwrap()
     }

@@ -8,3 +8,4 @@ mod exactly_once;
 mod harness;
 mod nginx;
 mod scenarios;
+mod serverless;

@@ -356,6 +356,8 @@ async fn two_replicas_on_postgres_fire_each_cron_slot_once_and_never_double_leas
             content,
         }],
         run: false,
+        full_refresh: false,
+        select: vec![],
     };
     client.submit(&request).await.unwrap();
 

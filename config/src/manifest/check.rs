@@ -157,6 +157,32 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
             );
         }
     }
+    if task.trigger.is_some() && task.sql.is_none() {
+        push(
+            doc.error(
+                Code::Schema,
+                &at("trigger"),
+                format!("task `{}` declares `trigger: on_update` but is not a transform", task.name),
+            )
+            .with_hint(
+                "only `sql` tasks run when a table they read changes (Switchyard knows what SQL reads); \
+                 remove `trigger`, or give the job a `schedule`",
+            ),
+        );
+    }
+    if task.trigger.is_some() && task.sql.is_some() && task.mode() == super::RunMode::Continuous {
+        push(
+            doc.error(
+                Code::Schema,
+                &at("trigger"),
+                format!("task `{}` is continuous and also declares `trigger: on_update`", task.name),
+            )
+            .with_hint(
+                "a continuous task never finishes, so a triggered run of it would never start; \
+                 remove `trigger` or `mode: continuous`",
+            ),
+        );
+    }
     if let Some(sql) = &task.sql {
         if sql.trim().is_empty() {
             push(
@@ -215,5 +241,33 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
             }
         }
         None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Code;
+
+    #[test]
+    fn trigger_is_only_for_transforms() {
+        let yaml = "job: j\ntasks:\n  - name: export\n    run: { command: [\"true\"] }\n    trigger: on_update\n  \
+                    - name: silver\n    sql: SELECT 1 AS x\n    sink: { table: silver.x }\n    trigger: on_update\n";
+        let (manifest, diagnostics) =
+            crate::parse_manifest(std::path::Path::new("jobs/j.yaml"), yaml.as_bytes());
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let d = &diagnostics[0];
+        assert_eq!((d.code, d.location.line, d.location.column), (Code::Schema, 5, 14), "{d:?}");
+        assert!(d.message.contains("`export`") && d.message.contains("not a transform"), "{}", d.message);
+        assert!(d.hint.contains("remove `trigger`"), "{}", d.hint);
+        assert_eq!(d.task.as_deref(), Some("export"));
+        let tasks = manifest.unwrap().manifest.tasks;
+        assert_eq!(tasks[1].trigger, Some(crate::manifest::Trigger::OnUpdate));
+
+        let yaml = "job: j\ntasks:\n  - name: s\n    sql: SELECT 1 AS x\n    sink: { table: silver.x }\n    \
+                    mode: continuous\n    trigger: on_update\n";
+        let (_, diagnostics) = crate::parse_manifest(std::path::Path::new("j.yaml"), yaml.as_bytes());
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_eq!(diagnostics[0].location.line, 7);
+        assert!(diagnostics[0].message.contains("continuous"), "{}", diagnostics[0].message);
     }
 }

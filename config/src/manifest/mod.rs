@@ -66,6 +66,11 @@ pub struct Task {
     /// backoff when it stops).
     #[serde(default, deserialize_with = "recover_opt")]
     pub mode: Option<RunMode>,
+    /// `on_update`: also run this transform on its own whenever a table its SQL reads gets a new
+    /// Delta version (after the settings' `[scheduler] trigger_debounce`), reading exactly the
+    /// versions that were committed. Only for `sql` tasks.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub trigger: Option<Trigger>,
     /// Tasks of this job that must succeed first, beyond those inferred from tables.
     #[serde(default, deserialize_with = "recover_vec")]
     pub depends_on: Vec<String>,
@@ -123,6 +128,22 @@ pub enum RunMode {
     #[default]
     Triggered,
     Continuous,
+}
+
+/// What starts a task besides its job's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A new version of a table the transform reads.
+    OnUpdate,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::OnUpdate => "on_update",
+        }
+    }
 }
 
 /// An external system to ingest from, selected by `kind`.
@@ -349,7 +370,7 @@ pub enum WriteMode {
 }
 
 /// A data quality rule: a SQL boolean expression over output rows.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
     pub name: String,
@@ -361,7 +382,7 @@ pub struct Expectation {
     pub on_violation: Option<OnViolation>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnViolation {
     #[default]

@@ -27,6 +27,7 @@ pub struct Settings {
     /// Dedicated node pools, each with its static egress IPs.
     pub pools: Vec<Pool>,
     pub serverless: Serverless,
+    pub scheduler: Scheduler,
     /// Client identities by name: PEM files read by nodes, never by `plan`.
     pub identities: BTreeMap<String, IdentityFiles>,
     /// Prices for the cost report.
@@ -116,6 +117,23 @@ pub struct Serverless {
 impl Default for Serverless {
     fn default() -> Self {
         Self { max_workers: 8, idle_timeout: Duration(std::time::Duration::from_secs(30)) }
+    }
+}
+
+/// How the control plane starts runs on its own.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scheduler {
+    /// How long an `on_update` transform waits after a commit to a table it reads before it runs;
+    /// every further commit within this time restarts the wait, so a burst of small commits
+    /// starts one run, not one per commit. A steady stream of commits still starts a run at least
+    /// every ten times this.
+    pub trigger_debounce: Duration,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Self { trigger_debounce: Duration(std::time::Duration::from_secs(2)) }
     }
 }
 

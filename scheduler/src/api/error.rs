@@ -69,6 +69,12 @@ impl From<Error> for ApiError {
                     "run `switchyard plan` on them locally for the full report",
                 )
             },
+            Error::UnknownSelection { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_table",
+                e.to_string(),
+                "select tables by the name in a task's `sink: { table: … }`, e.g. `--select silver.claims`",
+            ),
             Error::Inputs(ref inner) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "control_plane_inputs",

@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::types::*;
 use super::{AppState, OPENAPI};
-use crate::engine::{HeartbeatReply, NodeInfo, NodeView, Registration, Role, RunView};
+use crate::engine::{HeartbeatReply, NodeInfo, NodeView, Registration, Role, RunOptions, RunView};
 use crate::{Error, plan, spec};
 
 type Body<T> = Result<Json<T>, JsonRejection>;
@@ -82,10 +82,19 @@ pub(super) async fn submit(
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string(), "retry"))?;
     let (planned, specs) = planned?;
+    // Checked before anything is registered: a mistyped table changes nothing.
+    let selected =
+        if request.select.is_empty() { None } else { Some(spec::select_tasks(&specs, &request.select)?) };
     state.engine.upsert_jobs(&specs).await?;
+    let options = RunOptions { full_refresh: request.full_refresh, ..RunOptions::default() };
     let mut jobs = Vec::new();
     for job in planned.jobs {
-        let run = if request.run { Some(state.engine.trigger(&job.job).await?) } else { None };
+        let only = selected.as_ref().map(|s| s.get(&job.job).cloned().unwrap_or_default());
+        let run = match &only {
+            _ if !request.run => None,
+            Some(tasks) if tasks.is_empty() => None,
+            only => Some(state.engine.trigger_with(&job.job, &options, only.as_deref()).await?),
+        };
         jobs.push(SubmittedJob { job: job.job, run, tasks: job.tasks });
     }
     Ok(Json(SubmitResponse { jobs }))

@@ -19,6 +19,13 @@ pub struct SubmitRequest {
     /// Start a run of each job now (default true).
     #[serde(default = "yes")]
     pub run: bool,
+    /// Rebuild transform outputs from scratch instead of incrementally.
+    #[serde(default)]
+    pub full_refresh: bool,
+    /// Run only the tasks that write these tables (`schema.table`); jobs with none of them are
+    /// registered without a run. Empty: every task.
+    #[serde(default)]
+    pub select: Vec<String>,
 }
 
 fn yes() -> bool {

@@ -11,25 +11,31 @@ use crate::store::now_ms;
 impl Engine {
     /// Records commits a node reports for its own attempts. A version already recorded (a
     /// heartbeat retried after a lost reply) is kept once; commits of attempts that are not the
-    /// node's are ignored.
+    /// node's are ignored. Each new commit schedules the `on_update` tasks that read its table, in
+    /// the same transaction, so a recorded commit never loses its trigger.
     pub async fn record_commits(&self, node_id: &str, commits: &[CommitRecord]) -> Result<(), Error> {
         let now = now_ms();
+        let debounce = self.config.settings.scheduler.trigger_debounce.as_std().as_millis() as i64;
         let mut tx = self.store.begin().await?;
         for c in commits {
-            sqlx::query(
+            let table = c.table.to_ascii_lowercase();
+            let recorded: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO lake_commits (attempt_id, table_name, version, rows_added, at)
                  SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM attempts WHERE id = $1 AND node_id = $6)
-                 ON CONFLICT (table_name, version) DO NOTHING",
+                 ON CONFLICT (table_name, version) DO NOTHING RETURNING id",
             )
             .bind(c.attempt)
-            .bind(&c.table)
+            .bind(&table)
             .bind(c.version)
             .bind(c.rows)
             .bind(now)
             .bind(node_id)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(Error::store)?;
+            if recorded.is_some() {
+                super::triggers::schedule_readers(&mut tx, c.attempt, &table, now + debounce, now).await?;
+            }
         }
         tx.commit().await.map_err(Error::store)?;
         Ok(())

@@ -37,6 +37,10 @@ pub struct Report {
     /// The last KiB of the task's output.
     #[serde(default)]
     pub log_tail: Option<String>,
+    /// What the task did beyond succeeding or failing (a transform: refresh mode, versions read
+    /// and written, expectation violations), kept with the attempt for `switchyard runs`.
+    #[serde(default)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// The answer to one report.
@@ -128,24 +132,31 @@ async fn complete_successes(
     for chunk in eligible.chunks(CHUNK) {
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
-                let b = i * 4 + 1;
+                let b = i * 5 + 1;
                 format!(
-                    "SELECT CAST(${} AS BIGINT) AS id, CAST(${} AS BIGINT) AS exit_code, CAST(${} AS TEXT) AS message, CAST(${} AS TEXT) AS log_tail",
+                    "SELECT CAST(${} AS BIGINT) AS id, CAST(${} AS BIGINT) AS exit_code, CAST(${} AS TEXT) AS message, \
+                     CAST(${} AS TEXT) AS log_tail, CAST(${} AS TEXT) AS details",
                     b + 1,
                     b + 2,
                     b + 3,
-                    b + 4
+                    b + 4,
+                    b + 5
                 )
             })
             .collect();
         let sql = format!(
             "UPDATE attempts SET state = 'succeeded', finished_at = $1, exit_code = v.exit_code, message = v.message, \
-             log_tail = COALESCE(v.log_tail, attempts.log_tail) FROM ({}) AS v WHERE attempts.id = v.id",
+             log_tail = COALESCE(v.log_tail, attempts.log_tail), details = v.details FROM ({}) AS v WHERE attempts.id = v.id",
             rows.join(" UNION ALL ")
         );
         let mut q = sqlx::query(&sql).bind(now);
         for (r, _, _) in chunk {
-            q = q.bind(r.attempt).bind(r.exit_code).bind(r.message.as_deref()).bind(r.log_tail.as_deref());
+            q = q
+                .bind(r.attempt)
+                .bind(r.exit_code)
+                .bind(r.message.as_deref())
+                .bind(r.log_tail.as_deref())
+                .bind(details_text(r)?);
         }
         q.execute(&mut **tx).await.map_err(Error::store)?;
     }
@@ -197,6 +208,16 @@ async fn complete_successes(
     Ok(handled)
 }
 
+/// The report's details as stored: JSON text, or NULL when the agent reported none.
+fn details_text(report: &Report) -> Result<Option<String>, Error> {
+    report
+        .details
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| Error::corrupt("attempt details", e))
+}
+
 async fn apply_report(
     tx: &mut Tx,
     engine: &Engine,
@@ -238,7 +259,7 @@ async fn apply_report(
     };
     sqlx::query(
         "UPDATE attempts SET state = $1, finished_at = $2, exit_code = $3, error_class = $4, message = $5, \
-         log_tail = COALESCE($6, log_tail) WHERE id = $7",
+         log_tail = COALESCE($6, log_tail), details = COALESCE($7, details) WHERE id = $8",
     )
     .bind(attempt_state.as_str())
     .bind(now)
@@ -246,6 +267,7 @@ async fn apply_report(
     .bind(report.error_class.map(FailureClass::as_str))
     .bind(report.message.as_deref())
     .bind(report.log_tail.as_deref())
+    .bind(details_text(report)?)
     .bind(report.attempt)
     .execute(&mut **tx)
     .await

@@ -24,6 +24,23 @@ pub struct Lease {
     pub spec: TaskSpec,
     /// Renew before this (epoch ms), by heartbeating.
     pub lease_expires_at: i64,
+    /// The run's options, so the agent runs the task the way the run was asked for; absent from
+    /// leases of older control planes, hence the default.
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// How a run was asked to run, stored with the run (`job_runs.options`) and carried by each of its
+/// leases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// Rebuild outputs from scratch instead of processing only what changed.
+    #[serde(default)]
+    pub full_refresh: bool,
+    /// Lake table (`bronze.claims`) → the Delta version to read, so a data-triggered run reads
+    /// exactly the commit that triggered it even if more land meanwhile. Empty: read the latest.
+    #[serde(default)]
+    pub input_versions: std::collections::BTreeMap<String, i64>,
 }
 
 /// Poll interval of a waiting lease request, for work queued by another replica.
@@ -69,7 +86,7 @@ impl Engine {
             return Ok(vec![]);
         }
         let sql = format!(
-            "SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job FROM task_runs t \
+            "SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job, r.options FROM task_runs t \
              JOIN job_runs r ON r.id = t.run_id WHERE t.id IN ({}) AND t.state IN ('queued', 'retrying') ORDER BY t.id{}",
             placeholders(1, candidates.len()),
             self.store.dialect.lock_skip_of("t")
@@ -139,6 +156,7 @@ impl Engine {
             let job: String = row.try_get("job").map_err(Error::store)?;
             let spec: String = row.try_get("spec").map_err(Error::store)?;
             let spec: TaskSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("task spec", e))?;
+            let options = super::query::run_options(row)?;
             events.push(Event {
                 task_run,
                 attempt: Some(attempt),
@@ -146,7 +164,16 @@ impl Engine {
                 to: TaskState::Running,
                 reason: Some(node_id),
             });
-            leases.push(Lease { attempt, task_run, run, job, number, spec, lease_expires_at: expires });
+            leases.push(Lease {
+                attempt,
+                task_run,
+                run,
+                job,
+                number,
+                spec,
+                lease_expires_at: expires,
+                options,
+            });
         }
         // Checks every transition against the table before recording it.
         record_events(&mut tx, &events, now).await?;

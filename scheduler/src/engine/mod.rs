@@ -19,6 +19,7 @@ pub mod state;
 mod submit;
 mod tick;
 mod tokens;
+mod triggers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 
 pub use complete::{Outcome, Report, ReportResult};
 pub use egress::{AuditRecord, PolicyVersion};
-pub use lease::Lease;
+pub use lease::{Lease, RunOptions};
 pub use nodes::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};
 pub use query::{AttemptView, NodeView, RunView, TaskView};
 pub use state::{AttemptState, RunState, TaskState};

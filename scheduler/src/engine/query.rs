@@ -19,6 +19,9 @@ pub struct RunView {
     pub slot: Option<i64>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// How the run was asked to run (full refresh, pinned input versions).
+    #[serde(default)]
+    pub options: super::RunOptions,
     pub tasks: Vec<TaskView>,
 }
 
@@ -52,6 +55,10 @@ pub struct AttemptView {
     pub error_class: Option<FailureClass>,
     pub message: Option<String>,
     pub log_tail: Option<String>,
+    /// What the attempt reported about its work (a transform's refresh mode, expectations), as
+    /// the agent sent it.
+    #[serde(default)]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,11 +77,26 @@ pub struct NodeView {
     pub first_lease_at: Option<i64>,
 }
 
+/// A run's stored options; runs from before options existed have none, which means the defaults.
+pub(crate) fn run_options(row: &sqlx::any::AnyRow) -> Result<super::RunOptions, Error> {
+    Ok(json_column(row, "options", "run options")?.unwrap_or_default())
+}
+
+/// A nullable JSON text column, parsed.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &sqlx::any::AnyRow,
+    col: &str,
+    what: &'static str,
+) -> Result<Option<T>, Error> {
+    let text: Option<String> = row.try_get(col).map_err(Error::store)?;
+    text.map(|t| serde_json::from_str(&t)).transpose().map_err(|e| Error::corrupt(what, e))
+}
+
 impl Engine {
     /// The latest runs (of one job, if given), newest first, with tasks and attempts.
     pub async fn runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<RunView>, Error> {
         let rows = sqlx::query(
-            "SELECT id, job, state, trigger, slot, created_at, finished_at FROM job_runs \
+            "SELECT id, job, state, trigger, slot, created_at, finished_at, options FROM job_runs \
              WHERE ($1 IS NULL OR job = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(job)
@@ -92,6 +114,7 @@ impl Engine {
                 slot: row.try_get("slot").map_err(Error::store)?,
                 created_at: row.try_get("created_at").map_err(Error::store)?,
                 finished_at: row.try_get("finished_at").map_err(Error::store)?,
+                options: run_options(row)?,
                 tasks: vec![],
             });
         }
@@ -114,7 +137,7 @@ impl Engine {
 
     pub async fn run(&self, id: i64) -> Result<RunView, Error> {
         let row = sqlx::query(
-            "SELECT id, job, state, trigger, slot, created_at, finished_at FROM job_runs WHERE id = $1",
+            "SELECT id, job, state, trigger, slot, created_at, finished_at, options FROM job_runs WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.store.pool)
@@ -129,6 +152,7 @@ impl Engine {
             slot: row.try_get("slot").map_err(Error::store)?,
             created_at: row.try_get("created_at").map_err(Error::store)?,
             finished_at: row.try_get("finished_at").map_err(Error::store)?,
+            options: run_options(&row)?,
             tasks: self.tasks_of(id).await?,
         })
     }
@@ -144,7 +168,7 @@ impl Engine {
         .map_err(Error::store)?;
         let attempts = sqlx::query(
             "SELECT a.id, a.task_run_id, a.number, a.node_id, n.egress_ip, a.state, a.queued_at, a.started_at, \
-             a.finished_at, a.exit_code, a.error_class, a.message, a.log_tail FROM attempts a \
+             a.finished_at, a.exit_code, a.error_class, a.message, a.log_tail, a.details FROM attempts a \
              JOIN task_runs t ON t.id = a.task_run_id LEFT JOIN nodes n ON n.id = a.node_id \
              WHERE t.run_id = $1 ORDER BY a.id",
         )
@@ -185,6 +209,7 @@ impl Engine {
                     error_class: class.as_deref().and_then(FailureClass::parse),
                     message: a.try_get("message").map_err(Error::store)?,
                     log_tail: a.try_get("log_tail").map_err(Error::store)?,
+                    details: json_column(a, "details", "attempt details")?,
                 });
             }
             tasks.push(view);
@@ -300,6 +325,7 @@ impl Engine {
                 error_class: None,
                 message: Some(why.to_owned()),
                 log_tail: None,
+                details: None,
             };
             finish_task(&mut tx, *id, None, from, TaskState::Cancelled, now, &report).await?;
             let run_id: i64 = row.try_get("run_id").map_err(Error::store)?;

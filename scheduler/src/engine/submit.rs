@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Engine, TaskState, Tx, transition};
+use super::{Engine, RunOptions, TaskState, Tx, transition};
 use crate::Error;
 use crate::spec::JobSpec;
 use crate::store::now_ms;
@@ -15,6 +15,8 @@ use crate::store::now_ms;
 pub(crate) enum Trigger {
     Manual,
     Schedule,
+    /// A commit to a table an `on_update` task reads.
+    OnUpdate,
 }
 
 impl Trigger {
@@ -22,8 +24,19 @@ impl Trigger {
         match self {
             Trigger::Manual => "manual",
             Trigger::Schedule => "schedule",
+            Trigger::OnUpdate => "on_update",
         }
     }
+}
+
+/// What a run consists of and how it runs.
+pub(crate) struct RunRequest<'a> {
+    pub(crate) trigger: Trigger,
+    /// The cron slot of a scheduled run (unique per job).
+    pub(crate) slot: Option<i64>,
+    pub(crate) options: &'a RunOptions,
+    /// Only these tasks (by name); every task of the job when absent.
+    pub(crate) only: Option<&'a [String]>,
 }
 
 impl Engine {
@@ -45,6 +58,7 @@ impl Engine {
             .execute(&mut *tx)
             .await
             .map_err(Error::store)?;
+            super::triggers::index_readers(&mut tx, spec).await?;
         }
         tx.commit().await.map_err(Error::store)?;
         Ok(())
@@ -52,8 +66,21 @@ impl Engine {
 
     /// Starts a run of `job` now. Returns the run id.
     pub async fn trigger(&self, job: &str) -> Result<i64, Error> {
+        self.trigger_with(job, &RunOptions::default(), None).await
+    }
+
+    /// Starts a run of `job` now with `options`, of only the tasks named in `only` when given
+    /// (`--select`): dependencies on tasks left out are dropped, their tables are read as they
+    /// are. Returns the run id.
+    pub async fn trigger_with(
+        &self,
+        job: &str,
+        options: &RunOptions,
+        only: Option<&[String]>,
+    ) -> Result<i64, Error> {
         let mut tx = self.store.begin().await?;
-        let run = start_run(&mut tx, job, Trigger::Manual, None).await?;
+        let request = RunRequest { trigger: Trigger::Manual, slot: None, options, only };
+        let run = start_run(&mut tx, job, &request).await?;
         tx.commit().await.map_err(Error::store)?;
         self.work.notify_waiters();
         run.ok_or_else(|| Error::corrupt("job run", "manual run conflicted"))
@@ -63,7 +90,10 @@ impl Engine {
     /// or after any restart): the unique (job, slot) row makes each slot fire exactly once.
     pub(crate) async fn trigger_slot(&self, job: &str, slot: i64) -> Result<Option<i64>, Error> {
         let mut tx = self.store.begin().await?;
-        let run = start_run(&mut tx, job, Trigger::Schedule, Some(slot)).await?;
+        let options = RunOptions::default();
+        let request =
+            RunRequest { trigger: Trigger::Schedule, slot: Some(slot), options: &options, only: None };
+        let run = start_run(&mut tx, job, &request).await?;
         tx.commit().await.map_err(Error::store)?;
         if run.is_some() {
             self.work.notify_waiters();
@@ -72,12 +102,12 @@ impl Engine {
     }
 }
 
-async fn start_run(
+pub(crate) async fn start_run(
     tx: &mut Tx,
     job: &str,
-    trigger: Trigger,
-    slot: Option<i64>,
+    request: &RunRequest<'_>,
 ) -> Result<Option<i64>, Error> {
+    let (trigger, slot) = (request.trigger, request.slot);
     let now = now_ms();
     let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE name = $1")
         .bind(job)
@@ -85,15 +115,27 @@ async fn start_run(
         .await
         .map_err(Error::store)?
         .ok_or_else(|| Error::NotFound { what: "job", id: job.to_owned() })?;
-    let spec: JobSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("job spec", e))?;
+    let mut spec: JobSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("job spec", e))?;
+    if let Some(only) = request.only {
+        spec.tasks.retain(|t| only.contains(&t.name));
+        if spec.tasks.is_empty() {
+            return Err(Error::NotFound { what: "task", id: format!("{} of job {job}", only.join(", ")) });
+        }
+    }
+    let options = if *request.options == RunOptions::default() {
+        None
+    } else {
+        Some(serde_json::to_string(request.options).map_err(|e| Error::corrupt("run options", e))?)
+    };
     let run_id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO job_runs (job, state, trigger, slot, created_at) VALUES ($1, 'running', $2, $3, $4) \
+        "INSERT INTO job_runs (job, state, trigger, slot, created_at, options) VALUES ($1, 'running', $2, $3, $4, $5) \
          ON CONFLICT (job, slot) DO NOTHING RETURNING id",
     )
     .bind(job)
     .bind(trigger.as_str())
     .bind(slot)
     .bind(now)
+    .bind(options)
     .fetch_optional(&mut **tx)
     .await
     .map_err(Error::store)?;

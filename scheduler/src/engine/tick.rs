@@ -1,5 +1,5 @@
-//! The engine's periodic work: reclaim leases whose heartbeats stopped, retire silent nodes, and
-//! explain why queued tasks are not running.
+//! The engine's periodic work: reclaim leases whose heartbeats stopped, retire silent nodes, fire
+//! cron slots and data triggers, and explain why queued tasks are not running.
 
 use std::collections::HashMap;
 
@@ -19,6 +19,7 @@ impl Engine {
         self.reclaim_expired().await?;
         self.retire_silent_nodes().await?;
         self.fire_due_schedules().await?;
+        self.fire_due_triggers().await?;
         self.explain_waiting().await?;
         Ok(())
     }
@@ -79,6 +80,7 @@ impl Engine {
                         error_class: Some(FailureClass::Internal),
                         message: Some(format!("lost its node {losses} times")),
                         log_tail: None,
+                        details: None,
                     };
                     finish_task(&mut tx, task_run, Some(attempt), from, TaskState::Failed, now, &report)
                         .await?;

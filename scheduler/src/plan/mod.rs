@@ -61,6 +61,9 @@ pub struct TaskPlan {
     /// Every pool the task may run on (the chosen one first); the runtime uses all of them.
     #[serde(skip)]
     pub eligible_pools: Vec<String>,
+    /// The lake tables its SQL reads (lower-case), for data-triggered runs.
+    #[serde(skip)]
+    pub reads: Vec<String>,
 }
 
 /// One error of `plan --json`: a [`Diagnostic`] flattened to the documented fields.
@@ -268,6 +271,7 @@ impl Context<'_> {
             depends_on: vec![],
             reasons: vec![],
             eligible_pools: vec![],
+            reads: reads.iter().map(|r| r.name.clone()).collect(),
         };
         match compute {
             Compute::Serverless => {

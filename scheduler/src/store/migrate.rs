@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "lake_commits",
         sql: include_str!("../../migrations/0003_lake_commits.sql"),
     },
+    Migration { version: 4, name: "run_options", sql: include_str!("../../migrations/0004_run_options.sql") },
 ];
 
 /// The SQL for `dialect`: migrations are written for SQLite, and identity columns are the one

@@ -31,6 +31,14 @@ impl Dialect {
         }
     }
 
+    /// Row locking that skips rows another transaction holds (SQLite has one writer anyway).
+    pub(crate) fn lock_skip(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// Row locking of one table's rows in a join, skipping rows another transaction holds.
     pub(crate) fn lock_skip_of(self, alias: &str) -> String {
         match self {

@@ -1,0 +1,189 @@
+//! `transform`: a 10,000,000-row Delta fact table (generated here) filtered, joined to a
+//! 100,000-row dimension and aggregated by group, written to Delta — by Switchyard's transform
+//! (in a child process, so its peak memory is its own) and by polars (Python, in the venv
+//! `bench/run` creates) over the same tables, in the same run. Rows/s count input fact rows.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use switchyard_config::manifest::SinkSpec;
+use switchyard_config::value::TableName;
+use switchyard_lake::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+use switchyard_lake::arrow::record_batch::RecordBatch;
+use switchyard_lake::{Lake, WriteMode};
+
+const FACT_ROWS: i64 = 10_000_000;
+const MEMBERS: i64 = 100_000;
+const BATCH: i64 = 1_000_000;
+const RUNS: usize = 3;
+
+pub(crate) const QUERY: &str = "SELECT d.region, d.segment, count(*) AS claims, sum(f.amount) AS total, avg(f.amount) AS mean \
+     FROM bench.facts f JOIN bench.members d ON f.member_id = d.member_id \
+     WHERE f.status = 'paid' AND f.amount > 10 GROUP BY d.region, d.segment";
+
+fn table(name: &str) -> TableName {
+    name.parse().expect("table name")
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+async fn generate(lake: &Lake) {
+    const STATUS: [&str; 3] = ["paid", "denied", "pending"];
+    let started = Instant::now();
+    for start in (0..FACT_ROWS).step_by(BATCH as usize) {
+        let ids: Vec<i64> = (start..start + BATCH).collect();
+        // A cheap deterministic scramble so members and amounts are not sorted.
+        let mix = |i: i64| (i.wrapping_mul(2_654_435_761) >> 7).rem_euclid(1 << 30);
+        let batch = RecordBatch::try_from_iter([
+            ("claim_id", Arc::new(Int64Array::from(ids.clone())) as ArrayRef),
+            (
+                "member_id",
+                Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| mix(*i) % MEMBERS))) as ArrayRef,
+            ),
+            (
+                "amount",
+                Arc::new(Float64Array::from_iter_values(
+                    ids.iter().map(|i| (mix(*i + 7) % 50_000) as f64 / 100.0),
+                )) as ArrayRef,
+            ),
+            (
+                "status",
+                Arc::new(StringArray::from_iter_values(
+                    ids.iter().map(|i| STATUS[(mix(*i + 3) % 3) as usize]),
+                )) as ArrayRef,
+            ),
+        ])
+        .expect("batch");
+        lake.commit(&table("bench.facts"), vec![batch], WriteMode::Append, &[]).await.expect("write facts");
+    }
+    let ids: Vec<i64> = (0..MEMBERS).collect();
+    let members = RecordBatch::try_from_iter([
+        ("member_id", Arc::new(Int64Array::from(ids.clone())) as ArrayRef),
+        (
+            "region",
+            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("region-{}", i % 10))))
+                as ArrayRef,
+        ),
+        (
+            "segment",
+            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("segment-{}", i % 5))))
+                as ArrayRef,
+        ),
+    ])
+    .expect("batch");
+    lake.commit(&table("bench.members"), vec![members], WriteMode::Append, &[]).await.expect("write members");
+    println!(
+        "  generated {FACT_ROWS} fact rows and {MEMBERS} members in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The child process: one transform run into `out`, then its wall time and peak RSS as JSON.
+pub(crate) fn child(lake_root: &str, out: &str) {
+    let rt = super::runtime();
+    let lake = Lake::new(lake_root).expect("lake");
+    let sink: SinkSpec =
+        serde_json::from_value(serde_json::json!({"table": out, "mode": "overwrite"})).expect("sink");
+    let versions = Default::default();
+    let request = switchyard_transform::Request {
+        job: "bench",
+        task: out,
+        sql: QUERY,
+        sink: &sink,
+        expectations: &[],
+        full_refresh: true,
+        input_versions: &versions,
+    };
+    let started = Instant::now();
+    let outcome = rt.block_on(switchyard_transform::run(&lake, &request)).expect("transform");
+    let seconds = started.elapsed().as_secs_f64();
+    let rows = outcome.output.map_or(0, |w| w.rows);
+    println!("{}", serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib()}));
+}
+
+/// VmHWM of this process, in KiB.
+fn peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn measure(mut command: Command) -> Option<(f64, u64, u64)> {
+    let output = command.output().ok()?;
+    if !output.status.success() {
+        println!("    failed: {}", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""));
+        return None;
+    }
+    let line = String::from_utf8_lossy(&output.stdout).lines().last()?.to_owned();
+    let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+    Some((v["seconds"].as_f64()?, v["rows"].as_u64()?, v["peak_kib"].as_u64()?))
+}
+
+pub(crate) fn run() {
+    println!(
+        "Transform: {FACT_ROWS} fact rows, filter + join to {MEMBERS} members + group-by, into Delta (machine: {} cores)",
+        super::cores()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_str().expect("utf-8").to_owned();
+    let rt = super::runtime();
+    let lake = Lake::new(&root).expect("lake");
+    rt.block_on(generate(&lake));
+    let exe = std::env::current_exe().expect("bench executable");
+    let python = std::env::var("SWITCHYARD_BENCH_PYTHON").ok();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/transform_polars.py");
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..RUNS {
+        let mut c = Command::new(&exe);
+        c.args(["transform-child", &root, &format!("bench.out_{i}")]);
+        if let Some((s, rows, kib)) = measure(c) {
+            println!(
+                "  switchyard run {}: {s:.2} s, {rows} groups, peak {:.0} MiB",
+                i + 1,
+                kib as f64 / 1024.0
+            );
+            ours.push((s, kib));
+        }
+        match &python {
+            Some(py) => {
+                let mut c = Command::new(py);
+                c.arg(&script).arg(&root).arg(dir.path().join(format!("polars_out_{i}")));
+                if let Some((s, rows, kib)) = measure(c) {
+                    println!(
+                        "  polars run {}:     {s:.2} s, {rows} groups, peak {:.0} MiB",
+                        i + 1,
+                        kib as f64 / 1024.0
+                    );
+                    theirs.push((s, kib));
+                }
+            }
+            None => println!("  polars: skipped (SWITCHYARD_BENCH_PYTHON not set; bench/run sets it)"),
+        }
+    }
+    let rate = |v: &[(f64, u64)]| FACT_ROWS as f64 / median(&v.iter().map(|x| x.0).collect::<Vec<_>>());
+    let peak = |v: &[(f64, u64)]| median(&v.iter().map(|x| x.1 as f64).collect::<Vec<_>>()) / 1024.0;
+    if !ours.is_empty() {
+        println!("  switchyard: median {:.0} rows/s, peak {:.0} MiB", rate(&ours), peak(&ours));
+    }
+    if !theirs.is_empty() {
+        println!("  polars:     median {:.0} rows/s, peak {:.0} MiB", rate(&theirs), peak(&theirs));
+    }
+    if !ours.is_empty() && !theirs.is_empty() {
+        println!(
+            "  ratio switchyard/polars: {:.2}× rows/s, {:.2}× peak memory",
+            rate(&ours) / rate(&theirs),
+            peak(&ours) / peak(&theirs)
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! What a serverless worker gives programs in place of egress: a proxy on loopback that refuses
+//! every request (`CONNECT host:port` or `GET http://…`) with 403 and an explanation, and records
+//! each refusal in the control plane's egress audit — so a `run` task without destinations that
+//! tries to reach the outside fails with a reason an operator can read, and the attempt shows in
+//! the egress page beside the nodes' denials.
+//!
+//! Programs reach it through `HTTPS_PROXY`/`HTTP_PROXY`, which curl, Python and most HTTP
+//! clients honour. A program that opens sockets directly is not stopped by this proxy; in
+//! production the worker pods' network policy allows only the lake (see `deploy/`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use switchyard_scheduler::client::Client;
+use switchyard_scheduler::engine::AuditRecord;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::output::Tail;
+
+/// Why the request was refused, in the audit and in the 403 body.
+const REASON: &str = "serverless workers have no egress";
+/// The audit code of these denials.
+pub(crate) const CODE: &str = "serverless_no_egress";
+/// Longest request head read before answering.
+const HEAD_LIMIT: usize = 8 * 1024;
+
+/// Job, task and log tail of a running attempt, by its proxy label.
+type Attempt = (String, String, Tail);
+
+/// The running refusal proxy.
+#[derive(Debug, Clone)]
+pub(crate) struct NoEgress {
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    attempts: Arc<Mutex<HashMap<String, Attempt>>>,
+    /// The first refused destination of each attempt label, until taken.
+    refused: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl NoEgress {
+    /// Binds a loopback port and serves until the process ends.
+    pub(crate) async fn start(client: Client) -> std::io::Result<NoEgress> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let guard = NoEgress { url, attempts: Arc::default(), refused: Arc::default() };
+        let served = guard.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (guard, client) = (served.clone(), client.clone());
+                tokio::spawn(async move { guard.refuse(stream, &client).await });
+            }
+        });
+        Ok(guard)
+    }
+
+    /// The proxy URL for one attempt: its label goes in the user part, so a refusal names the task.
+    pub(crate) fn register(&self, attempt: i64, job: &str, task: &str, tail: Tail) -> String {
+        let label = format!("attempt-{attempt}");
+        if let Ok(mut a) = self.attempts.lock() {
+            a.insert(label.clone(), (job.to_owned(), task.to_owned(), tail));
+        }
+        self.url.replacen("://", &format!("://{label}:x@"), 1)
+    }
+
+    pub(crate) fn unregister(&self, attempt: i64) {
+        if let Ok(mut a) = self.attempts.lock() {
+            a.remove(&format!("attempt-{attempt}"));
+        }
+        if let Ok(mut r) = self.refused.lock() {
+            r.remove(&format!("attempt-{attempt}"));
+        }
+    }
+
+    /// The first destination refused to `attempt`, if any.
+    pub(crate) fn take_refusal(&self, attempt: i64) -> Option<String> {
+        self.refused.lock().ok()?.remove(&format!("attempt-{attempt}"))
+    }
+
+    async fn refuse(&self, mut stream: tokio::net::TcpStream, client: &Client) {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while head.len() < HEAD_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&head);
+        let destination = destination(&text).unwrap_or_else(|| "unknown".into());
+        let label = label(&text);
+        let who = label.as_ref().and_then(|l| self.attempts.lock().ok().and_then(|a| a.get(l).cloned()));
+        if let (Some(l), Some(_), Ok(mut refused)) = (&label, &who, self.refused.lock()) {
+            refused.entry(l.clone()).or_insert_with(|| destination.clone());
+        }
+        let body = format!(
+            "switchyard: {destination} refused: {REASON}. Move this fetch to a task with `destinations` \
+             (or an ingest source) on a dedicated node whose egress IP the destination allows.\n"
+        );
+        let response = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let (job, task) = match &who {
+            Some((job, task, tail)) => {
+                tail.push(format!("egress denied: {destination} ({REASON})\n").as_bytes());
+                (job.as_str(), task.as_str())
+            }
+            None => ("", ""),
+        };
+        tracing::warn!(destination = %destination, job, task, "Egress refused on a serverless worker.");
+        if let Err(e) = client.post_audit(vec![denial(job, task, destination)]).await {
+            tracing::warn!(error = %e, "Could not record the egress denial at the control plane.");
+        }
+    }
+}
+
+/// The audit record of a refused attempt to leave a serverless worker.
+pub(crate) fn denial(job: &str, task: &str, destination: String) -> AuditRecord {
+    AuditRecord {
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
+        egress_ip: "serverless".into(),
+        task: (!task.is_empty()).then(|| format!("{job}/{task}")),
+        destination,
+        verdict: "denied".into(),
+        code: Some(CODE.into()),
+        rule: None,
+        reason: Some(REASON.into()),
+        count: 1,
+        bytes: 0,
+        duration_ms: 0,
+    }
+}
+
+/// `host:port` of `CONNECT host:port HTTP/1.1` or of an absolute-form `GET http://host/…`.
+fn destination(head: &str) -> Option<String> {
+    let line = head.lines().next()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?;
+    let target = parts.next()?;
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return Some(target.to_owned());
+    }
+    let url = url::Url::parse(target).ok()?;
+    Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
+}
+
+/// The user of a `Proxy-Authorization: Basic …` header (the attempt label).
+fn label(head: &str) -> Option<String> {
+    let value = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("proxy-authorization").then(|| value.trim().to_owned())
+    })?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = switchyard_gateway::proxy::decode_base64(encoded.trim())?;
+    let user = String::from_utf8(decoded).ok()?;
+    Some(user.split_once(':').map_or(user.clone(), |(u, _)| u.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_destinations_and_labels() {
+        assert_eq!(
+            destination("CONNECT api.example.com:443 HTTP/1.1\r\n").as_deref(),
+            Some("api.example.com:443")
+        );
+        assert_eq!(destination("GET http://10.0.0.5/x HTTP/1.1\r\n").as_deref(), Some("10.0.0.5:80"));
+        // "attempt-7:x" in base64.
+        let head = "CONNECT a:1 HTTP/1.1\r\nProxy-Authorization: Basic YXR0ZW1wdC03Ong=\r\n\r\n";
+        assert_eq!(label(head).as_deref(), Some("attempt-7"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Running one leased transform attempt on a serverless worker: the SQL runs in-process against
+//! the lake (DataFusion), its outcome — refresh mode and why, input versions, rows written,
+//! expectation counts — goes into the report's `details`, and the output's committed version goes
+//! to the control plane so `on_update` readers of that table are triggered.
+
+use std::time::{Duration, Instant};
+
+use switchyard_config::FailureClass;
+use switchyard_config::manifest::{Expectation, SinkSpec};
+use switchyard_scheduler::api::types::CommitRecord;
+use switchyard_scheduler::engine::{Lease, Outcome, Report};
+use tokio::sync::{mpsc, watch};
+
+use super::exec::Stop;
+use super::output::Tail;
+
+/// What a transform needs from the worker: the lake, and where committed versions and egress
+/// denials go.
+#[derive(Debug, Clone)]
+pub(crate) struct TransformAccess {
+    pub(crate) lake: switchyard_lake::Lake,
+    pub(crate) commits: mpsc::UnboundedSender<CommitRecord>,
+    pub(crate) client: switchyard_scheduler::client::Client,
+}
+
+pub(crate) async fn execute(
+    lease: &Lease,
+    sql: &str,
+    sink: Option<&SinkSpec>,
+    expectations: &[Expectation],
+    tail: Tail,
+    mut stop: watch::Receiver<Option<Stop>>,
+    access: Option<&TransformAccess>,
+) -> Option<Report> {
+    let report = |outcome, class: Option<FailureClass>, message: String, details, tail: &Tail| Report {
+        attempt: lease.attempt,
+        outcome,
+        exit_code: None,
+        error_class: class,
+        message: Some(message),
+        log_tail: Some(tail.text()),
+        details,
+    };
+    let Some(access) = access else {
+        let message = "this agent has no lake configured for transforms; transforms run on serverless workers (`switchyard worker`)".to_owned();
+        return Some(report(Outcome::Failed, Some(FailureClass::Internal), message, None, &tail));
+    };
+    let Some(sink) = sink else {
+        let message =
+            "the task has no sink; re-submit the job so its spec carries the table it writes".to_owned();
+        return Some(report(Outcome::Failed, Some(FailureClass::Internal), message, None, &tail));
+    };
+    let request = switchyard_transform::Request {
+        job: &lease.job,
+        task: &lease.spec.name,
+        sql,
+        sink,
+        expectations,
+        full_refresh: lease.options.full_refresh,
+        input_versions: &lease.options.input_versions,
+    };
+    tail.push(format!("transforming into {}\n", sink.table).as_bytes());
+    let started = Instant::now();
+    let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
+    let deadline = super::exec::deadline(timeout);
+    let stopped = super::exec::stopped(&mut stop);
+    // Dropping the transform future before its commit leaves only unreferenced files: the output
+    // table changes in one Delta commit or not at all.
+    tokio::select! {
+        result = switchyard_transform::run(&access.lake, &request) => match result {
+            Ok(outcome) => {
+                for c in &outcome.expectations {
+                    if c.violations > 0 {
+                        tail.push(format!("expectation {} ({}): {} violation(s)\n", c.name, c.action, c.violations).as_bytes());
+                    }
+                }
+                let message = match &outcome.output {
+                    Some(w) => {
+                        let _ = access.commits.send(CommitRecord {
+                            attempt: lease.attempt,
+                            table: w.table.clone(),
+                            version: w.version as i64,
+                            rows: w.rows as i64,
+                        });
+                        format!(
+                            "{} rows into {} version {} ({:?} refresh: {}) in {:.2}s",
+                            w.rows, w.table, w.version, outcome.refresh.mode, outcome.refresh.reason,
+                            started.elapsed().as_secs_f64()
+                        )
+                    }
+                    None => format!("nothing to commit: {}", outcome.refresh.reason),
+                };
+                tail.push(format!("{message}\n").as_bytes());
+                Some(report(Outcome::Succeeded, None, message, Some(outcome.details()), &tail))
+            }
+            Err(e) => {
+                if let switchyard_transform::Error::OutsideLake { target, url: true } = &e {
+                    audit_denial(access, lease, target).await;
+                }
+                let message = format!("{e}; hint: {}", e.hint());
+                tail.push(format!("error: {message}\n").as_bytes());
+                Some(report(Outcome::Failed, Some(e.class()), message, None, &tail))
+            }
+        },
+        () = deadline => {
+            let t = timeout.unwrap_or_default();
+            Some(report(Outcome::TimedOut, None, format!("timed out after {}s; nothing was committed", t.as_secs_f64()), None, &tail))
+        }
+        reason = stopped => match reason {
+            Stop::Revoked(why) => {
+                tracing::info!(attempt = lease.attempt, task = %lease.spec.name, reason = %why, "Transform stopped: the control plane revoked it.");
+                None
+            }
+            Stop::HandBack => Some(report(Outcome::HandedBack, None, "worker draining; lease handed back".into(), None, &tail)),
+        },
+    }
+}
+
+/// A query that named a URL tried to leave the lake: record the denial like the gateway records
+/// one, so it shows next to the nodes' denials.
+async fn audit_denial(access: &TransformAccess, lease: &Lease, url: &str) {
+    let destination = url::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| url.to_owned());
+    let record = super::no_egress::denial(&lease.job, &lease.spec.name, destination);
+    if let Err(e) = access.client.post_audit(vec![record]).await {
+        tracing::warn!(error = %e, "Could not record the egress denial at the control plane.");
+    }
+}
