@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod chunk;
+mod counted;
 mod error;
 mod flush;
 pub mod https;

@@ -4,10 +4,9 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -18,9 +17,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use switchyard_config::FailureClass;
 use switchyard_gateway::dial::{Dialer, Target};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::Error;
+use crate::counted::Counted;
 
 #[derive(Debug)]
 pub(super) struct Client {
@@ -121,7 +121,7 @@ impl Client {
             }
         }
         let bytes = Arc::new(AtomicU64::new(0));
-        let io = Counted { inner: io, bytes: bytes.clone() };
+        let io: Counted<Box<dyn Io>> = Counted::new(io, bytes.clone());
         let (sender, connection) = http1::handshake(TokioIo::new(io)).await.map_err(SendError::Http)?;
         let (dialer, target, egress_ip, started) =
             (self.dialer.clone(), self.target.clone(), info.local.ip(), Instant::now());
@@ -144,43 +144,6 @@ fn dial(e: switchyard_gateway::Error) -> SendError {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// A stream that counts the bytes through it, for the audit record of the connection.
-struct Counted {
-    inner: Box<dyn Io>,
-    bytes: Arc<AtomicU64>,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.bytes.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
-        poll
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = poll {
-            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        poll
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// The I/O error under a hyper error, where TLS failures after the handshake surface (a TLS 1.3
 /// server rejects a client certificate on the first read).

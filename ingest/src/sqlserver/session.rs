@@ -22,8 +22,9 @@ use super::cut::Cuts;
 use super::describe::{self, Described, Problem, RawColumn};
 use super::query::{self, Watermark, quote_ident};
 use super::types::{self, Batch};
-use super::wire::{Closing, Counted};
+use super::wire::Closing;
 use crate::chunk::Chunk;
+use crate::counted::Counted;
 use crate::{Error, Limits};
 
 /// Rows per Arrow batch handed to the writer (each batch is not a commit by itself).
@@ -57,7 +58,7 @@ pub(crate) struct Session {
     pub(crate) limits: Limits,
 }
 
-type Tds = Client<Compat<Counted>>;
+type Tds = Client<Compat<Counted<tokio::net::TcpStream>>>;
 
 impl Session {
     pub(crate) async fn run(self, chunks: mpsc::Sender<Chunk>) -> Result<(), Error> {
