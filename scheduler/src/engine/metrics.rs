@@ -1,14 +1,123 @@
-//! Gauges the control plane exports at `/metrics` (Prometheus text format), read from the store so
-//! every replica reports the same. Names follow `switchyard_<component>_<name>_<unit>`.
+//! What the control plane exports at `/metrics` (Prometheus text format 0.0.4), computed from the
+//! store on every scrape so that every replica reports the same numbers. Names follow
+//! `switchyard_<component>_<name>_<unit>`; counters are cumulative over the store's history.
+//!
+//! | metric | type | labels |
+//! | --- | --- | --- |
+//! | `switchyard_scheduler_tasks_total` | counter | `class`, `compute`, `outcome` (finished task runs) |
+//! | `switchyard_scheduler_tasks_running` | gauge | `compute` |
+//! | `switchyard_scheduler_task_duration_seconds` | histogram | `class`, `compute` (first start to finish of finished task runs) |
+//! | `switchyard_scheduler_queue_depth_tasks` | gauge | `pool` (`serverless` for workers) |
+//! | `switchyard_scheduler_nodes_live` | gauge | — |
+//! | `switchyard_scheduler_pool_nodes_live` | gauge | `pool` (every configured pool, 0 included) |
+//! | `switchyard_serverless_workers_live` | gauge | — |
+//! | `switchyard_scheduler_lease_losses_total` | counter | `compute` (attempts whose node stopped heartbeating) |
+//! | `switchyard_gateway_egress_decisions_total` | counter | `destination`, `outcome` (`allowed`, `denied`, `would_deny`) |
+//! | `switchyard_gateway_egress_bytes_total` | counter | `destination` (bytes of allowed connections) |
+//! | `switchyard_gateway_certificate_expiry_seconds` | gauge | `node`, `pool`, `identity` |
+//! | `switchyard_ingest_rows_total` | counter | `table` (rows committed by ingestion attempts) |
+//! | `switchyard_ingest_bytes_total` | counter | `egress_ip` (bytes through the dedicated nodes' gateways) |
+//! | `switchyard_transform_rows_total` | counter | `table` (rows committed by transforms) |
+//! | `switchyard_transform_expectation_violations_total` | counter | `job_name`, `task`, `expectation`, `action` |
+//!
+//! The job label is `job_name`, not `job`: Prometheus sets `job` on every scraped series itself.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
+use serde::Deserialize;
 use sqlx::Row;
 
 use super::Engine;
 use crate::Error;
 use crate::api::types::CertificateExpiry;
+use crate::spec::JobSpec;
 use crate::store::now_ms;
+
+/// Upper bounds (seconds) of the task duration histogram's buckets.
+const DURATION_BUCKETS: [f64; 12] =
+    [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+
+/// What a transform attempt reported about its rows, from `attempts.details`
+/// (`{"transform": {"output": {"rows"}, "expectations": [{name, action, violations}], "quarantined"}}`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct TransformDetails {
+    #[serde(default)]
+    pub(crate) output: Option<TransformOutput>,
+    #[serde(default)]
+    pub(crate) expectations: Vec<ExpectationCount>,
+    #[serde(default)]
+    pub(crate) quarantined: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct TransformOutput {
+    #[serde(default)]
+    pub(crate) rows: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ExpectationCount {
+    pub(crate) name: String,
+    pub(crate) action: String,
+    #[serde(default)]
+    pub(crate) violations: u64,
+}
+
+impl TransformDetails {
+    /// The transform part of an attempt's details, if it has one.
+    pub(crate) fn parse(details: &str) -> Option<TransformDetails> {
+        #[derive(Deserialize)]
+        struct Wrapper {
+            transform: Option<TransformDetails>,
+        }
+        serde_json::from_str::<Wrapper>(details).ok()?.transform
+    }
+
+    /// Rows kept out of the output: dropped by `drop` expectations plus quarantined rows. A row
+    /// failing two `drop` checks counts twice, so this can overstate slightly.
+    pub(crate) fn removed(&self) -> u64 {
+        let dropped: u64 =
+            self.expectations.iter().filter(|e| e.action == "drop").map(|e| e.violations).sum();
+        dropped + self.quarantined
+    }
+
+    pub(crate) fn written(&self) -> u64 {
+        self.output.as_ref().map_or(0, |o| o.rows)
+    }
+}
+
+/// Prometheus text output.
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+fn get<T>(row: &sqlx::any::AnyRow, col: &str) -> Result<T, Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(Error::store)
+}
 
 impl Engine {
     /// Stores the certificate expiries a node reported.
@@ -27,57 +136,380 @@ impl Engine {
         Ok(())
     }
 
+    /// Each registered job's task → workload class, for labelling task runs.
+    pub(crate) async fn task_classes(&self) -> Result<HashMap<(String, String), String>, Error> {
+        let rows = sqlx::query("SELECT name, spec FROM jobs")
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(Error::store)?;
+        let mut classes = HashMap::new();
+        for row in &rows {
+            let spec: String = get(row, "spec")?;
+            let Ok(job) = serde_json::from_str::<JobSpec>(&spec) else { continue };
+            for task in job.tasks {
+                classes.insert((job.job.clone(), task.name), task.class);
+            }
+        }
+        Ok(classes)
+    }
+
     pub async fn metrics(&self) -> Result<String, Error> {
         let now = now_ms();
-        let mut out = String::new();
+        let mut out = Exposition(String::new());
+        let pool = &self.store.pool;
+        let classes = self.task_classes().await?;
+        let class_of = |job: &str, task: &str| {
+            classes.get(&(job.to_owned(), task.to_owned())).cloned().unwrap_or_else(|| "unknown".to_owned())
+        };
+
+        // Finished task runs and their durations, by class and compute.
+        let buckets: String = DURATION_BUCKETS
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                format!(
+                    ", SUM(CASE WHEN t.started_at IS NOT NULL AND t.finished_at - t.started_at <= {} THEN 1 ELSE 0 END) AS b{i}",
+                    (b * 1000.0) as i64
+                )
+            })
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT r.job, t.task, t.compute, t.state, COUNT(*) AS n, \
+             SUM(CASE WHEN t.started_at IS NOT NULL THEN 1 ELSE 0 END) AS timed, \
+             CAST(COALESCE(SUM(CASE WHEN t.started_at IS NOT NULL THEN t.finished_at - t.started_at ELSE 0 END), 0) AS BIGINT) AS total_ms{buckets} \
+             FROM task_runs t JOIN job_runs r ON r.id = t.run_id WHERE t.finished_at IS NOT NULL \
+             GROUP BY r.job, t.task, t.compute, t.state"
+        ))
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        let mut outcomes: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+        let mut histograms: BTreeMap<(String, String), (Vec<i64>, i64, i64)> = BTreeMap::new();
+        for row in &rows {
+            let job: String = get(row, "job")?;
+            let task: String = get(row, "task")?;
+            let compute: String = get(row, "compute")?;
+            let state: String = get(row, "state")?;
+            let class = class_of(&job, &task);
+            *outcomes.entry((class.clone(), compute.clone(), state)).or_default() += get::<i64>(row, "n")?;
+            let h =
+                histograms.entry((class, compute)).or_insert_with(|| (vec![0; DURATION_BUCKETS.len()], 0, 0));
+            for (i, b) in h.0.iter_mut().enumerate() {
+                *b += get::<i64>(row, &format!("b{i}"))?;
+            }
+            h.1 += get::<i64>(row, "timed")?;
+            h.2 += get::<i64>(row, "total_ms")?;
+        }
+        out.family(
+            "switchyard_scheduler_tasks_total",
+            "counter",
+            "Finished task runs by workload class, compute and outcome.",
+        );
+        for ((class, compute, outcome), n) in &outcomes {
+            out.sample(
+                "switchyard_scheduler_tasks_total",
+                &[("class", class), ("compute", compute), ("outcome", outcome)],
+                n,
+            );
+        }
+        out.family(
+            "switchyard_scheduler_task_duration_seconds",
+            "histogram",
+            "Time from a task run's first start to its end (retries included), by class and compute.",
+        );
+        for ((class, compute), (counts, timed, total_ms)) in &histograms {
+            let name = "switchyard_scheduler_task_duration_seconds_bucket";
+            for (bound, n) in DURATION_BUCKETS.iter().zip(counts) {
+                out.sample(name, &[("class", class), ("compute", compute), ("le", &bound.to_string())], n);
+            }
+            out.sample(name, &[("class", class), ("compute", compute), ("le", "+Inf")], timed);
+            let labels = [("class", class.as_str()), ("compute", compute.as_str())];
+            out.sample("switchyard_scheduler_task_duration_seconds_sum", &labels, *total_ms as f64 / 1000.0);
+            out.sample("switchyard_scheduler_task_duration_seconds_count", &labels, timed);
+        }
+
+        let running = sqlx::query(
+            "SELECT compute, COUNT(*) AS n FROM task_runs WHERE state = 'running' GROUP BY compute ORDER BY compute",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        out.family(
+            "switchyard_scheduler_tasks_running",
+            "gauge",
+            "Task runs with a live attempt, by compute.",
+        );
+        for compute in ["dedicated", "serverless"] {
+            let mut n = 0;
+            for row in &running {
+                if get::<String>(row, "compute")? == compute {
+                    n = get::<i64>(row, "n")?;
+                }
+            }
+            out.sample("switchyard_scheduler_tasks_running", &[("compute", compute)], n);
+        }
+
         let queue = sqlx::query(
             "SELECT pool, COUNT(*) AS n FROM queue WHERE not_before <= $1 GROUP BY pool ORDER BY pool",
         )
         .bind(now)
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        out.family(
+            "switchyard_scheduler_queue_depth_tasks",
+            "gauge",
+            "Tasks ready to be leased, by pool (`serverless` for workers).",
+        );
+        for row in &queue {
+            let name: String = get(row, "pool")?;
+            let name = if name == crate::spec::SERVERLESS { "serverless".to_owned() } else { name };
+            out.sample("switchyard_scheduler_queue_depth_tasks", &[("pool", &name)], get::<i64>(row, "n")?);
+        }
+
+        let nodes = self.live_nodes(now).await?;
+        out.family(
+            "switchyard_scheduler_nodes_live",
+            "gauge",
+            "Nodes and workers heartbeating within the lease TTL.",
+        );
+        out.sample("switchyard_scheduler_nodes_live", &[], nodes.len());
+        out.family(
+            "switchyard_scheduler_pool_nodes_live",
+            "gauge",
+            "Dedicated nodes heartbeating within the lease TTL, by pool (configured pools always listed).",
+        );
+        let mut per_pool: BTreeMap<String, usize> =
+            self.config.settings.pools.iter().map(|p| (p.name.clone(), 0)).collect();
+        for n in nodes.iter().filter(|n| n.kind != "serverless") {
+            *per_pool.entry(n.pool.clone().unwrap_or_default()).or_default() += 1;
+        }
+        for (name, n) in &per_pool {
+            out.sample("switchyard_scheduler_pool_nodes_live", &[("pool", name)], n);
+        }
+        out.family(
+            "switchyard_serverless_workers_live",
+            "gauge",
+            "Serverless workers heartbeating within the lease TTL.",
+        );
+        out.sample(
+            "switchyard_serverless_workers_live",
+            &[],
+            nodes.iter().filter(|n| n.kind == "serverless").count(),
+        );
+
+        let losses = sqlx::query(
+            "SELECT t.compute, COUNT(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id \
+             WHERE a.state = 'lost' GROUP BY t.compute",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        out.family(
+            "switchyard_scheduler_lease_losses_total",
+            "counter",
+            "Attempts whose node stopped heartbeating (lease reclaimed), by compute.",
+        );
+        for compute in ["dedicated", "serverless"] {
+            let mut n = 0;
+            for row in &losses {
+                if get::<String>(row, "compute")? == compute {
+                    n = get::<i64>(row, "n")?;
+                }
+            }
+            out.sample("switchyard_scheduler_lease_losses_total", &[("compute", compute)], n);
+        }
+
+        let egress = sqlx::query(
+            "SELECT destination, verdict, CAST(SUM(count) AS BIGINT) AS n, CAST(SUM(bytes) AS BIGINT) AS bytes \
+             FROM egress_audit GROUP BY destination, verdict ORDER BY destination, verdict",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        out.family(
+            "switchyard_gateway_egress_decisions_total",
+            "counter",
+            "Outbound connections decided by the nodes' gateways, by destination and outcome.",
+        );
+        let mut bytes: BTreeMap<String, i64> = BTreeMap::new();
+        for row in &egress {
+            let destination: String = get(row, "destination")?;
+            let verdict: String = get(row, "verdict")?;
+            out.sample(
+                "switchyard_gateway_egress_decisions_total",
+                &[("destination", &destination), ("outcome", &verdict)],
+                get::<i64>(row, "n")?,
+            );
+            if verdict == "allowed" {
+                *bytes.entry(destination).or_default() += get::<i64>(row, "bytes")?;
+            }
+        }
+        out.family(
+            "switchyard_gateway_egress_bytes_total",
+            "counter",
+            "Bytes carried by allowed outbound connections, both directions, by destination.",
+        );
+        for (destination, n) in &bytes {
+            out.sample("switchyard_gateway_egress_bytes_total", &[("destination", destination)], n);
+        }
+
+        out.family(
+            "switchyard_gateway_certificate_expiry_seconds",
+            "gauge",
+            "Seconds until a node's client certificate expires (negative: expired).",
+        );
+        for n in &nodes {
+            for c in &n.certificates {
+                out.sample(
+                    "switchyard_gateway_certificate_expiry_seconds",
+                    &[("node", &n.id), ("pool", n.pool.as_deref().unwrap_or("")), ("identity", &c.identity)],
+                    c.not_after - now / 1000,
+                );
+            }
+        }
+
+        let commits = sqlx::query(
+            "SELECT t.compute, c.table_name, CAST(SUM(c.rows_added) AS BIGINT) AS n FROM lake_commits c \
+             JOIN attempts a ON a.id = c.attempt_id JOIN task_runs t ON t.id = a.task_run_id \
+             GROUP BY t.compute, c.table_name ORDER BY c.table_name",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        for (compute, name, help) in [
+            (
+                "dedicated",
+                "switchyard_ingest_rows_total",
+                "Rows committed to lake tables by ingestion, by table.",
+            ),
+            (
+                "serverless",
+                "switchyard_transform_rows_total",
+                "Rows committed to lake tables by transforms, by table.",
+            ),
+        ] {
+            out.family(name, "counter", help);
+            for row in &commits {
+                if get::<String>(row, "compute")? == compute {
+                    let table: String = get(row, "table_name")?;
+                    out.sample(name, &[("table", &table)], get::<i64>(row, "n")?);
+                }
+            }
+        }
+        let ingest_bytes = sqlx::query(
+            "SELECT egress_ip, CAST(SUM(bytes) AS BIGINT) AS n FROM egress_audit \
+             WHERE verdict = 'allowed' AND egress_ip <> 'serverless' GROUP BY egress_ip ORDER BY egress_ip",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(Error::store)?;
+        out.family(
+            "switchyard_ingest_bytes_total",
+            "counter",
+            "Bytes that dedicated nodes' connections carried through their gateways, by egress IP.",
+        );
+        for row in &ingest_bytes {
+            let ip: String = get(row, "egress_ip")?;
+            out.sample("switchyard_ingest_bytes_total", &[("egress_ip", &ip)], get::<i64>(row, "n")?);
+        }
+
+        let violations = self.expectation_violations(None).await?;
+        out.family(
+            "switchyard_transform_expectation_violations_total",
+            "counter",
+            "Rows that failed an expectation, by job, task, expectation and action.",
+        );
+        for ((job, task, expectation, action), n) in &violations {
+            out.sample(
+                "switchyard_transform_expectation_violations_total",
+                &[("job_name", job), ("task", task), ("expectation", expectation), ("action", action)],
+                n,
+            );
+        }
+        Ok(out.0)
+    }
+
+    /// Expectation violations reported by transform attempts (finished after `since`, epoch ms, if
+    /// given), summed by job, task, expectation and action.
+    pub(crate) async fn expectation_violations(
+        &self,
+        since: Option<i64>,
+    ) -> Result<BTreeMap<(String, String, String, String), u64>, Error> {
+        let mut sums = BTreeMap::new();
+        for (job, task, details) in self.transform_details(None, since).await? {
+            for e in details.expectations {
+                *sums.entry((job.clone(), task.clone(), e.name, e.action)).or_default() += e.violations;
+            }
+        }
+        Ok(sums)
+    }
+
+    /// `(job, task, details)` of transform attempts that reported expectation counts, of one job or
+    /// all, finished after `since` (epoch ms) or ever.
+    pub(crate) async fn transform_details(
+        &self,
+        job: Option<&str>,
+        since: Option<i64>,
+    ) -> Result<Vec<(String, String, TransformDetails)>, Error> {
+        let rows = sqlx::query(
+            "SELECT r.job, t.task, a.details FROM attempts a JOIN task_runs t ON t.id = a.task_run_id \
+             JOIN job_runs r ON r.id = t.run_id \
+             WHERE a.details LIKE '%\"transform\"%' AND a.finished_at >= $1 AND ($2 IS NULL OR r.job = $2)",
+        )
+        .bind(since.unwrap_or(0))
+        .bind(job)
         .fetch_all(&self.store.pool)
         .await
         .map_err(Error::store)?;
-        out.push_str("# HELP switchyard_scheduler_queue_depth_tasks Tasks ready to be leased, by pool (`serverless` for workers).\n");
-        out.push_str("# TYPE switchyard_scheduler_queue_depth_tasks gauge\n");
-        for row in &queue {
-            let pool: String = row.try_get("pool").map_err(Error::store)?;
-            let n: i64 = row.try_get("n").map_err(Error::store)?;
-            let pool = if pool == crate::spec::SERVERLESS { "serverless".to_owned() } else { pool };
-            let _ = writeln!(out, "switchyard_scheduler_queue_depth_tasks{{pool=\"{}\"}} {n}", escape(&pool));
-        }
-        let live_after = now - self.config.lease_ttl.as_millis() as i64;
-        let nodes = sqlx::query("SELECT id, kind, pool, egress_ip, certificates FROM nodes WHERE state = 'active' AND heartbeat_at >= $1 ORDER BY id")
-            .bind(live_after)
-            .fetch_all(&self.store.pool)
-            .await
-            .map_err(Error::store)?;
-        out.push_str(
-            "# HELP switchyard_scheduler_nodes_live Nodes and workers heartbeating within the lease TTL.\n",
-        );
-        out.push_str("# TYPE switchyard_scheduler_nodes_live gauge\n");
-        let _ = writeln!(out, "switchyard_scheduler_nodes_live {}", nodes.len());
-        out.push_str("# HELP switchyard_gateway_certificate_expiry_seconds Seconds until a node's client certificate expires (negative: expired).\n");
-        out.push_str("# TYPE switchyard_gateway_certificate_expiry_seconds gauge\n");
-        for row in &nodes {
-            let id: String = row.try_get("id").map_err(Error::store)?;
-            let pool: Option<String> = row.try_get("pool").map_err(Error::store)?;
-            let certificates: Option<String> = row.try_get("certificates").map_err(Error::store)?;
-            let Some(certificates) = certificates else { continue };
-            let certificates: Vec<CertificateExpiry> =
-                serde_json::from_str(&certificates).unwrap_or_default();
-            for c in certificates {
-                let _ = writeln!(
-                    out,
-                    "switchyard_gateway_certificate_expiry_seconds{{node=\"{}\",pool=\"{}\",identity=\"{}\"}} {}",
-                    escape(&id),
-                    escape(pool.as_deref().unwrap_or("")),
-                    escape(&c.identity),
-                    c.not_after - now / 1000
-                );
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let details: String = get(row, "details")?;
+            if let Some(d) = TransformDetails::parse(&details) {
+                out.push((get(row, "job")?, get(row, "task")?, d));
             }
         }
         Ok(out)
     }
+
+    /// Nodes and workers heartbeating within the lease TTL, with their certificates.
+    pub(crate) async fn live_nodes(&self, now: i64) -> Result<Vec<LiveNode>, Error> {
+        let live_after = now - self.config.lease_ttl.as_millis() as i64;
+        let rows = sqlx::query(
+            "SELECT id, kind, pool, egress_ip, certificates FROM nodes \
+             WHERE state = 'active' AND heartbeat_at >= $1 ORDER BY id",
+        )
+        .bind(live_after)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(Error::store)?;
+        rows.iter()
+            .map(|row| {
+                let certificates: Option<String> = get(row, "certificates")?;
+                Ok(LiveNode {
+                    id: get(row, "id")?,
+                    kind: get(row, "kind")?,
+                    pool: get(row, "pool")?,
+                    egress_ip: get(row, "egress_ip")?,
+                    certificates: certificates
+                        .and_then(|c| serde_json::from_str(&c).ok())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A node or worker that is heartbeating.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveNode {
+    pub(crate) id: String,
+    /// `dedicated` or `serverless`.
+    pub(crate) kind: String,
+    pub(crate) pool: Option<String>,
+    #[allow(dead_code)]
+    pub(crate) egress_ip: Option<String>,
+    pub(crate) certificates: Vec<CertificateExpiry>,
 }
 
 /// Label values escape backslash, quote and newline.
