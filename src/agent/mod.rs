@@ -22,6 +22,7 @@ use switchyard_scheduler::api::types::{
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{Lease, NodeInfo, Report};
 use tokio::sync::{Notify, mpsc, watch};
+use tracing::Instrument;
 
 use exec::{Stop, execute};
 use output::Tail;
@@ -118,6 +119,8 @@ pub(crate) async fn run(
         hb_stop_rx,
     ));
     let slots = config.info.slots.max(1) as usize;
+    // How attempts' log lines name where they run: the static egress IP, or `serverless`.
+    let egress_label = config.info.egress_ip.map_or_else(|| "serverless".to_owned(), |ip| ip.to_string());
     let mut last_work = Instant::now();
     loop {
         if *shutdown.borrow() {
@@ -153,6 +156,8 @@ pub(crate) async fn run(
                 summary.leased += leases.len();
                 for lease in leases {
                     let access = Access {
+                        node: node.clone(),
+                        egress_ip: egress_label.clone(),
                         proxy: config.proxy.clone(),
                         ingest: ingest.clone(),
                         transform: transform.clone(),
@@ -203,6 +208,9 @@ async fn register(
 /// What a leased attempt may use of the node.
 #[derive(Debug, Clone)]
 pub(crate) struct Access {
+    /// The node's id and egress IP (`serverless` for workers), for the attempt's log span.
+    pub(crate) node: String,
+    pub(crate) egress_ip: String,
     pub(crate) proxy: Option<ProxyAccess>,
     pub(crate) ingest: Option<ingest::IngestAccess>,
     pub(crate) transform: Option<transform::TransformAccess>,
@@ -225,17 +233,40 @@ fn start(
     let running = running.clone();
     let reports = reports.clone();
     let freed = freed.clone();
-    tokio::spawn(async move {
-        tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, "Starting attempt.");
-        let report = execute(&lease, tail, stop_rx, &access).await;
-        if let Some(report) = report {
-            let _ = reports.send(report);
+    let span = attempt_span(&lease, &access);
+    tokio::spawn(
+        async move {
+            tracing::info!(class = %lease.spec.class, number = lease.number, "Starting attempt.");
+            let report = execute(&lease, tail, stop_rx, &access).await;
+            match &report {
+                Some(r) => tracing::info!(outcome = ?r.outcome, class = ?r.error_class, "Attempt finished."),
+                None => tracing::info!("Attempt stopped; nothing to report."),
+            }
+            if let Some(report) = report {
+                let _ = reports.send(report);
+            }
+            if let Ok(mut r) = running.lock() {
+                r.remove(&lease.attempt);
+            }
+            freed.notify_waiters();
         }
-        if let Ok(mut r) = running.lock() {
-            r.remove(&lease.attempt);
-        }
-        freed.notify_waiters();
-    });
+        .instrument(span),
+    );
+}
+
+/// The span every log line of an attempt is written in: with `--log-format json`, each line
+/// carries `span.{job, run, task, attempt, node, egress_ip}`, so one attempt's lines can be found
+/// across nodes and joined with `switchyard runs` and the egress audit.
+pub(crate) fn attempt_span(lease: &Lease, access: &Access) -> tracing::Span {
+    tracing::info_span!(
+        "attempt",
+        job = %lease.job,
+        run = lease.run,
+        task = %lease.spec.name,
+        attempt = lease.attempt,
+        node = %access.node,
+        egress_ip = %access.egress_ip,
+    )
 }
 
 /// Waits for running attempts up to `grace`, then hands the rest back. Returns how many were.
@@ -350,6 +381,96 @@ async fn heartbeat_loop(
         }
         if stopping {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use switchyard_scheduler::engine::Outcome;
+    use switchyard_scheduler::plan::Compute;
+    use switchyard_scheduler::spec::TaskSpec;
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+    use crate::cli::logging::{LogFormat, subscriber};
+
+    /// Log output kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// A real attempt (a program run by `start`, as a node runs it) logged with `--log-format
+    /// json`: every line it writes names the job, run, task, attempt, node and egress IP.
+    #[test]
+    fn json_log_lines_of_an_attempt_carry_its_identity() {
+        let captured = Captured::default();
+        let _guard = tracing::subscriber::set_default(subscriber(
+            LogFormat::Json,
+            EnvFilter::new("info"),
+            captured.clone(),
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let lease = Lease {
+                attempt: 42,
+                task_run: 7,
+                run: 3,
+                job: "claims_daily".into(),
+                number: 1,
+                spec: TaskSpec::command("export", Compute::Dedicated, &["egress-a"], &["true"]),
+                lease_expires_at: 0,
+                options: Default::default(),
+            };
+            let running = RunningMap::default();
+            let (reports, mut received) = mpsc::unbounded_channel();
+            let access = Access {
+                node: "node-7f3a".into(),
+                egress_ip: "203.0.113.10".into(),
+                proxy: None,
+                ingest: None,
+                transform: None,
+                no_egress: None,
+            };
+            start(lease, &running, &reports, &Arc::new(Notify::new()), false, access);
+            let report = received.recv().await.unwrap();
+            assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        let messages: Vec<&str> = lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+        assert!(messages.contains(&"Starting attempt.") && messages.contains(&"Attempt finished."), "{text}");
+        for line in &lines {
+            let span = &line["span"];
+            assert_eq!(span["name"], "attempt", "{line}");
+            assert_eq!(span["job"], "claims_daily", "{line}");
+            assert_eq!(span["run"], 3, "{line}");
+            assert_eq!(span["task"], "export", "{line}");
+            assert_eq!(span["attempt"], 42, "{line}");
+            assert_eq!(span["node"], "node-7f3a", "{line}");
+            assert_eq!(span["egress_ip"], "203.0.113.10", "{line}");
         }
     }
 }

@@ -8,7 +8,7 @@ mod egress;
 mod embedded;
 mod fetch;
 mod gateway;
-mod logging;
+pub(crate) mod logging;
 mod ops;
 mod render;
 mod schema;
