@@ -31,6 +31,28 @@ impl FailureClass {
         }
     }
 
+    /// The first thing an operator checks for a failure of this class; the failure's own message
+    /// says what exactly happened.
+    pub fn hint(self) -> &'static str {
+        match self {
+            FailureClass::Connectivity => {
+                "check that the destination is up and reachable from the node's egress IP (DNS, routes, firewalls); the task retries by itself"
+            }
+            FailureClass::Authentication => {
+                "check the credentials or client certificate the task uses (expired, rotated, wrong identity in the pool's settings)"
+            }
+            FailureClass::Access => {
+                "the connection was refused by policy: ask the partner to allowlist the pool's static egress IP, or add a rule with `switchyard egress apply`; serverless tasks have no egress, so move outside calls to a dedicated task"
+            }
+            FailureClass::Data => {
+                "look at the message and the attempt's log tail: fix the source data, the query or the expectation, then re-run (failed rows are in the dead-letter or quarantine table)"
+            }
+            FailureClass::Internal => {
+                "a fault in Switchyard itself: retry the run, and report the attempt's log tail if it happens again"
+            }
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "connectivity" => FailureClass::Connectivity,

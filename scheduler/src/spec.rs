@@ -44,6 +44,9 @@ pub struct TaskSpec {
     /// `on_update`: the task also runs on its own when a table it reads changes.
     #[serde(default)]
     pub trigger: Option<Trigger>,
+    /// Why the plan placed it where it did, for the dashboard's run view.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 impl TaskSpec {
@@ -69,6 +72,7 @@ impl TaskSpec {
             reads: vec![],
             writes: vec![],
             trigger: None,
+            reasons: vec![],
         }
     }
 
@@ -130,6 +134,7 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
                     compute: tp.compute,
                     pools: tp.eligible_pools.clone(),
                     depends_on: tp.depends_on.clone(),
+                    reasons: tp.reasons.clone(),
                     continuous: task.mode() == RunMode::Continuous,
                     max_retries: task.retries.as_ref().map_or(0, |r| r.max),
                     backoff_ms: task

@@ -145,6 +145,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report::render(&facts, &verdict, style));
         let (url, token) = (&embedded.url, embedded.token_file.display());
         let cli = exe.display();
+        // A viewer token in the URL's fragment: the page keeps it in the tab and drops it from the
+        // address bar; fragments never reach the server's logs.
+        let viewer = client
+            .create_token(switchyard_scheduler::engine::Role::Viewer, "demo dashboard")
+            .await
+            .context("creating a viewer token for the dashboard")?;
+        println!("\nDashboard: {url}/#token={viewer}");
         println!(
             "\nThe control plane stays up at {url} (admin token in {token}). Try:\n  \
              {cli} runs --control-plane {url} --token-file {token}\n  \

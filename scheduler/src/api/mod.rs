@@ -4,7 +4,8 @@
 //!
 //! | route | role |
 //! | --- | --- |
-//! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/openapi.json` | none |
+//! | `GET /` and `GET /assets/…` (the dashboard), `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/openapi.json` | none |
+//! | `GET /api/v1/overview`, `GET /api/v1/egress/activity` (the dashboard's data) | viewer |
 //! | `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/nodes` | viewer |
 //! | `POST /api/v1/jobs`, `POST /api/v1/runs/{id}/cancel`, `POST /api/v1/tasks/{id}/cancel` | operator |
 //! | `POST /api/v1/nodes`, `…/{id}/heartbeat`, `…/{id}/leases`, `…/{id}/reports`, `DELETE …/{id}` | node |
@@ -13,6 +14,7 @@
 //! | `GET /api/v1/egress/policy` | node or viewer; `POST` (apply a version) operator |
 
 mod auth;
+pub mod dashboard;
 pub mod error;
 mod handlers;
 mod tls;
@@ -46,6 +48,10 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
+        .route("/api/v1/overview", get(dashboard::overview))
+        .route("/api/v1/egress/activity", get(dashboard::egress))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

@@ -10,6 +10,7 @@ mod batch;
 mod commits;
 mod complete;
 mod cron;
+mod dashboard;
 mod egress;
 mod lease;
 mod metrics;
@@ -28,6 +29,10 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 pub use complete::{Outcome, Report, ReportResult};
+pub use dashboard::{
+    DestinationCounts, EgressActivity, FailureView, IdentityExpiry, JobStatus, NodeStatus, Overview, QueueDepth,
+    ReasonCount, RunBrief, WorkerPoint,
+};
 pub use egress::{AuditRecord, PolicyVersion};
 pub use lease::{Lease, RunOptions};
 pub use nodes::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};

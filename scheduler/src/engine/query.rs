@@ -36,8 +36,19 @@ pub struct TaskView {
     pub waiting: Option<String>,
     pub error_class: Option<FailureClass>,
     pub message: Option<String>,
+    /// What an operator does about a failure of this class.
+    #[serde(default)]
+    pub hint: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The workload class (`ingest.kafka`, `transform`, …), its upstream tasks and why the plan
+    /// placed it where it did: the run's DAG as the dashboard draws it.
+    #[serde(default)]
+    pub class: String,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub reasons: Vec<String>,
     pub attempts: Vec<AttemptView>,
 }
 
@@ -159,7 +170,7 @@ impl Engine {
 
     async fn tasks_of(&self, run_id: i64) -> Result<Vec<TaskView>, Error> {
         let rows = sqlx::query(
-            "SELECT id, task, state, compute, pools, waiting, error_class, message, started_at, finished_at \
+            "SELECT id, task, state, compute, pools, waiting, error_class, message, started_at, finished_at, spec \
              FROM task_runs WHERE run_id = $1 ORDER BY position",
         )
         .bind(run_id)
@@ -181,6 +192,10 @@ impl Engine {
             let id: i64 = row.try_get("id").map_err(Error::store)?;
             let pools: String = row.try_get("pools").map_err(Error::store)?;
             let class: Option<String> = row.try_get("error_class").map_err(Error::store)?;
+            let error_class = class.as_deref().and_then(FailureClass::parse);
+            let spec: String = row.try_get("spec").map_err(Error::store)?;
+            let spec: crate::spec::TaskSpec =
+                serde_json::from_str(&spec).map_err(|e| Error::corrupt("task spec", e))?;
             let mut view = TaskView {
                 id,
                 task: row.try_get("task").map_err(Error::store)?,
@@ -188,10 +203,14 @@ impl Engine {
                 compute: row.try_get("compute").map_err(Error::store)?,
                 pools: serde_json::from_str(&pools).map_err(|e| Error::corrupt("pools", e))?,
                 waiting: row.try_get("waiting").map_err(Error::store)?,
-                error_class: class.as_deref().and_then(FailureClass::parse),
+                error_class,
                 message: row.try_get("message").map_err(Error::store)?,
+                hint: error_class.map(|c| c.hint().to_owned()),
                 started_at: row.try_get("started_at").map_err(Error::store)?,
                 finished_at: row.try_get("finished_at").map_err(Error::store)?,
+                class: spec.class,
+                depends_on: spec.depends_on,
+                reasons: spec.reasons,
                 attempts: vec![],
             };
             for a in attempts.iter().filter(|a| a.try_get::<i64, _>("task_run_id").ok() == Some(id)) {
