@@ -1,6 +1,10 @@
 //! Serverless scale: a [`Launcher`] starts workers; [`autoscale`] decides how many, from queue
 //! depth, between 0 and `max_workers`. Workers exit by themselves after `idle_timeout`, so the
 //! launcher only ever starts them — which is all a Kubernetes Job launcher can do too.
+//! [`kubernetes`] has that launcher (its Job spec in every build, its API client with the `kube`
+//! feature).
+
+pub mod kubernetes;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -10,8 +14,8 @@ use crate::Error;
 use crate::engine::Engine;
 use crate::store::now_ms;
 
-/// Starts serverless workers. Implementations: [`LocalProcessLauncher`] (child processes);
-/// a Kubernetes Job launcher comes later.
+/// Starts serverless workers. Implementations: [`LocalProcessLauncher`] (child processes) and
+/// `kubernetes::KubernetesLauncher` (a Job per burst; `kube` feature).
 pub trait Launcher: Send + Sync + 'static {
     /// Starts `n` workers; returns how many actually started.
     fn launch(&self, n: usize) -> impl std::future::Future<Output = Result<usize, Error>> + Send;

@@ -17,7 +17,15 @@ use switchyard_scheduler::api::{PlanningInputs, load_server_tls};
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
 use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind};
-use switchyard_scheduler::launcher::{LocalProcessLauncher, ScalePolicy, WorkerCommand};
+use switchyard_config::settings::{LauncherKind, Settings};
+use switchyard_config::value::Duration as HumanDuration;
+use switchyard_config::{Inputs, LoadOptions};
+use switchyard_scheduler::api::{PlanningInputs, load_server_tls};
+use switchyard_scheduler::client::Client;
+use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
+use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind};
+use switchyard_scheduler::launcher::kubernetes::{self, JobTemplate, KubernetesLauncher};
+use switchyard_scheduler::launcher::{Launcher, LocalProcessLauncher, ScalePolicy, WorkerCommand};
 use switchyard_scheduler::store::Store;
 use tokio::sync::watch;
 
@@ -49,6 +57,12 @@ pub(crate) struct NodeArgs {
     /// This node's static egress IP; must be one of the pool's egress_ips.
     #[arg(long, value_name = "IP")]
     egress_ip: IpAddr,
+    /// Local address outgoing connections leave from, when the egress IP is a NAT's address in
+    /// front of this machine (a Kubernetes egress gateway, a cloud NAT gateway, an Elastic IP);
+    /// this address, not the egress IP, must then be one of this machine's. Default: the egress
+    /// IP itself.
+    #[arg(long, value_name = "IP")]
+    source_ip: Option<IpAddr>,
     /// Concurrent tasks. Default: the pool's `slots` in the settings, else 4.
     #[arg(long)]
     slots: Option<u32>,
@@ -129,6 +143,9 @@ pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let inputs = load_inputs(args.settings.clone(), args.egress.clone(), vec![])?;
     let settings = inputs.settings.settings.clone();
+    // With `launcher = "kubernetes"`, refuse incomplete settings (or a build without the
+    // launcher) before anything starts.
+    let k8s_template = kubernetes_template(&settings)?;
     let engine = open_engine(&settings).await?;
     let token_file = settings.control_plane.token_file.clone();
     engine.ensure_admin_token(&token_file).await?;
@@ -167,11 +184,46 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         tick: Duration::from_millis(500),
     };
-    let result =
-        run_control_plane(engine, options, Some((launcher.clone(), policy)), shutdown_signal()).await;
-    launcher.stop_all();
+    let shutdown = shutdown_signal();
+    let result: anyhow::Result<()> = match k8s_template {
+        None => {
+            let result = run_control_plane(engine, options, Some((launcher.clone(), policy)), shutdown).await;
+            launcher.stop_all();
+            result.map_err(Into::into)
+        }
+        Some(template) => serve_with_kubernetes(engine, options, policy, template, shutdown).await,
+    };
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The worker Job template when the settings select the Kubernetes launcher.
+fn kubernetes_template(settings: &Settings) -> anyhow::Result<Option<JobTemplate>> {
+    if settings.serverless.launcher != LauncherKind::Kubernetes || settings.serverless.max_workers == 0 {
+        return Ok(None);
+    }
+    if !kubernetes::CLIENT_BUILT {
+        bail!(
+            "serverless.launcher is \"kubernetes\", but this switchyard was built without the Kubernetes launcher; \
+             build with `cargo build --release --features kube` (the deploy/Dockerfile image has it) or set serverless.launcher = \"local\""
+        );
+    }
+    Ok(Some(JobTemplate::from_settings(settings, WORKER_SLOTS)?))
+}
+
+/// The control plane with serverless workers as Kubernetes Jobs, one per burst. Jobs are left
+/// running on shutdown: their workers drain and exit when idle, and Kubernetes deletes them.
+async fn serve_with_kubernetes(
+    engine: Engine,
+    options: ControlPlaneOptions,
+    policy: ScalePolicy,
+    template: JobTemplate,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (namespace, image) = (template.namespace.clone(), template.image.clone());
+    let launcher = Arc::new(KubernetesLauncher::connect(template).await?);
+    tracing::info!(%namespace, %image, live = launcher.live(), "Serverless workers run as Kubernetes Jobs.");
+    Ok(run_control_plane(engine, options, Some((launcher, policy)), shutdown).await?)
 }
 
 fn redact(url: &str) -> String {
@@ -231,23 +283,35 @@ pub(crate) fn client_for(
 }
 
 pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    // The static egress IP must be an address of this machine: connections will be bound to it.
-    if let Err(e) = std::net::TcpListener::bind((args.egress_ip, 0)) {
-        bail!(
-            "egress IP {} is not an address of this machine ({e}); start the node on the host that owns it",
-            args.egress_ip
-        );
+    // Connections are bound to the static egress IP (or, behind a NAT, to --source-ip): it must
+    // be an address of this machine.
+    match args.source_ip {
+        None => {
+            if let Err(e) = std::net::TcpListener::bind((args.egress_ip, 0)) {
+                bail!(
+                    "egress IP {} is not an address of this machine ({e}); start the node on the host that owns it, or pass --source-ip with this machine's address if a NAT gives its traffic that IP",
+                    args.egress_ip
+                );
+            }
+        }
+        Some(source) => {
+            if let Err(e) = std::net::TcpListener::bind((source, 0)) {
+                bail!("source IP {source} is not an address of this machine ({e})");
+            }
+            tracing::info!(egress_ip = %args.egress_ip, source_ip = %source, "Connections leave from the source IP; a NAT must give them the egress IP.");
+        }
     }
     let (client, settings) = client_for(&args.client)?;
     let slots = args.slots.or_else(|| settings.pool(&args.pool).map(|p| p.slots)).unwrap_or(4);
     let identities = settings.pool(&args.pool).map(|p| p.identities.clone()).unwrap_or_default();
     // Every connection a task of this node makes goes through its gateway.
     let policy = load_inputs(args.client.settings.clone(), args.egress.clone(), vec![])?.policy.policy;
-    let gateway = super::gateway::start(
+    let gateway = super::gateway::start_bound(
         policy,
         &settings,
         &identities,
         args.egress_ip,
+        args.source_ip,
         "127.0.0.1:0".parse()?,
         switchyard_gateway::policy::Mode::Enforce,
         None,

@@ -52,6 +52,10 @@ pub(crate) enum EgressCommand {
         /// The node's static egress IP.
         #[arg(long, value_name = "IP")]
         egress_ip: std::net::IpAddr,
+        /// Local address to connect from when a NAT gives this machine's traffic the egress IP
+        /// (as `switchyard node --source-ip`). Default: the egress IP itself.
+        #[arg(long, value_name = "IP")]
+        source_ip: Option<std::net::IpAddr>,
         /// Ports probed with a TLS handshake (besides rules that name an identity).
         #[arg(long, value_delimiter = ',', default_value = "443,8443,9093")]
         tls_ports: Vec<u16>,
@@ -101,8 +105,8 @@ pub(crate) fn run(command: EgressCommand) -> anyhow::Result<ExitCode> {
         EgressCommand::Diff { new, args } => diff(&args, new),
         EgressCommand::Audit { denied, limit, client } => runtime()?.block_on(audit(&client, denied, limit)),
         EgressCommand::Apply { new, dry_run, client } => runtime()?.block_on(apply(&client, &new, dry_run)),
-        EgressCommand::Check { egress_ip, tls_ports, args } => {
-            runtime()?.block_on(check(&args, egress_ip, &tls_ports))
+        EgressCommand::Check { egress_ip, source_ip, tls_ports, args } => {
+            runtime()?.block_on(check(&args, egress_ip, source_ip, &tls_ports))
         }
     }
 }
@@ -110,6 +114,7 @@ pub(crate) fn run(command: EgressCommand) -> anyhow::Result<ExitCode> {
 async fn check(
     args: &EgressArgs,
     egress_ip: std::net::IpAddr,
+    source_ip: Option<std::net::IpAddr>,
     tls_ports: &[u16],
 ) -> anyhow::Result<ExitCode> {
     use switchyard_config::value::{Host, HostPattern};
@@ -133,7 +138,7 @@ async fn check(
         Enforcer::new(policy.clone(), egress_ip, Mode::Enforce),
         identities.clone(),
         audit,
-        DialerConfig { connect_timeout: std::time::Duration::from_secs(5), ..Default::default() },
+        DialerConfig { connect_timeout: std::time::Duration::from_secs(5), source_ip, ..Default::default() },
     );
     let style = Style::detect(std::io::stdout().is_terminal());
     let mut failures = 0;

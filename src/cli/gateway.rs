@@ -76,6 +76,23 @@ pub(crate) async fn start(
     credentials: Option<String>,
     control: Option<Client>,
 ) -> anyhow::Result<Running> {
+    start_bound(policy, settings, identities, egress_ip, None, listen, mode, credentials, control).await
+}
+
+/// [`start`], with connections bound to `source_ip` instead of the egress IP when the egress IP
+/// is a NAT's address in front of this machine (see `DialerConfig::source_ip`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn start_bound(
+    policy: EgressPolicy,
+    settings: &Settings,
+    identities: &[String],
+    egress_ip: IpAddr,
+    source_ip: Option<IpAddr>,
+    listen: SocketAddr,
+    mode: Mode,
+    credentials: Option<String>,
+    control: Option<Client>,
+) -> anyhow::Result<Running> {
     let identities: Arc<Identities> = Identities::load_all(&settings.identities, identities)
         .with_context(|| format!("loading the client identities of the gateway for {egress_ip}"))?;
     identities.warn_expiring(std::time::SystemTime::now());
@@ -94,7 +111,7 @@ pub(crate) async fn start(
         Enforcer::new(policy, egress_ip, mode),
         identities.clone(),
         audit,
-        DialerConfig::default(),
+        DialerConfig { source_ip, ..DialerConfig::default() },
     );
     let listener = tokio::net::TcpListener::bind(listen)
         .await

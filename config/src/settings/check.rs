@@ -109,4 +109,147 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
             );
         }
     }
+    if settings.serverless.launcher == super::LauncherKind::Kubernetes && settings.serverless.max_workers > 0
+    {
+        check_kubernetes(doc, &settings.serverless.kubernetes, &settings.lake.root, out);
+    }
+}
+
+/// `[serverless.kubernetes]` when the Kubernetes launcher is selected: what the Jobs cannot do
+/// without, and names Kubernetes would refuse.
+fn check_kubernetes(
+    doc: &crate::document::Document,
+    k: &super::KubernetesWorkers,
+    lake_root: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let at = |key: &'static str| [Seg::Key("serverless"), Seg::Key("kubernetes"), Seg::Key(key)];
+    if !lake_root.contains("://") {
+        out.push(
+            doc.error(Code::Schema, &[Seg::Key("lake"), Seg::Key("root")], format!("lake root `{lake_root}` is a local path, which worker pods do not share"))
+                .with_hint("with launcher = \"kubernetes\" use an object-store lake root (s3://, abfss://, gs://) that the control plane, the nodes and the worker pods all reach"),
+        );
+    }
+    if k.image.trim().is_empty() {
+        out.push(
+            doc.error(Code::Schema, &at("image"), "launcher = \"kubernetes\" needs an image for the worker Jobs")
+                .with_hint("set serverless.kubernetes.image to the image deploy/Dockerfile builds, e.g. registry.example/switchyard:0.1.0"),
+        );
+    }
+    match k.control_plane_url.as_deref() {
+        None => out.push(
+            doc.error(Code::Schema, &at("control_plane_url"), "launcher = \"kubernetes\" needs the URL workers reach the control plane at")
+                .with_hint("set serverless.kubernetes.control_plane_url, e.g. http://switchyard-control-plane.switchyard.svc:7070 (the control plane's Service)"),
+        ),
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => out.push(
+            doc.error(Code::Schema, &at("control_plane_url"), format!("`{url}` is not an http:// or https:// URL"))
+                .with_hint("e.g. http://switchyard-control-plane.switchyard.svc:7070"),
+        ),
+        Some(_) => {}
+    }
+    let mut names = vec![
+        ("namespace", Some(k.namespace.as_str()), true),
+        ("token_secret", Some(k.token_secret.as_str()), false),
+    ];
+    names.push(("service_account", Some(k.service_account.as_str()), false));
+    names.push(("ca_secret", k.ca_secret.as_deref(), false));
+    names.push(("lake_secret", k.lake_secret.as_deref(), false));
+    for (key, value, label) in names {
+        let Some(value) = value else { continue };
+        if !valid_kubernetes_name(value, label) {
+            let rule = if label { "a DNS label: at most 63" } else { "a DNS subdomain: at most 253" };
+            out.push(
+                doc.error(Code::Schema, &at(key), format!("`{value}` is not a valid Kubernetes name"))
+                    .with_hint(format!("use {rule} lowercase letters, digits, `-` (and `.` between labels), starting and ending with a letter or digit")),
+            );
+        }
+    }
+    if k.memory.trim().is_empty() || !k.memory.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+        out.push(
+            doc.error(Code::Schema, &at("memory"), format!("`{}` is not a memory quantity", k.memory))
+                .with_hint("use Kubernetes quantity notation, e.g. 2Gi or 512Mi"),
+        );
+    }
+}
+
+/// Kubernetes object names: a DNS label (namespaces) or a DNS subdomain (most other objects).
+pub(crate) fn valid_kubernetes_name(name: &str, label: bool) -> bool {
+    let max = if label { 63 } else { 253 };
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    !name.is_empty() && name.len() <= max && if label { part_ok(name) } else { name.split('.').all(part_ok) }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::{LoadOptions, load};
+
+    fn errors(toml: &str, env: &[(&str, &str)]) -> Vec<(String, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("switchyard.toml");
+        std::fs::write(&file, toml).unwrap();
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let options = LoadOptions {
+            paths: vec![],
+            settings: Some(file),
+            egress: Some(dir.path().join("none.yaml")),
+            env: Some(env),
+            inline: vec![],
+        };
+        let egress = dir.path().join("none.yaml");
+        std::fs::write(&egress, "destinations: []\n").unwrap();
+        let inputs = load(&options).unwrap();
+        inputs.diagnostics.iter().map(|d| (d.path.clone(), d.message.clone())).collect()
+    }
+
+    #[test]
+    fn kubernetes_launcher_needs_an_image_and_a_control_plane_url() {
+        let errs =
+            errors("[lake]\nroot = \"s3://lake/prod\"\n[serverless]\nlauncher = \"kubernetes\"\n", &[]);
+        let paths: Vec<&str> = errs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["serverless.kubernetes.image", "serverless.kubernetes.control_plane_url"],
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_launcher_settings_from_the_file_and_the_environment() {
+        let toml = "[lake]\nroot = \"s3://lake/prod\"\n[serverless]\nlauncher = \"kubernetes\"\n[serverless.kubernetes]\nimage = \"registry.example/switchyard:0.1.0\"\n";
+        let url = ("SWITCHYARD__SERVERLESS__KUBERNETES__CONTROL_PLANE_URL", "http://cp.switchyard.svc:7070");
+        assert_eq!(errors(toml, &[url]), vec![]);
+        let bad = errors(toml, &[url, ("SWITCHYARD__SERVERLESS__KUBERNETES__NAMESPACE", "Not_A_Label")]);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].0, "serverless.kubernetes.namespace");
+        assert!(bad[0].1.contains("Not_A_Label"), "{bad:?}");
+    }
+
+    #[test]
+    fn kubernetes_workers_need_a_shared_lake() {
+        let toml = "[serverless]\nlauncher = \"kubernetes\"\n[serverless.kubernetes]\nimage = \"i\"\ncontrol_plane_url = \"http://cp:7070\"\n";
+        let errs = errors(toml, &[]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "lake.root");
+    }
+
+    #[test]
+    fn kubernetes_settings_are_not_checked_for_the_local_launcher() {
+        assert_eq!(errors("[serverless.kubernetes]\nnamespace = \"x\"\n", &[]), vec![]);
+    }
+
+    #[test]
+    fn kubernetes_names() {
+        use super::valid_kubernetes_name as ok;
+        assert!(ok("switchyard", true) && ok("a-1", true) && ok("tokens.example", false));
+        assert!(!ok("", true) && !ok("-a", true) && !ok("a.b", true) && !ok("UPPER", false));
+        assert!(!ok(&"a".repeat(64), true) && ok(&"a".repeat(63), true));
+    }
 }

@@ -112,11 +112,75 @@ pub struct Serverless {
     pub max_workers: u32,
     /// How long an idle worker waits for work before it exits.
     pub idle_timeout: Duration,
+    /// What starts workers: `local` (processes on the control plane's machine) or `kubernetes`
+    /// (one Job per burst; see `[serverless.kubernetes]`).
+    pub launcher: LauncherKind,
+    /// The Kubernetes launcher's Jobs (used when `launcher = "kubernetes"`).
+    pub kubernetes: KubernetesWorkers,
+}
+
+/// What starts serverless workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LauncherKind {
+    /// `switchyard worker` processes on the control plane's machine.
+    #[default]
+    Local,
+    /// A Kubernetes Job per burst of workers (needs a build with the `kube` feature).
+    Kubernetes,
+}
+
+/// How the Kubernetes launcher makes its Jobs.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesWorkers {
+    /// Namespace the worker Jobs are created in.
+    pub namespace: String,
+    /// Container image with the `switchyard` binary (the one `deploy/Dockerfile` builds).
+    pub image: String,
+    /// URL workers reach the control plane at, e.g. its Service:
+    /// `http://switchyard-control-plane.switchyard.svc:7070`.
+    pub control_plane_url: Option<String>,
+    /// Secret holding the workers' API token (a `node`-role token) under the key `token`; mounted
+    /// as a file, never put in the Job spec.
+    pub token_secret: String,
+    /// Secret with a `ca.crt` key for an https control plane.
+    pub ca_secret: Option<String>,
+    /// Secret whose keys become the workers' environment, for object-store credentials of the lake
+    /// (e.g. `AWS_ACCESS_KEY_ID`).
+    pub lake_secret: Option<String>,
+    /// Service account of the worker pods (no API permissions needed).
+    pub service_account: String,
+    /// Memory request and limit of one worker, in Kubernetes quantity notation.
+    pub memory: String,
+    /// How long a finished Job (and its pods' logs) is kept before Kubernetes deletes it.
+    pub job_ttl: Duration,
+}
+
+impl Default for KubernetesWorkers {
+    fn default() -> Self {
+        Self {
+            namespace: "switchyard".to_owned(),
+            image: String::new(),
+            control_plane_url: None,
+            token_secret: "switchyard-worker-token".to_owned(),
+            ca_secret: None,
+            lake_secret: None,
+            service_account: "switchyard-worker".to_owned(),
+            memory: "2Gi".to_owned(),
+            job_ttl: Duration(std::time::Duration::from_secs(600)),
+        }
+    }
 }
 
 impl Default for Serverless {
     fn default() -> Self {
-        Self { max_workers: 8, idle_timeout: Duration(std::time::Duration::from_secs(30)) }
+        Self {
+            max_workers: 8,
+            idle_timeout: Duration(std::time::Duration::from_secs(30)),
+            launcher: LauncherKind::Local,
+            kubernetes: KubernetesWorkers::default(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ mod enforce;
 mod tcp;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,11 +81,20 @@ pub struct Dialer {
 pub struct DialerConfig {
     pub connect_timeout: Duration,
     pub breaker: BreakerConfig,
+    /// Local address connections are bound to. `None` (the default): the static egress IP itself,
+    /// which must then be an address of this machine. Set it when the egress IP belongs to a NAT
+    /// in front of the machine (a Kubernetes egress gateway, a cloud NAT gateway, an Elastic IP):
+    /// the policy is still enforced for the egress IP, while sockets leave from this address.
+    pub source_ip: Option<IpAddr>,
 }
 
 impl Default for DialerConfig {
     fn default() -> Self {
-        DialerConfig { connect_timeout: Duration::from_secs(10), breaker: BreakerConfig::default() }
+        DialerConfig {
+            connect_timeout: Duration::from_secs(10),
+            breaker: BreakerConfig::default(),
+            source_ip: None,
+        }
     }
 }
 
@@ -96,7 +105,7 @@ impl Dialer {
         audit: AuditSink,
         config: DialerConfig,
     ) -> Self {
-        let tcp = TcpDialer::new(enforcer.egress_ip(), config.connect_timeout);
+        let tcp = TcpDialer::new(config.source_ip.unwrap_or(enforcer.egress_ip()), config.connect_timeout);
         let inner = Enforce::new(enforcer, audit, Breaker::new(tcp, config.breaker));
         Dialer { inner: Arc::new(inner), identities }
     }
