@@ -4,6 +4,7 @@
 //! `exactly_once` also ingests from PostgreSQL, a Kafka-protocol broker and nginx while it kills
 //! node agents.
 
+mod chain;
 mod exactly_once;
 mod harness;
 mod nginx;

@@ -1,0 +1,182 @@
+//! A data-triggered chain across real processes: `switchyard serve` (SQLite), a node agent and the
+//! serverless workers its launcher starts. One ingest run from PostgreSQL commits `bronze.claims`;
+//! that commit alone starts the `on_update` silver transform, whose commit starts the gold one —
+//! in that order, each exactly once, each pinned to the version its upstream committed.
+
+use std::time::{Duration, Instant};
+
+use switchyard_scheduler::api::types::{ManifestFile, SubmitRequest};
+use switchyard_scheduler::engine::{RunState, RunView};
+
+use super::harness::{PgDb, Setup};
+
+const DEBOUNCE: &str = "500ms";
+
+fn settings(setup: &Setup, lake: &std::path::Path) -> String {
+    format!(
+        r#"[control_plane]
+listen = "127.0.0.1:{port}"
+state = "sqlite://{state}"
+token_file = "{token}"
+lease_ttl = "10s"
+
+[lake]
+root = "{lake}"
+
+[[pools]]
+name = "ingest"
+egress_ips = ["127.0.0.1"]
+slots = 2
+
+[serverless]
+max_workers = 2
+idle_timeout = "5s"
+
+[scheduler]
+trigger_debounce = "{DEBOUNCE}"
+"#,
+        port = setup.port,
+        state = setup.path("state.db").display(),
+        token = setup.path("admin.token").display(),
+        lake = lake.display(),
+    )
+}
+
+async fn runs_of(client: &switchyard_scheduler::client::Client, job: &str) -> Vec<RunView> {
+    let mut runs = client.runs(Some(job), 50).await.unwrap();
+    runs.sort_by_key(|r| r.id);
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ingest_commit_runs_silver_then_gold_once_each() {
+    let source = PgDb::create().await;
+    let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
+    sqlx::query("CREATE TABLE claims (id bigint PRIMARY KEY, provider text NOT NULL, amount double precision NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // 300 claims over 3 providers; every tenth has a negative amount, which silver drops.
+    sqlx::query(
+        "INSERT INTO claims SELECT g, 'p' || (g % 3), CASE WHEN g % 10 = 0 THEN -1 ELSE g END FROM generate_series(1, 300) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let url = url::Url::parse(&source.url).unwrap();
+    let (host, port, database) =
+        (url.host_str().unwrap().to_owned(), url.port().unwrap_or(5432), &url.path()[1..]);
+    let user = url.username();
+    let password_file = url.password().map(|p| {
+        let path = std::env::temp_dir().join(format!("switchyard-chain-{}.pw", std::process::id()));
+        std::fs::write(&path, format!("{p}\n")).unwrap();
+        format!("      password_file: {}\n", path.display())
+    });
+
+    let setup = Setup::new("sqlite://unused", "10s");
+    let lake = setup.path("lake");
+    std::fs::write(setup.path("switchyard.toml"), settings(&setup, &lake)).unwrap();
+    // PostgreSQL here trusts 127.0.0.1 only (pg_hba.conf): the pool's egress IP is 127.0.0.1.
+    std::fs::write(
+        setup.path("egress.yaml"),
+        format!("destinations:\n  - {{ name: source-db, host: {host}, ports: [{port}], egress_ips: [127.0.0.1] }}\n"),
+    )
+    .unwrap();
+    let ingest = format!(
+        "job: ingest\ntasks:\n  - name: load\n    source:\n      kind: postgres\n      host: {host}\n      port: {port}\n      \
+         database: {database}\n      user: {user}\n{}      query: SELECT id, provider, amount FROM claims\n      watermark: id\n    \
+         sink: {{ table: bronze.claims }}\n",
+        password_file.unwrap_or_default()
+    );
+    let silver = "job: silver\ntasks:\n  - name: clean\n    trigger: on_update\n    \
+                  sql: SELECT id, provider, amount FROM bronze.claims WHERE amount > 0\n    \
+                  sink: { table: silver.claims, mode: overwrite }\n";
+    let gold = "job: gold\ntasks:\n  - name: totals\n    trigger: on_update\n    \
+                sql: SELECT provider, count(*) AS n, sum(amount) AS total FROM silver.claims GROUP BY provider\n    \
+                sink: { table: gold.provider_totals, mode: overwrite }\n";
+    let files: Vec<ManifestFile> =
+        [("ingest.yaml", ingest.as_str()), ("silver.yaml", silver), ("gold.yaml", gold)]
+            .into_iter()
+            .map(|(name, content)| ManifestFile {
+                path: setup.write_job(name, content).display().to_string(),
+                content: content.to_owned(),
+            })
+            .collect();
+
+    let mut serve = setup.serve();
+    let mut node = setup.node(&setup.url(), "ingest", "127.0.0.1");
+    let client = setup.client(&setup.url());
+    // Register all three; start only what writes bronze.claims. Silver and gold wait for data.
+    let submitted = client
+        .submit(&SubmitRequest {
+            manifests: files,
+            run: true,
+            full_refresh: false,
+            select: vec!["bronze.claims".into()],
+        })
+        .await
+        .unwrap();
+    let started: Vec<(&str, Option<i64>)> = submitted.jobs.iter().map(|j| (j.job.as_str(), j.run)).collect();
+    assert!(started.iter().all(|(job, run)| run.is_some() == (*job == "ingest")), "{started:?}");
+
+    // Gold finishing means the whole chain ran; then wait out a few more debounce periods to see
+    // that nothing fires a second time.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let gold = runs_of(&client, "gold").await;
+        if gold.iter().any(|r| r.state != RunState::Running) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gold never finished; runs: {:#?}",
+            client.runs(None, 20).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (ingest, silver, gold) =
+        (runs_of(&client, "ingest").await, runs_of(&client, "silver").await, runs_of(&client, "gold").await);
+    assert_eq!((ingest.len(), silver.len(), gold.len()), (1, 1, 1), "one run each: {silver:#?} {gold:#?}");
+    for run in [&ingest[0], &silver[0], &gold[0]] {
+        assert_eq!(run.state, RunState::Succeeded, "{run:#?}");
+    }
+    assert_eq!((silver[0].trigger.as_str(), gold[0].trigger.as_str()), ("on_update", "on_update"));
+    // In order: each triggered run was created only after its upstream run had finished.
+    assert!(silver[0].created_at >= ingest[0].finished_at.unwrap(), "silver started before ingest ended");
+    assert!(gold[0].created_at >= silver[0].finished_at.unwrap(), "gold started before silver ended");
+    // Pinned to what the upstream committed.
+    let silver_output = &silver[0].tasks[0].attempts.last().unwrap().details.as_ref().unwrap()["transform"];
+    let silver_version =
+        silver_output["output"]["version"].as_i64().expect("silver reports its output version");
+    assert_eq!(
+        gold[0].options.input_versions.get("silver.claims"),
+        Some(&silver_version),
+        "{:#?}",
+        gold[0].options
+    );
+    assert!(silver[0].options.input_versions.contains_key("bronze.claims"), "{:#?}", silver[0].options);
+
+    // And the data went through: 270 positive claims, 90 per provider.
+    let lake = switchyard_lake::Lake::new(lake.to_str().unwrap()).unwrap();
+    let totals = lake.read(&"gold.provider_totals".parse().unwrap(), None).await.unwrap();
+    let rows: usize = totals.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 3);
+    let mut n: i64 = 0;
+    for b in &totals {
+        let c = switchyard_lake::arrow::compute::cast(
+            b.column_by_name("n").unwrap(),
+            &switchyard_lake::arrow::datatypes::DataType::Int64,
+        )
+        .unwrap();
+        n += switchyard_lake::arrow::compute::sum(
+            c.as_any().downcast_ref::<switchyard_lake::arrow::array::Int64Array>().unwrap(),
+        )
+        .unwrap_or(0);
+    }
+    assert_eq!(n, 270, "positive claims in gold");
+
+    node.terminate(Duration::from_secs(10));
+    serve.terminate(Duration::from_secs(10));
+}
