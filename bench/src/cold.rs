@@ -50,7 +50,16 @@ pub(crate) async fn run(exe: PathBuf, rounds: usize) -> Vec<i64> {
     let cp =
         tokio::spawn(run_control_plane(engine.clone(), options, Some((launcher.clone(), policy)), stop_rx));
     let task = TaskSpec::command("one", Compute::Serverless, &[], &["true"]);
-    engine.upsert_jobs(&[JobSpec { job: "cold".into(), schedule: None, tasks: vec![task] }]).await.unwrap();
+    engine
+        .upsert_jobs(&[JobSpec {
+            job: "cold".into(),
+            schedule: None,
+            tasks: vec![task],
+            sla_ms: None,
+            expected_interval_ms: None,
+        }])
+        .await
+        .unwrap();
     for _ in 0..rounds {
         while launcher.live() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;

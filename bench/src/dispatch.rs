@@ -124,7 +124,16 @@ pub(crate) async fn run(url: &str, tasks: usize, trickle: usize) -> Figures {
 
     // Phase 1: a burst.
     let specs: Vec<TaskSpec> = (0..tasks).map(|i| noop(format!("t{i}"))).collect();
-    engine.upsert_jobs(&[JobSpec { job: "burst".into(), schedule: None, tasks: specs }]).await.unwrap();
+    engine
+        .upsert_jobs(&[JobSpec {
+            job: "burst".into(),
+            schedule: None,
+            tasks: specs,
+            sla_ms: None,
+            expected_interval_ms: None,
+        }])
+        .await
+        .unwrap();
     let since = now_ms();
     let started = Instant::now();
     let run = engine.trigger("burst").await.unwrap();
@@ -143,7 +152,13 @@ pub(crate) async fn run(url: &str, tasks: usize, trickle: usize) -> Figures {
 
     // Phase 2: one task at a time to idle nodes.
     engine
-        .upsert_jobs(&[JobSpec { job: "single".into(), schedule: None, tasks: vec![noop("one".into())] }])
+        .upsert_jobs(&[JobSpec {
+            job: "single".into(),
+            schedule: None,
+            tasks: vec![noop("one".into())],
+            sla_ms: None,
+            expected_interval_ms: None,
+        }])
         .await
         .unwrap();
     let since = now_ms();

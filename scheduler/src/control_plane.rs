@@ -1,5 +1,6 @@
 //! The control plane as one unit: the API server, the engine's periodic tick (lease reclaim, cron,
-//! waiting reasons) and the serverless autoscaler, all stopped by one shutdown signal.
+//! waiting reasons), the serverless autoscaler and the alert loop, all stopped by one shutdown
+//! signal.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,10 @@ pub async fn run_control_plane<L: Launcher>(
             }
         })
     };
+    // Alert webhooks (`[alerts]`); a webhook whose URL cannot be read stops the start, so a
+    // control plane never runs believing it alerts when it cannot.
+    let alerts = crate::alerts::Alerter::from_settings(&engine.config().settings.alerts)?
+        .map(|alerter| tokio::spawn(alerter.run(engine.clone(), shutdown.clone())));
     let scaler = serverless.map(|(launcher, policy)| {
         let engine = engine.clone();
         let stop = shutdown.clone();
@@ -60,6 +65,9 @@ pub async fn run_control_plane<L: Launcher>(
     tracing::info!(%addr, tls = options.tls.is_some(), "Control plane listening.");
     let served = serve(options.listener, router(state), options.tls, signal).await;
     ticker.abort();
+    if let Some(a) = alerts {
+        a.abort();
+    }
     if let Some(s) = scaler {
         s.abort();
     }

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod client;
 pub mod control_plane;

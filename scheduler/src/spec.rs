@@ -18,6 +18,12 @@ pub struct JobSpec {
     pub job: String,
     pub schedule: Option<String>,
     pub tasks: Vec<TaskSpec>,
+    /// The manifest's `sla` (ms): longest a run may take, for the `latency` health check.
+    #[serde(default)]
+    pub sla_ms: Option<u64>,
+    /// The manifest's `expected_interval` (ms): a run must succeed at least this often.
+    #[serde(default)]
+    pub expected_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +165,8 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
             job: m.manifest.job.clone(),
             schedule: m.manifest.schedule.as_ref().map(ToString::to_string),
             tasks,
+            sla_ms: m.manifest.sla.map(|d| d.as_std().as_millis() as u64),
+            expected_interval_ms: m.manifest.expected_interval.map(|d| d.as_std().as_millis() as u64),
         });
     }
     Ok(specs)

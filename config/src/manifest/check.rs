@@ -28,6 +28,15 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
             None,
         );
     }
+    for (key, value) in [("sla", m.manifest.sla), ("expected_interval", m.manifest.expected_interval)] {
+        if value.is_some_and(|d| d.as_std().is_zero()) {
+            push(
+                doc.error(Code::Schema, &[Seg::Key(key)], format!("`{key}` is zero"))
+                    .with_hint(format!("write how long, e.g. `{key}: 1h`, or leave it out for the default")),
+                None,
+            );
+        }
+    }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, task) in m.manifest.tasks.iter().enumerate() {
         let base = m.task_path(i);
@@ -269,5 +278,24 @@ mod tests {
         assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
         assert_eq!(diagnostics[0].location.line, 7);
         assert!(diagnostics[0].message.contains("continuous"), "{}", diagnostics[0].message);
+    }
+
+    #[test]
+    fn health_expectations_sla_and_expected_interval() {
+        let yaml = "job: j\nschedule: \"0 */6 * * *\"\nsla: 45m\nexpected_interval: 13h\ntasks:\n  - name: t\n    run: { command: [\"true\"] }\n";
+        let (manifest, diagnostics) = crate::parse_manifest(std::path::Path::new("j.yaml"), yaml.as_bytes());
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let m = manifest.unwrap().manifest;
+        assert_eq!(m.sla.unwrap().as_std().as_secs(), 45 * 60);
+        assert_eq!(m.expected_interval.unwrap().as_std().as_secs(), 13 * 3600);
+
+        let yaml = "job: j\nsla: 0s\nexpected_interval: soon\ntasks:\n  - name: t\n    run: { command: [\"true\"] }\n";
+        let (_, diagnostics) = crate::parse_manifest(std::path::Path::new("j.yaml"), yaml.as_bytes());
+        let mut found: Vec<(u32, &str)> =
+            diagnostics.iter().map(|d| (d.location.line, d.message.as_str())).collect();
+        found.sort();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].0 == 2 && found[0].1.contains("`sla` is zero"), "{found:?}");
+        assert!(found[1].0 == 3 && found[1].1.contains("invalid duration `soon`"), "{found:?}");
     }
 }

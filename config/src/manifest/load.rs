@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use super::{Manifest, Task};
 use crate::diagnostic::Code;
 use crate::document::{Document, NodeKind, Seg, Sink, from_node_at, recover_opt, recover_vec};
-use crate::value::{Schedule, TableName};
+use crate::value::{Duration, Schedule, TableName};
 
 /// A manifest as read from its file, with what is needed to point back into it.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ struct Header {
     schedule: Option<Schedule>,
     #[serde(default, deserialize_with = "recover_vec")]
     external_tables: Vec<TableName>,
+    #[serde(default, deserialize_with = "recover_opt")]
+    sla: Option<Duration>,
+    #[serde(default, deserialize_with = "recover_opt")]
+    expected_interval: Option<Duration>,
     #[serde(default)]
     #[allow(dead_code)]
     tasks: Option<IgnoredAny>,
@@ -110,6 +114,8 @@ pub(crate) fn load_manifest(doc: Document, sink: &Sink) -> Option<LoadedManifest
         description: header.description,
         schedule: header.schedule,
         external_tables: header.external_tables,
+        sla: header.sla,
+        expected_interval: header.expected_interval,
         tasks,
     };
     Some(LoadedManifest { doc, manifest, task_index, clean })

@@ -35,6 +35,15 @@ pub struct Manifest {
     /// manifests). Any other table a task reads must be written by a task being planned.
     #[serde(default, deserialize_with = "recover_vec")]
     pub external_tables: Vec<TableName>,
+    /// Longest a run may take from start to finish, e.g. `1h` (the default). A run over it turns
+    /// the job's `latency` health check to warning.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub sla: Option<Duration>,
+    /// A run must succeed at least this often, e.g. `26h`; longer without one turns the job's
+    /// `recent_success` health check to warning. Default for a scheduled job: late when neither of
+    /// its last two slots (older than the SLA) led to a success; unscheduled jobs are not checked.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub expected_interval: Option<Duration>,
     /// The job's tasks, in the order they are shown.
     #[serde(deserialize_with = "recover_vec")]
     pub tasks: Vec<Task>,

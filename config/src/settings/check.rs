@@ -113,6 +113,7 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
     {
         check_kubernetes(doc, &settings.serverless.kubernetes, &settings.lake.root, out);
     }
+    super::alerts::check_alerts(doc, &settings.alerts, out);
 }
 
 /// `[serverless.kubernetes]` when the Kubernetes launcher is selected: what the Jobs cannot do

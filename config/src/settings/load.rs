@@ -37,7 +37,7 @@ impl LoadedSettings {
 }
 
 const SECTIONS: &[&str] =
-    &["control_plane", "lake", "pools", "serverless", "scheduler", "identities", "prices"];
+    &["control_plane", "lake", "pools", "serverless", "scheduler", "identities", "prices", "alerts"];
 
 /// Reads the file alone, one section (and one pool) at a time, so that every problem in it is
 /// reported; returns what could be read, over the defaults.
@@ -56,6 +56,7 @@ fn read_file(doc: &Document, sink: &Sink) -> (Settings, Vec<usize>) {
             "scheduler" => settings.scheduler = from_node_at(node, &at, sink).unwrap_or_default(),
             "identities" => settings.identities = from_node_at(node, &at, sink).unwrap_or_default(),
             "prices" => settings.prices = from_node_at(node, &at, sink).unwrap_or_default(),
+            "alerts" => settings.alerts = from_node_at(node, &at, sink).unwrap_or_default(),
             "pools" => match &node.kind {
                 NodeKind::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {

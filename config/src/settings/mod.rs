@@ -3,6 +3,7 @@
 //! located node tree so its errors carry `FILE:LINE:COL`, then through the `config` crate with the
 //! environment on top.
 
+mod alerts;
 mod check;
 mod load;
 
@@ -32,6 +33,8 @@ pub struct Settings {
     pub identities: BTreeMap<String, IdentityFiles>,
     /// Prices for the cost report.
     pub prices: Prices,
+    /// Health evaluation and alert webhooks.
+    pub alerts: Alerts,
 }
 
 impl Settings {
@@ -227,4 +230,74 @@ impl Default for Prices {
     fn default() -> Self {
         Self { dedicated_node_hour: 0.50, serverless_vcpu_second: 0.000024 }
     }
+}
+
+/// The control plane evaluates `/api/v1/health` every `interval` and POSTs to each webhook when a
+/// check turns bad, again every `rearm` while it stays bad, and once when it is good again.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// How often health is evaluated for alerts.
+    pub interval: Duration,
+    /// While a check stays bad, notify again after this long.
+    pub rearm: Duration,
+    /// Where alerts go. Without any, health is still served but nothing is sent.
+    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Self {
+            interval: Duration(std::time::Duration::from_secs(30)),
+            rearm: Duration(std::time::Duration::from_secs(3600)),
+            webhooks: vec![],
+        }
+    }
+}
+
+/// One alert receiver. Its URL often is a secret (a Slack webhook URL is its own credential):
+/// prefer `url_env` or `url_file`; the URL is never logged, only its host.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// Name in logs (default: the URL's host).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The URL, inline (`http://` or `https://`)…
+    #[serde(default)]
+    pub url: Option<String>,
+    /// …or the environment variable holding it…
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// …or a file holding it (e.g. a mounted secret).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// `json` (Switchyard's own alert object) or `slack` (a Slack incoming-webhook body with `text`
+    /// and `blocks`; also understood by Mattermost and Rocket.Chat).
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// CA bundle (PEM) that verifies an https receiver; the system roots when absent.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+impl Webhook {
+    /// Where the URL comes from: inline, an environment variable or a file.
+    pub fn url_source(&self) -> Option<crate::SecretRef> {
+        match (&self.url, &self.url_env, &self.url_file) {
+            (_, Some(var), _) => Some(crate::SecretRef::Env(var.clone())),
+            (_, _, Some(file)) => Some(crate::SecretRef::File(file.clone())),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// `{"source": "switchyard", "status": "firing"|"resolved", "check", "severity", "message", "action", …}`.
+    #[default]
+    Json,
+    /// `{"text": …, "blocks": […]}` for Slack incoming webhooks.
+    Slack,
 }

@@ -311,3 +311,15 @@ pub(super) async fn tables(State(state): State<AppState>, caller: Caller) -> Rep
     caller.require(Role::Viewer)?;
     Ok(Json(state.engine.table_versions().await?))
 }
+
+/// Health of every job and pool with severities and actions ([`crate::engine::health::Health`]).
+/// Needs a viewer token: it names jobs, pools, nodes and failure messages. Liveness and readiness
+/// probes use the unauthenticated `/healthz` and `/readyz`. Always 200 when it could be computed;
+/// the verdict is the body's `status`.
+pub(super) async fn health(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Reply<crate::engine::health::Health> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(state.engine.health().await?))
+}

@@ -7,6 +7,7 @@
 //! | `GET /` and `GET /assets/…` (the dashboard), `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/openapi.json` | none |
 //! | `GET /api/v1/overview`, `GET /api/v1/egress/activity` (the dashboard's data) | viewer |
 //! | `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/nodes` | viewer |
+//! | `GET /api/v1/health` (per-job and per-pool checks, see [`crate::engine::health::Health`]; probes use `/healthz` and `/readyz`) | viewer |
 //! | `POST /api/v1/jobs`, `POST /api/v1/runs/{id}/cancel`, `POST /api/v1/tasks/{id}/cancel` | operator |
 //! | `POST /api/v1/nodes`, `…/{id}/heartbeat`, `…/{id}/leases`, `…/{id}/reports`, `DELETE …/{id}` | node |
 //! | `POST /api/v1/tokens` | admin |
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
+        .route("/api/v1/health", get(handlers::health))
         .route("/api/v1/openapi.json", get(handlers::openapi))
         .route("/api/v1/jobs", post(handlers::submit))
         .route("/api/v1/runs", get(handlers::runs))

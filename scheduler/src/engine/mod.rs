@@ -12,6 +12,7 @@ mod complete;
 mod cron;
 mod dashboard;
 mod egress;
+pub mod health;
 mod lease;
 mod metrics;
 mod nodes;

@@ -95,7 +95,7 @@ pub fn task(name: &str, compute: Compute, pools: &[&str], deps: &[&str]) -> Task
 }
 
 pub fn job(name: &str, tasks: Vec<TaskSpec>) -> JobSpec {
-    JobSpec { job: name.into(), schedule: None, tasks }
+    JobSpec { job: name.into(), schedule: None, tasks, sla_ms: None, expected_interval_ms: None }
 }
 
 /// Runs `test` against SQLite and then PostgreSQL.
