@@ -152,7 +152,22 @@ impl Client {
     }
 
     pub async fn runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<RunView>, Error> {
+        self.runs_since(job, None, limit).await
+    }
+
+    /// Runs unfinished or finished within `since` (`7d`), when given.
+    pub async fn runs_since(
+        &self,
+        job: Option<&str>,
+        since: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RunView>, Error> {
         let mut path = format!("/api/v1/runs?limit={limit}");
+        if let Some(since) = since {
+            crate::engine::cost::parse_since(since)?;
+            let since: String = since.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            path.push_str(&format!("&since={since}"));
+        }
         if let Some(job) = job {
             path.push_str(&format!(
                 "&job={}",
@@ -227,6 +242,15 @@ impl Client {
 
     pub async fn nodes(&self) -> Result<Vec<NodeView>, Error> {
         self.call::<(), _>(Method::GET, "/api/v1/nodes", None, TIMEOUT).await
+    }
+
+    /// The cost report over the last `since` (`7d`, `24h`); checked here first, so a typo is
+    /// reported without a round trip.
+    pub async fn cost(&self, since: &str) -> Result<crate::engine::CostReport, Error> {
+        crate::engine::cost::parse_since(since)?;
+        // A duration is letters, digits and spaces; spaces are dropped (`1h 30m` = `1h30m`).
+        let since: String = since.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        self.call::<(), _>(Method::GET, &format!("/api/v1/cost?since={since}"), None, TIMEOUT).await
     }
 }
 

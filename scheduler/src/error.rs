@@ -46,6 +46,8 @@ pub enum Error {
     Api { url: String, status: u16, code: String, message: String, hint: String },
     #[error("cannot reach the control plane at {url}: {cause}")]
     Unreachable { url: String, cause: String },
+    #[error("{what}: {reason}")]
+    BadRequest { what: String, reason: String, hint: String },
     #[error("alert webhook {name}: {cause} (hint: {hint})")]
     Webhook { name: String, cause: String, hint: String },
     /// The Kubernetes launcher could not be set up or its API call failed.
@@ -81,7 +83,9 @@ impl Error {
             Error::StoreConnect { .. } | Error::Unreachable { .. } => FailureClass::Connectivity,
             Error::Api { status: 401, .. } => FailureClass::Authentication,
             Error::Api { status: 403, .. } | Error::NodeRefused { .. } => FailureClass::Access,
-            Error::Rejected { .. } | Error::UnknownSelection { .. } => FailureClass::Data,
+            Error::Rejected { .. } | Error::UnknownSelection { .. } | Error::BadRequest { .. } => {
+                FailureClass::Data
+            }
             _ => FailureClass::Internal,
         }
     }

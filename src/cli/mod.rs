@@ -3,6 +3,7 @@
 
 mod check;
 mod control;
+mod cost;
 mod demo;
 mod egress;
 mod embedded;
@@ -81,6 +82,10 @@ enum Command {
     Runs(ops::RunsArgs),
     /// Cancel a run (or, with --task, one task run and what waits for it).
     Cancel(ops::CancelArgs),
+    /// What the recorded runs cost (dedicated node-hours with idle time, serverless vCPU-seconds
+    /// with cold starts) against the same history all-dedicated and all-serverless, with the
+    /// arithmetic and per-task recommendations.
+    Cost(cost::CostArgs),
     /// Operator tools for the egress policy: list rules and their users, diff a proposed policy.
     Egress {
         #[command(subcommand)]
@@ -164,6 +169,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => runtime()?.block_on(ops::submit(args)),
         Command::Runs(args) => runtime()?.block_on(ops::runs(args)),
         Command::Cancel(args) => runtime()?.block_on(ops::cancel(args)),
+        Command::Cost(args) => runtime()?.block_on(cost::run(args)),
         Command::Token { command } => runtime()?.block_on(ops::token(command)),
     }
 }

@@ -41,6 +41,10 @@ pub(crate) struct RunsArgs {
     /// How many runs, newest first.
     #[arg(long, default_value_t = 10)]
     limit: i64,
+    /// Only runs unfinished or finished within this long (7d, 24h): the runs `switchyard cost
+    /// --since` counts (raise --limit to see them all).
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -149,7 +153,7 @@ pub(crate) async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let (client, _) = client_for(&args.client)?;
-    let runs = client.runs(args.job.as_deref(), args.limit).await?;
+    let runs = client.runs_since(args.job.as_deref(), args.since.as_deref(), args.limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
     } else if runs.is_empty() {

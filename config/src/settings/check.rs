@@ -109,6 +109,17 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
             );
         }
     }
+    let vcpus = settings.serverless.vcpus_per_worker;
+    if !(vcpus > 0.0 && vcpus.is_finite()) {
+        out.push(
+            doc.error(
+                Code::Schema,
+                &[Seg::Key("serverless"), Seg::Key("vcpus_per_worker")],
+                format!("vcpus_per_worker {vcpus} is not a positive number"),
+            )
+            .with_hint("set the vCPUs one worker is billed for, e.g. 1 or 0.5"),
+        );
+    }
     if settings.serverless.launcher == super::LauncherKind::Kubernetes && settings.serverless.max_workers > 0
     {
         check_kubernetes(doc, &settings.serverless.kubernetes, &settings.lake.root, out);

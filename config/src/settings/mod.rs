@@ -115,6 +115,9 @@ pub struct Serverless {
     pub max_workers: u32,
     /// How long an idle worker waits for work before it exits.
     pub idle_timeout: Duration,
+    /// vCPUs one worker is billed for (the cost report prices worker-seconds × this ×
+    /// `[prices] serverless_vcpu_second`).
+    pub vcpus_per_worker: f64,
     /// What starts workers: `local` (processes on the control plane's machine) or `kubernetes`
     /// (one Job per burst; see `[serverless.kubernetes]`).
     pub launcher: LauncherKind,
@@ -181,6 +184,7 @@ impl Default for Serverless {
         Self {
             max_workers: 8,
             idle_timeout: Duration(std::time::Duration::from_secs(30)),
+            vcpus_per_worker: 1.0,
             launcher: LauncherKind::Local,
             kubernetes: KubernetesWorkers::default(),
         }

@@ -75,6 +75,9 @@ impl From<Error> for ApiError {
                 e.to_string(),
                 "select tables by the name in a task's `sink: { table: … }`, e.g. `--select silver.claims`",
             ),
+            Error::BadRequest { ref hint, .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string(), hint.clone())
+            }
             Error::Inputs(ref inner) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "control_plane_inputs",

@@ -104,6 +104,8 @@ pub(super) async fn submit(
 pub(super) struct RunsQuery {
     job: Option<String>,
     limit: Option<i64>,
+    /// Only runs unfinished or finished within this long (`7d`): the runs a cost report counts.
+    since: Option<String>,
 }
 
 pub(super) async fn runs(
@@ -112,7 +114,12 @@ pub(super) async fn runs(
     Query(q): Query<RunsQuery>,
 ) -> Reply<Vec<RunView>> {
     caller.require(Role::Viewer)?;
-    Ok(Json(state.engine.runs(q.job.as_deref(), q.limit.unwrap_or(20).clamp(1, 1000)).await?))
+    let since = match q.since.as_deref() {
+        Some(s) => Some(crate::store::now_ms() - crate::engine::cost::parse_since(s)?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    Ok(Json(state.engine.runs_since(q.job.as_deref(), since, limit).await?))
 }
 
 pub(super) async fn run(
@@ -310,6 +317,22 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoRe
 pub(super) async fn tables(State(state): State<AppState>, caller: Caller) -> Reply<Vec<TableVersion>> {
     caller.require(Role::Viewer)?;
     Ok(Json(state.engine.table_versions().await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CostQuery {
+    since: Option<String>,
+}
+
+/// The cost report, exactly what `switchyard cost --json` prints (shape: [`crate::engine::cost`]).
+pub(super) async fn cost(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CostQuery>,
+) -> Reply<crate::engine::CostReport> {
+    caller.require(Role::Viewer)?;
+    let since = q.since.as_deref().unwrap_or(crate::engine::cost::DEFAULT_SINCE);
+    Ok(Json(state.engine.cost(since).await?))
 }
 
 /// Health of every job and pool with severities and actions ([`crate::engine::health::Health`]).

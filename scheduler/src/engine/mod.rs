@@ -9,6 +9,7 @@
 mod batch;
 mod commits;
 mod complete;
+pub mod cost;
 mod cron;
 mod dashboard;
 mod egress;
@@ -30,6 +31,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 pub use complete::{Outcome, Report, ReportResult};
+pub use cost::{Blocked, CostInputs, CostLine, CostReport, NodeUsage, Recommendation, Scenario, TaskUsage};
 pub use dashboard::{
     DestinationCounts, EgressActivity, FailureView, IdentityExpiry, JobStatus, NodeStatus, Overview, QueueDepth,
     ReasonCount, RunBrief, WorkerPoint,

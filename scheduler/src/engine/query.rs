@@ -106,11 +106,24 @@ fn json_column<T: serde::de::DeserializeOwned>(
 impl Engine {
     /// The latest runs (of one job, if given), newest first, with tasks and attempts.
     pub async fn runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<RunView>, Error> {
+        self.runs_since(job, None, limit).await
+    }
+
+    /// Like [`Engine::runs`], and with `since` (epoch ms) only runs still unfinished or finished
+    /// at or after it: every run with an attempt in a cost report's window.
+    pub async fn runs_since(
+        &self,
+        job: Option<&str>,
+        since: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RunView>, Error> {
         let rows = sqlx::query(
             "SELECT id, job, state, trigger, slot, created_at, finished_at, options FROM job_runs \
-             WHERE ($1 IS NULL OR job = $1) ORDER BY id DESC LIMIT $2",
+             WHERE ($1 IS NULL OR job = $1) AND ($2 IS NULL OR finished_at IS NULL OR finished_at >= $2) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(job)
+        .bind(since)
         .bind(limit)
         .fetch_all(&self.store.pool)
         .await

@@ -124,6 +124,19 @@ fn source_needs(job: &str, task: &Task, source: &Source) -> Needs {
     }
 }
 
+/// The external `host:port`s a source connects to (default ports filled in), as placement sees them.
+pub fn source_destinations(source: &Source) -> Vec<Endpoint> {
+    match source {
+        Source::Sqlserver(db) | Source::Postgres(db) => {
+            let port = db.port.map_or(default_port(source), |p| p.0);
+            let host = Host::parse(&db.host).unwrap_or_else(|_| Host::Name(db.host.to_ascii_lowercase()));
+            vec![Endpoint::new(host, port)]
+        }
+        Source::Kafka(k) => k.brokers.clone(),
+        Source::Https(h) => vec![h.url.endpoint().clone()],
+    }
+}
+
 /// Why a declared class contradicts the needs, and what to write instead.
 pub fn class_mismatch(declared: WorkloadClass, needs: &Needs) -> Option<(String, String)> {
     if declared == needs.inferred {

@@ -23,7 +23,7 @@ use switchyard_config::egress::RuleIndex;
 use switchyard_config::manifest::{LoadedManifest, Task, WorkloadClass};
 use switchyard_config::{Code, Diagnostic, Inputs, Seg, sort_in_reading_order};
 
-pub use classify::{Compute, Needs, class_mismatch, derive_needs};
+pub use classify::{Compute, Needs, class_mismatch, derive_needs, source_destinations};
 
 /// The plan: the contract of `switchyard plan --json` (DESIGN §4.5). Field order is the output order.
 #[derive(Debug, Clone, Serialize)]
