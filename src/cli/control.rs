@@ -11,12 +11,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use switchyard_config::value::Duration as HumanDuration;
-use switchyard_config::{Inputs, LoadOptions};
-use switchyard_scheduler::api::{PlanningInputs, load_server_tls};
-use switchyard_scheduler::client::Client;
-use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
-use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind};
 use switchyard_config::settings::{LauncherKind, Settings};
 use switchyard_config::value::Duration as HumanDuration;
 use switchyard_config::{Inputs, LoadOptions};
