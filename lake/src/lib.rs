@@ -12,12 +12,14 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod event_log;
 mod history;
 mod merge;
 mod table;
 mod writer;
 
 pub use error::Error;
+pub use event_log::{EVENT_LOG_TABLE, EventFilter, EventRecord};
 pub use history::{COMMIT_INFO_KEY, Changes};
 pub use table::{Committed, Lake, Position, WriteMode, plain_types};
 pub use writer::TableWriter;

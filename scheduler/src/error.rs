@@ -25,6 +25,10 @@ pub enum Error {
     NotFound { what: &'static str, id: String },
     #[error("attempt {attempt} no longer holds its lease (it is {state}); the report was rejected")]
     Fenced { attempt: i64, state: String },
+    #[error(
+        "cannot write the event log to {target}: {cause} (hint: {hint}); the events stay in the state store and are exported once it works again"
+    )]
+    EventExport { target: String, cause: String, hint: &'static str },
     #[error("the manifests have {} error(s); fix them (see `switchyard plan`) and submit again", errors.len())]
     Rejected { errors: Vec<PlanError> },
     #[error(

@@ -15,6 +15,7 @@ pub mod client;
 pub mod control_plane;
 pub mod engine;
 mod error;
+pub mod events;
 pub mod launcher;
 pub mod plan;
 pub mod spec;

@@ -179,6 +179,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tick: Duration::from_millis(500),
     };
     let shutdown = shutdown_signal();
+    let events = super::events::spawn_exporter(&engine, &settings, shutdown.clone())?;
     let result: anyhow::Result<()> = match k8s_template {
         None => {
             let result = run_control_plane(engine, options, Some((launcher.clone(), policy)), shutdown).await;
@@ -187,6 +188,12 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Some(template) => serve_with_kubernetes(engine, options, policy, template, shutdown).await,
     };
+    // After a shutdown signal the exporter writes what is left and gives up its lease.
+    if result.is_ok() {
+        let _ = events.await;
+    } else {
+        events.abort();
+    }
     result?;
     Ok(ExitCode::SUCCESS)
 }

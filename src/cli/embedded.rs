@@ -129,6 +129,8 @@ pub(crate) struct Embedded {
     agents: Vec<JoinHandle<anyhow::Result<agent::AgentSummary>>>,
     gateways: Vec<super::gateway::Running>,
     control_plane: JoinHandle<Result<(), switchyard_scheduler::Error>>,
+    /// The event log exporter; it exports what is left when the control plane stops.
+    events: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -187,6 +189,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
         settings: inputs.settings.doc.as_ref().map(|d| d.file().to_path_buf()),
         egress: inputs.policy.doc.as_ref().map(|d| d.file().to_path_buf()),
     };
+    let events = super::events::spawn_exporter(&engine, &settings, stop_rx.clone())?;
     let control_plane = tokio::spawn(run_control_plane(
         engine,
         ControlPlaneOptions { listener, tls: None, planning, tick: Duration::from_millis(250) },
@@ -248,6 +251,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
         agents,
         gateways,
         control_plane,
+        events,
     })
 }
 
@@ -268,6 +272,7 @@ impl Embedded {
         if let Ok(Err(e)) = self.control_plane.await {
             eprintln!("warning: the control plane stopped with an error: {e}");
         }
+        let _ = self.events.await;
     }
 }
 

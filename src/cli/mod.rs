@@ -7,6 +7,7 @@ mod cost;
 mod demo;
 mod egress;
 mod embedded;
+mod events;
 mod fetch;
 mod gateway;
 pub(crate) mod logging;
@@ -82,6 +83,9 @@ enum Command {
     Runs(ops::RunsArgs),
     /// Cancel a run (or, with --task, one task run and what waits for it).
     Cancel(ops::CancelArgs),
+    /// Print the event log (task transitions, finished runs, nodes registered and lost, egress
+    /// denials) from the lake's `_switchyard/event_log` Delta table; --follow for new ones.
+    Events(events::EventsArgs),
     /// What the recorded runs cost (dedicated node-hours with idle time, serverless vCPU-seconds
     /// with cold starts) against the same history all-dedicated and all-serverless, with the
     /// arithmetic and per-task recommendations.
@@ -169,6 +173,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => runtime()?.block_on(ops::submit(args)),
         Command::Runs(args) => runtime()?.block_on(ops::runs(args)),
         Command::Cancel(args) => runtime()?.block_on(ops::cancel(args)),
+        Command::Events(args) => runtime()?.block_on(events::run(args)),
         Command::Cost(args) => runtime()?.block_on(cost::run(args)),
         Command::Token { command } => runtime()?.block_on(ops::token(command)),
     }

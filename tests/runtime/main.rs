@@ -5,6 +5,7 @@
 //! node agents.
 
 mod chain;
+mod event_log;
 mod exactly_once;
 mod harness;
 mod nginx;

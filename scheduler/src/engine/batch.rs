@@ -46,6 +46,11 @@ pub(crate) async fn record_events(tx: &mut Tx, events: &[Event<'_>], now: i64) -
         }
         q.execute(&mut **tx).await.map_err(Error::store)?;
     }
+    let logged: Vec<_> = events
+        .iter()
+        .map(|e| crate::events::NewEvent::task_state(e.task_run, e.attempt, e.from, e.to, e.reason))
+        .collect();
+    crate::events::emit(tx, &logged, now).await?;
     Ok(())
 }
 

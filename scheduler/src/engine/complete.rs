@@ -486,15 +486,34 @@ pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Resu
     } else {
         RunState::Succeeded
     };
-    let updated =
-        sqlx::query("UPDATE job_runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'running'")
-            .bind(state.as_str())
-            .bind(now)
-            .bind(run_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(Error::store)?;
-    if updated.rows_affected() > 0 {
+    let updated = sqlx::query(
+        "UPDATE job_runs SET state = $1, finished_at = $2 WHERE id = $3 AND state = 'running' RETURNING job, created_at",
+    )
+    .bind(state.as_str())
+    .bind(now)
+    .bind(run_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(Error::store)?;
+    if let Some(row) = updated {
+        let job: String = row.try_get("job").map_err(Error::store)?;
+        let created_at: i64 = row.try_get("created_at").map_err(Error::store)?;
+        let level = match state {
+            RunState::Failed => crate::events::Level::Error,
+            RunState::Cancelled => crate::events::Level::Warn,
+            _ => crate::events::Level::Info,
+        };
+        let event = crate::events::NewEvent {
+            origin: format!("job_run/{run_id}"),
+            level,
+            event_type: "run_finished",
+            message: format!("{job} (run {run_id}) {}", state.as_str()),
+            details: serde_json::json!({
+                "run": run_id, "job": job, "state": state.as_str(), "duration_ms": now - created_at,
+            }),
+            task_run: None,
+        };
+        crate::events::emit(tx, &[event], now).await?;
         tracing::info!(run = run_id, state = state.as_str(), "Job run finished.");
     }
     Ok(())

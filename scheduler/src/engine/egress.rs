@@ -70,6 +70,8 @@ impl Engine {
             }
             q.execute(&mut *tx).await.map_err(Error::store)?;
         }
+        let denials: Vec<_> = records.iter().filter(|r| r.verdict != "allowed").map(denial_event).collect();
+        crate::events::emit(&mut tx, &denials, now_ms()).await?;
         tx.commit().await.map_err(Error::store)?;
         Ok(())
     }
@@ -138,5 +140,31 @@ impl Engine {
             })
         })
         .transpose()
+    }
+}
+
+/// The event log entry of a denied (or, in dry-run mode, would-be denied) connection.
+fn denial_event(r: &AuditRecord) -> crate::events::NewEvent {
+    let dry = r.verdict == "would_deny";
+    let mut message = format!(
+        "{} {}{} from egress IP {}",
+        if dry { "would deny (dry run)" } else { "denied" },
+        r.destination,
+        r.task.as_deref().map(|t| format!(" for {t}")).unwrap_or_default(),
+        r.egress_ip
+    );
+    if let Some(reason) = r.reason.as_deref().or(r.code.as_deref()) {
+        message.push_str(&format!(": {reason}"));
+    }
+    crate::events::NewEvent {
+        origin: format!("gateway/{}", r.egress_ip),
+        level: crate::events::Level::Warn,
+        event_type: "egress_denied",
+        message,
+        details: serde_json::json!({
+            "destination": r.destination, "egress_ip": r.egress_ip, "task": r.task, "verdict": r.verdict,
+            "code": r.code, "rule": r.rule, "reason": r.reason, "count": r.count, "at": r.at,
+        }),
+        task_run: None,
     }
 }

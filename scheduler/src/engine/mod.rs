@@ -127,6 +127,8 @@ pub(crate) async fn transition(
     .execute(&mut **tx)
     .await
     .map_err(Error::store)?;
+    let event = crate::events::NewEvent::task_state(task_run_id, attempt, from, to, reason);
+    crate::events::emit(tx, &[event], now).await?;
     tracing::debug!(task_run = task_run_id, from = %from, to = %to, reason = reason.unwrap_or(""), "Task transition.");
     Ok(())
 }

@@ -116,6 +116,7 @@ impl Engine {
             NodeKind::Dedicated => "dedicated",
             NodeKind::Serverless => "serverless",
         };
+        let mut tx = self.store.begin().await?;
         sqlx::query(
             "INSERT INTO nodes (id, kind, pool, egress_ip, identities, version, slots, state, registered_at, heartbeat_at, launched_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8, $9)",
@@ -129,9 +130,27 @@ impl Engine {
         .bind(i64::from(info.slots))
         .bind(now)
         .bind(info.launched_at)
-        .execute(&self.store.pool)
+        .execute(&mut *tx)
         .await
         .map_err(Error::store)?;
+        let event = crate::events::NewEvent {
+            origin: format!("node/{node_id}"),
+            level: crate::events::Level::Info,
+            event_type: "node_registered",
+            message: match (&pool, &ip) {
+                (Some(p), Some(ip)) => {
+                    format!("{kind} node {node_id} registered in pool {p} with egress IP {ip}")
+                }
+                _ => format!("{kind} node {node_id} registered"),
+            },
+            details: serde_json::json!({
+                "node": node_id, "kind": kind, "pool": pool, "egress_ip": ip, "slots": info.slots,
+                "version": info.version, "identities": info.identities,
+            }),
+            task_run: None,
+        };
+        crate::events::emit(&mut tx, &[event], now).await?;
+        tx.commit().await.map_err(Error::store)?;
         tracing::info!(node = %node_id, kind, pool = pool.as_deref().unwrap_or("-"), egress_ip = ip.as_deref().unwrap_or("-"), "Node registered.");
         let ttl = self.config.lease_ttl.as_millis() as u64;
         Ok(Registration { node_id, heartbeat_ms: (ttl / 3).max(50), lease_ttl_ms: ttl })
@@ -221,12 +240,28 @@ impl Engine {
 
     /// A node leaving cleanly (after draining).
     pub async fn deregister(&self, node_id: &str) -> Result<(), Error> {
-        sqlx::query("UPDATE nodes SET state = 'gone', heartbeat_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(node_id)
-            .execute(&self.store.pool)
-            .await
-            .map_err(Error::store)?;
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let left = sqlx::query(
+            "UPDATE nodes SET state = 'gone', heartbeat_at = $1 WHERE id = $2 AND state <> 'gone'",
+        )
+        .bind(now)
+        .bind(node_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        if left.rows_affected() > 0 {
+            let event = crate::events::NewEvent {
+                origin: format!("node/{node_id}"),
+                level: crate::events::Level::Info,
+                event_type: "node_deregistered",
+                message: format!("node {node_id} left after draining"),
+                details: serde_json::json!({ "node": node_id }),
+                task_run: None,
+            };
+            crate::events::emit(&mut tx, &[event], now).await?;
+        }
+        tx.commit().await.map_err(Error::store)?;
         tracing::info!(node = node_id, "Node deregistered.");
         Ok(())
     }

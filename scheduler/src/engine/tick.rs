@@ -110,12 +110,49 @@ impl Engine {
 
     /// Nodes silent for three lease periods are declared gone (their leases were reclaimed long ago).
     async fn retire_silent_nodes(&self) -> Result<(), Error> {
-        let cutoff = now_ms() - 3 * self.config.lease_ttl.as_millis() as i64;
-        sqlx::query("UPDATE nodes SET state = 'gone' WHERE state = 'active' AND heartbeat_at < $1")
+        let now = now_ms();
+        let cutoff = now - 3 * self.config.lease_ttl.as_millis() as i64;
+        // A read first: the write transaction (SQLite's one writer) only when a node went silent.
+        let silent = sqlx::query("SELECT id FROM nodes WHERE state = 'active' AND heartbeat_at < $1 LIMIT 1")
             .bind(cutoff)
-            .execute(&self.store.pool)
+            .fetch_optional(&self.store.pool)
             .await
             .map_err(Error::store)?;
+        if silent.is_none() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        let gone = sqlx::query(
+            "UPDATE nodes SET state = 'gone' WHERE state = 'active' AND heartbeat_at < $1 \
+             RETURNING id, kind, pool, egress_ip, heartbeat_at",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Error::store)?;
+        let mut events = Vec::with_capacity(gone.len());
+        for row in &gone {
+            let id: String = row.try_get("id").map_err(Error::store)?;
+            let kind: String = row.try_get("kind").map_err(Error::store)?;
+            let pool: Option<String> = row.try_get("pool").map_err(Error::store)?;
+            let egress_ip: Option<String> = row.try_get("egress_ip").map_err(Error::store)?;
+            let heartbeat_at: i64 = row.try_get("heartbeat_at").map_err(Error::store)?;
+            let silent_s = (now - heartbeat_at) as f64 / 1000.0;
+            events.push(crate::events::NewEvent {
+                origin: format!("control_plane/{}", crate::events::replica()),
+                // A serverless worker that went quiet is routine (it may have been scaled away);
+                // a dedicated node is a static egress IP gone.
+                level: if kind == "dedicated" { crate::events::Level::Error } else { crate::events::Level::Warn },
+                event_type: "node_lost",
+                message: format!("{kind} node {id} stopped heartbeating {silent_s:.0}s ago; declared gone"),
+                details: serde_json::json!({
+                    "node": id, "kind": kind, "pool": pool, "egress_ip": egress_ip, "last_heartbeat_at": heartbeat_at,
+                }),
+                task_run: None,
+            });
+        }
+        crate::events::emit(&mut tx, &events, now).await?;
+        tx.commit().await.map_err(Error::store)?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0003_lake_commits.sql"),
     },
     Migration { version: 4, name: "run_options", sql: include_str!("../../migrations/0004_run_options.sql") },
+    Migration { version: 5, name: "event_log", sql: include_str!("../../migrations/0005_event_log.sql") },
     Migration { version: 7, name: "alerts", sql: include_str!("../../migrations/0007_alerts.sql") },
 ];
 
