@@ -50,13 +50,13 @@ pub enum Error {
     Api { url: String, status: u16, code: String, message: String, hint: String },
     #[error("cannot reach the control plane at {url}: {cause}")]
     Unreachable { url: String, cause: String },
-    #[error("{what}: {reason}")]
-    BadRequest { what: String, reason: String, hint: String },
     #[error("alert webhook {name}: {cause} (hint: {hint})")]
     Webhook { name: String, cause: String, hint: String },
     /// The Kubernetes launcher could not be set up or its API call failed.
     #[error("Kubernetes launcher: {what}: {cause}")]
     Kubernetes { what: String, cause: String },
+    #[error("{what}: {reason}")]
+    BadRequest { what: String, reason: String, hint: String },
 }
 
 fn quoted(tables: &[String]) -> String {

@@ -33,8 +33,8 @@ use tokio::sync::Notify;
 pub use complete::{Outcome, Report, ReportResult};
 pub use cost::{Blocked, CostInputs, CostLine, CostReport, NodeUsage, Recommendation, Scenario, TaskUsage};
 pub use dashboard::{
-    DestinationCounts, EgressActivity, FailureView, IdentityExpiry, JobStatus, NodeStatus, Overview, QueueDepth,
-    ReasonCount, RunBrief, WorkerPoint,
+    DestinationCounts, EgressActivity, FailureView, IdentityExpiry, JobStatus, NodeStatus, Overview,
+    QueueDepth, ReasonCount, RunBrief, WorkerPoint,
 };
 pub use egress::{AuditRecord, PolicyVersion};
 pub use lease::{Lease, RunOptions};
