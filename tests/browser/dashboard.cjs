@@ -89,6 +89,9 @@ function expect(cond, what) {
     const d = await denial.innerText();
     expect(/serverless/.test(d) && /denied/.test(d), "the serverless fetch's denial with its egress IP and verdict");
     expect(await page.getByRole("table", { name: "Egress rules" }).getByRole("row").count() >= 2, "the egress rules");
+    const identity = await page.getByRole("table", { name: "Client identities" }).getByRole("row", { name: /partner-demo/ }).innerText();
+    const days = Number(identity.trim().split(/\s+/).pop());
+    expect(days >= 19 && days <= 21, `the demo identity's days to expiry (${days}, expected about 21)`);
     await shot("egress.png");
 
     await page.keyboard.press("4");

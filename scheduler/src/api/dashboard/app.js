@@ -29,8 +29,11 @@ function h(tag, attrs, ...children) {
 
 const badge = (text, kind) => h("span", { class: `badge ${kind || text}` }, text);
 
+/// Columns that hold numbers, right-aligned.
+const NUMERIC = /^(#|runs|tasks|attempts|allowed|denied|bytes|days left|violations|slots in use|seconds|busy seconds|busy share|cost|saving|serverless cost|dedicated cost)$/i;
+
 function table(headers, rows, opts) {
-  const head = h("tr", {}, headers.map((x) => h("th", { scope: "col", class: /^[#≈]|count|rows|slots|tasks|allowed|denied|bytes|days|cost|hours|seconds|workers/i.test(x) ? "num" : null }, x)));
+  const head = h("tr", {}, headers.map((x) => h("th", { scope: "col", class: NUMERIC.test(x) ? "num" : null }, x)));
   if (!rows.length) {
     return h("p", { class: "muted" }, (opts && opts.empty) || "Nothing yet.");
   }
@@ -332,7 +335,8 @@ async function egressPage() {
 async function costPage() {
   const c = await optional("/api/v1/cost?since=7d");
   if (!c) return [h("h1", {}, "Cost"), h("p", { class: "muted" }, "This control plane does not report costs.")];
-  const money = (x) => (x === null || x === undefined ? "–" : x.toFixed(2));
+  // Small runs cost fractions of a cent: keep three significant digits rather than show 0.00.
+  const money = (x) => (x === null || x === undefined ? "–" : x !== 0 && Math.abs(x) < 1 ? x.toPrecision(3) : x.toFixed(2));
   const scenario = (name, s) => h("tr", {},
     h("th", { scope: "row" }, name),
     h("td", { class: "num" }, money(s.dedicated.cost)),
@@ -359,7 +363,7 @@ async function costPage() {
         h("dt", {}, "Window"), h("dd", {}, `${c.window_hours.toFixed(2)} h`),
       ),
       (c.assumptions || []).length ? h("ul", {}, c.assumptions.map((a) => h("li", { class: "hint" }, a))) : null),
-    h("section", { class: "card", "aria-labelledby": "rec-h" },
+    h("section", { class: "card wide", "aria-labelledby": "rec-h" },
       h("h2", { id: "rec-h" }, "Recommendations"),
       table(["Task", "Move", "Saving", "Why"], c.recommendations.map((r) => h("tr", {},
         h("td", {}, `${r.job} / ${r.task}`), h("td", {}, `${r.from} → ${r.to}`, r.allowed ? "" : [" ", badge("not allowed", "warning")]),
