@@ -18,8 +18,9 @@ use switchyard_scheduler::api::PlanningInputs;
 use switchyard_scheduler::api::types::SubmitRequest;
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
-use switchyard_scheduler::engine::{NodeInfo, NodeKind, RunState, RunView, TaskState};
+use switchyard_scheduler::engine::{NodeInfo, NodeKind, RunOptions, RunState, RunView, TaskState};
 use switchyard_scheduler::launcher::{LocalProcessLauncher, ScalePolicy};
+use switchyard_scheduler::store::now_ms;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -67,34 +68,61 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    if !args.select.is_empty() {
-        // Checked here too, before anything starts, so a typo costs nothing.
-        let specs = switchyard_scheduler::spec::job_specs(&inputs, &planned).map_err(|_| {
-            anyhow::anyhow!("the plan has errors although it reported none; run `switchyard plan`")
-        })?;
-        if let Err(e) = switchyard_scheduler::spec::select_tasks(&specs, &args.select) {
-            eprintln!(
-                "error: {e}\n  hint: select tables by the name in a task's `sink: {{ table: … }}`\nnothing was run"
-            );
-            return Ok(ExitCode::from(2));
+    let specs = switchyard_scheduler::spec::job_specs(&inputs, &planned).map_err(|_| {
+        anyhow::anyhow!("the plan has errors although it reported none; run `switchyard plan`")
+    })?;
+    // Checked here too, before anything starts, so a typo costs nothing.
+    let selected = if args.select.is_empty() {
+        None
+    } else {
+        match switchyard_scheduler::spec::select_tasks(&specs, &args.select) {
+            Ok(selected) => Some(selected),
+            Err(e) => {
+                eprintln!(
+                    "error: {e}\n  hint: select tables by the name in a task's `sink: {{ table: … }}`\nnothing was run"
+                );
+                return Ok(ExitCode::from(2));
+            }
         }
-    }
+    };
+    let downstream = triggered_by_upstream(&specs);
     let settings = inputs.settings.settings.clone();
     let embedded = start(&inputs, &planned).await?;
     let client = embedded.client.clone();
 
     let started = Instant::now();
-    let submitted = client
+    let since_ms = now_ms();
+    // Everything is registered; runs start only for jobs that data from this submission will not
+    // start by itself: an `on_update` job downstream of another runs once that one commits.
+    client
         .submit(&SubmitRequest {
             manifests: read_manifests(&args.paths)?,
-            run: true,
+            run: false,
             full_refresh: args.full_refresh,
-            select: args.select.clone(),
+            select: vec![],
         })
         .await
         .context("submitting the jobs")?;
-    let run_ids: Vec<i64> = submitted.jobs.iter().filter_map(|j| j.run).collect();
-    let interrupted = follow(&client, &run_ids, started).await?;
+    let options = RunOptions { full_refresh: args.full_refresh, ..RunOptions::default() };
+    let mut run_ids = Vec::new();
+    for job in &specs {
+        if downstream.contains(&job.job) {
+            continue;
+        }
+        let only = selected.as_ref().map(|s| s.get(&job.job).cloned().unwrap_or_default());
+        if only.as_ref().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        let run = embedded
+            .engine
+            .trigger_with(&job.job, &options, only.as_deref())
+            .await
+            .with_context(|| format!("starting a run of {}", job.job))?;
+        run_ids.push(run);
+    }
+    let watch = (!downstream.is_empty() || specs.iter().flat_map(|j| &j.tasks).any(|t| t.trigger.is_some()))
+        .then_some(Triggered { engine: &embedded.engine, since_ms });
+    let (interrupted, run_ids) = follow_triggered(&client, run_ids, started, watch).await?;
     let runs = fetch(&client, &run_ids).await?;
     embedded.stop().await;
 
@@ -115,6 +143,27 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// Jobs that another job of the same submission starts through data: every task is
+/// `trigger: on_update` and reads a table some other job writes. `switchyard run` does not start
+/// them itself, so they run once, after their upstream committed, on what it committed.
+fn triggered_by_upstream(specs: &[switchyard_scheduler::spec::JobSpec]) -> HashSet<String> {
+    specs
+        .iter()
+        .filter(|job| {
+            !job.tasks.is_empty()
+                && job.tasks.iter().all(|t| {
+                    t.trigger.is_some()
+                        && t.reads.iter().any(|table| {
+                            specs.iter().any(|other| {
+                                other.job != job.job && other.tasks.iter().any(|w| w.writes.contains(table))
+                            })
+                        })
+                })
+        })
+        .map(|job| job.job.clone())
+        .collect()
+}
+
 /// The embedded default's moving parts, all in this process except the serverless workers (which
 /// the launcher starts as child processes): `switchyard run` and `switchyard demo` share them.
 pub(crate) struct Embedded {
@@ -131,6 +180,9 @@ pub(crate) struct Embedded {
     control_plane: JoinHandle<Result<(), switchyard_scheduler::Error>>,
     /// The event log exporter; it exports what is left when the control plane stops.
     events: JoinHandle<()>,
+    /// The control plane's engine, for what the API does not say: starting runs of registered
+    /// jobs and whether data-triggered runs are still pending.
+    pub(crate) engine: switchyard_scheduler::engine::Engine,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -190,6 +242,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
         egress: inputs.policy.doc.as_ref().map(|d| d.file().to_path_buf()),
     };
     let events = super::events::spawn_exporter(&engine, &settings, stop_rx.clone())?;
+    let engine_handle = engine.clone();
     let control_plane = tokio::spawn(run_control_plane(
         engine,
         ControlPlaneOptions { listener, tls: None, planning, tick: Duration::from_millis(250) },
@@ -252,6 +305,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
         gateways,
         control_plane,
         events,
+        engine: engine_handle,
     })
 }
 
@@ -287,10 +341,41 @@ pub(crate) async fn fetch(client: &Client, ids: &[i64]) -> anyhow::Result<Vec<Ru
 /// Waits for the runs to finish, with a live progress line on a terminal. On Ctrl-C the runs are
 /// cancelled; returns whether that happened.
 pub(crate) async fn follow(client: &Client, ids: &[i64], started: Instant) -> anyhow::Result<bool> {
+    Ok(follow_triggered(client, ids.to_vec(), started, None).await?.0)
+}
+
+/// What `follow_triggered` watches besides the runs it started: runs that commits start.
+pub(crate) struct Triggered<'a> {
+    engine: &'a switchyard_scheduler::engine::Engine,
+    /// Runs created from this time (epoch ms) on belong to this invocation.
+    since_ms: i64,
+}
+
+/// How long everything must stay finished, with no trigger pending, before a pipeline with
+/// `on_update` tasks is over: a node reports a commit within about this long after it is made.
+const SETTLE: Duration = Duration::from_millis(1_500);
+
+/// Follows `ids` until they are finished and, with `triggered`, also every run that data from
+/// them starts (`on_update`), until nothing is running or pending. Returns whether it was
+/// interrupted, and every run it followed.
+pub(crate) async fn follow_triggered(
+    client: &Client,
+    mut ids: Vec<i64>,
+    started: Instant,
+    triggered: Option<Triggered<'_>>,
+) -> anyhow::Result<(bool, Vec<i64>)> {
     let live = std::io::stderr().is_terminal();
     let mut signal = shutdown_signal();
+    let mut quiet_since: Option<Instant> = None;
     loop {
-        let runs = fetch(client, ids).await?;
+        if let Some(t) = &triggered {
+            for run in client.runs(None, 200).await.context("listing runs")? {
+                if run.created_at >= t.since_ms && run.trigger == "on_update" && !ids.contains(&run.id) {
+                    ids.push(run.id);
+                }
+            }
+        }
+        let runs = fetch(client, &ids).await?;
         let tasks: Vec<_> = runs.iter().flat_map(|r| &r.tasks).collect();
         let count = |f: &dyn Fn(TaskState) -> bool| tasks.iter().filter(|t| f(t.state)).count();
         if live {
@@ -304,20 +389,37 @@ pub(crate) async fn follow(client: &Client, ids: &[i64], started: Instant) -> an
             );
             let _ = std::io::stderr().flush();
         }
-        if runs.iter().all(|r| r.state != RunState::Running) {
+        let finished = runs.iter().all(|r| r.state != RunState::Running);
+        let settled = match (&triggered, finished) {
+            (_, false) => {
+                quiet_since = None;
+                false
+            }
+            (None, true) => true,
+            (Some(t), true) => {
+                if t.engine.pending_trigger_count().await? > 0 {
+                    quiet_since = None;
+                    false
+                } else {
+                    quiet_since.get_or_insert_with(Instant::now).elapsed() >= SETTLE
+                }
+            }
+        };
+        if settled {
             if live {
                 eprintln!();
             }
-            return Ok(false);
+            ids.sort_unstable();
+            return Ok((false, ids));
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = signal.changed() => {
                 eprintln!("\ninterrupted: cancelling the runs");
-                for id in ids {
+                for id in &ids {
                     let _ = client.cancel_run(*id).await;
                 }
-                return Ok(true);
+                return Ok((true, ids));
             }
         }
     }

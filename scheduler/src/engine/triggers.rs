@@ -31,6 +31,17 @@ const BATCH: i64 = 100;
 /// otherwise push the run back forever.
 const MAX_DEFERRALS: i64 = 10;
 
+impl Engine {
+    /// Data-triggered runs waiting out their debounce or an earlier run of their task: while
+    /// there are any, a pipeline started by `switchyard run` is not over yet.
+    pub async fn pending_trigger_count(&self) -> Result<i64, Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM pending_triggers")
+            .fetch_one(&self.store.pool)
+            .await
+            .map_err(Error::store)
+    }
+}
+
 /// Records which tables the `on_update` tasks of `spec` read, replacing what the job's previous
 /// definition recorded.
 pub(crate) async fn index_readers(tx: &mut Tx, spec: &JobSpec) -> Result<(), Error> {
