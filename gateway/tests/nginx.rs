@@ -1,10 +1,9 @@
 //! The dialer against a real nginx that requires a client certificate (`ssl_verify_client on`)
 //! and allows only source 127.0.0.2 (`allow`/`deny`). Certificates come from a throwaway CA made
-//! here with rcgen. nginx is installed by `scripts/test` (Debian's nginx-light).
+//! with rcgen (`switchyard-testkit`, shared with the ingest and runtime tests). nginx is installed by `scripts/test` (Debian's nginx-light).
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,126 +16,15 @@ use switchyard_gateway::classify::classify_http;
 use switchyard_gateway::dial::{Dialer, DialerConfig, Target};
 use switchyard_gateway::identity::Identities;
 use switchyard_gateway::policy::{Enforcer, Mode};
+use switchyard_testkit::{Nginx, Pki, new_ca};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let (ca, pem) = new_ca("Switchyard test CA");
-        std::fs::write(dir.path().join("ca.crt"), pem).unwrap();
-        Pki { dir, ca }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Writes NAME.crt / NAME.key signed by `issuer` (this CA by default).
-    fn leaf(
-        &self,
-        name: &str,
-        sans: &[&str],
-        issuer: Option<&rcgen::Issuer<'static, rcgen::KeyPair>>,
-        expired: bool,
-    ) -> IdentityFiles {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let cert = params.signed_by(&key, issuer.unwrap_or(&self.ca)).unwrap();
-        let (crt, pem_key) = (self.path(&format!("{name}.crt")), self.path(&format!("{name}.key")));
-        std::fs::write(&crt, cert.pem()).unwrap();
-        std::fs::write(&pem_key, key.serialize_pem()).unwrap();
-        IdentityFiles { cert: crt, key: pem_key, ca: Some(self.path("ca.crt")) }
-    }
-}
-
-fn new_ca(cn: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
-    let pem = params.self_signed(&key).unwrap().pem();
-    (rcgen::Issuer::new(params, key), pem)
-}
-
-/// nginx on 127.0.0.1:PORT, stopped when dropped.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nginx {
-    fn start(pki: &Pki) -> Nginx {
-        let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("nginx is not installed: run scripts/test, which installs it");
-        pki.leaf("server", &["localhost", "127.0.0.1"], None, false);
-        let dir = pki.path("nginx");
-        std::fs::create_dir_all(dir.join("www")).unwrap();
-        std::fs::write(dir.join("www/index.json"), "{\"hello\": \"partner\"}\n").unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let user = if nix_is_root() { "user root;" } else { "" };
-        let conf = format!(
-            "{user}\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  \
-             server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {s}/server.crt;\n    ssl_certificate_key {s}/server.key;\n    ssl_client_certificate {s}/ca.crt;\n    ssl_verify_client on;\n    \
-             root {d}/www;\n    location / {{ allow 127.0.0.2; deny all; }}\n  }}\n}}\n",
-            d = dir.display(),
-            s = pki.dir.path().display()
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx)
-            .args([
-                "-p",
-                dir.to_str().unwrap(),
-                "-c",
-                dir.join("nginx.conf").to_str().unwrap(),
-                "-g",
-                "daemon off;",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Owned by the guard from here on, so it is reaped on every path.
-        let nginx = Nginx { child, port, dir };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return nginx;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "nginx did not start: {}",
-            std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
-        );
-    }
-
-    fn access_log_lines(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("access.log")).map_or(0, |s| s.lines().count())
-    }
-}
-
-fn nix_is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+/// The partner: nginx (shared with the other packages' tests) serving `/index.json` to source
+/// 127.0.0.2 with a client certificate from `pki`.
+fn start_nginx(pki: &Pki) -> Nginx {
+    let nginx = Nginx::start(pki, switchyard_testkit::free_port(), "", "");
+    std::fs::write(nginx.dir.join("www/index.json"), "{\"hello\": \"partner\"}\n").unwrap();
+    nginx
 }
 
 fn policy(port: u16) -> EgressPolicy {
@@ -185,8 +73,8 @@ async fn get(dialer: &Dialer, port: u16) -> Result<(u16, String), Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_and_source_ip_allowlist_through_the_dialer() {
     let pki = Pki::new();
-    let nginx = Nginx::start(&pki);
-    let good = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let nginx = start_nginx(&pki);
+    let good = pki.leaf("partner-prod", &["partner-prod"], None);
 
     // Bound to 127.0.0.2 with the right identity: success.
     let (d, _, mut audit) = dialer(nginx.port, "127.0.0.2", good.clone());
@@ -211,11 +99,11 @@ async fn mtls_and_source_ip_allowlist_through_the_dialer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_expired_client_certificates_are_authentication_failures() {
     let pki = Pki::new();
-    let nginx = Nginx::start(&pki);
+    let nginx = start_nginx(&pki);
     let (other_ca, _) = new_ca("Someone else's CA");
     for (name, files) in [
-        ("untrusted", pki.leaf("untrusted", &["x"], Some(&other_ca), false)),
-        ("expired", pki.leaf("expired", &["x"], None, true)),
+        ("untrusted", pki.leaf("untrusted", &["x"], Some(&other_ca))),
+        ("expired", pki.expired_leaf("expired", &["x"])),
     ] {
         let (d, _, _) = dialer(nginx.port, "127.0.0.2", files);
         let class = match get(&d, nginx.port).await {
@@ -229,10 +117,10 @@ async fn wrong_or_expired_client_certificates_are_authentication_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unlisted_destination_is_denied_before_any_packet_and_audited() {
     let pki = Pki::new();
-    let nginx = Nginx::start(&pki);
-    let good = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let nginx = start_nginx(&pki);
+    let good = pki.leaf("partner-prod", &["partner-prod"], None);
     let (d, _, mut audit) = dialer(nginx.port, "127.0.0.2", good);
-    let before = nginx.access_log_lines();
+    let before = nginx.accesses().len();
     // Same server, but as 127.0.0.1: no rule allows that host name.
     let err = d.connect(&Target::parse("127.0.0.1", nginx.port).unwrap()).await.unwrap_err();
     assert!(matches!(err, Error::Denied { .. }), "{err}");
@@ -241,16 +129,16 @@ async fn an_unlisted_destination_is_denied_before_any_packet_and_audited() {
     assert!(matches!(&event.verdict, Verdict::Denied { code: "denied_by_policy", .. }), "{event:?}");
     assert_eq!(event.destination, format!("127.0.0.1:{}", nginx.port));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(nginx.access_log_lines(), before, "nginx saw a connection");
+    assert_eq!(nginx.accesses().len(), before, "nginx saw a connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_certificate_files_are_picked_up_without_a_restart() {
     let pki = Pki::new();
-    let nginx = Nginx::start(&pki);
+    let nginx = start_nginx(&pki);
     let (other_ca, _) = new_ca("Old CA");
     // Start with a certificate nginx does not trust …
-    let files = pki.leaf("partner-prod", &["partner-prod"], Some(&other_ca), false);
+    let files = pki.leaf("partner-prod", &["partner-prod"], Some(&other_ca));
     let (d, identities, _) = dialer(nginx.port, "127.0.0.2", files.clone());
     let first = match get(&d, nginx.port).await {
         Ok((status, body)) => classify_http(status, &body, "127.0.0.2".parse().unwrap()).map(|f| f.class),
@@ -260,7 +148,7 @@ async fn rotated_certificate_files_are_picked_up_without_a_restart() {
     let old_expiry = identities.get("partner-prod").unwrap().not_after;
     // … then rotate the files in place (mtime changes), as an operator would.
     std::thread::sleep(Duration::from_millis(20));
-    pki.leaf("partner-prod", &["partner-prod"], None, false);
+    pki.leaf("partner-prod", &["partner-prod"], None);
     assert_eq!(identities.reload_changed(), ["partner-prod"]);
     assert!(identities.get("partner-prod").unwrap().not_after >= old_expiry);
     let (status, body) = get(&d, nginx.port).await.unwrap();
@@ -270,8 +158,8 @@ async fn rotated_certificate_files_are_picked_up_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_through_the_connect_proxy_allowed_and_denied() {
     let pki = Pki::new();
-    let nginx = Nginx::start(&pki);
-    let client = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let nginx = start_nginx(&pki);
+    let client = pki.leaf("partner-prod", &["partner-prod"], None);
     let (d, _, mut audit) = dialer(nginx.port, "127.0.0.2", client.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = format!("http://{}", listener.local_addr().unwrap());
@@ -309,14 +197,14 @@ async fn curl_through_the_connect_proxy_allowed_and_denied() {
     }
 
     // Denied: no rule for 127.0.0.1 → the proxy answers 403 and audits it; nginx sees nothing.
-    let before = nginx.access_log_lines();
+    let before = nginx.accesses().len();
     let out = curl(format!("https://127.0.0.1:{}/index.json", nginx.port)).await.unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("403"), "{stderr}");
     let event = audit.recv().await.unwrap();
     assert!(matches!(event.verdict, Verdict::Denied { code: "denied_by_policy", .. }), "{event:?}");
-    assert_eq!(nginx.access_log_lines(), before);
+    assert_eq!(nginx.accesses().len(), before);
     let _ = stop.send(true);
 }
 
@@ -324,8 +212,8 @@ async fn curl_through_the_connect_proxy_allowed_and_denied() {
 async fn egress_check_names_the_failing_stage() {
     use switchyard_gateway::check::check;
     let pki = Pki::new();
-    let nginx = Nginx::start(&pki);
-    let good = pki.leaf("partner-prod", &["partner-prod"], None, false);
+    let nginx = start_nginx(&pki);
+    let good = pki.leaf("partner-prod", &["partner-prod"], None);
     let (d, identities, _) = dialer(nginx.port, "127.0.0.2", good.clone());
     let ok = check(&d, &identities, &Target::parse("localhost", nginx.port).unwrap(), true).await;
     assert!(ok.ok(), "{ok:?}");
@@ -362,7 +250,7 @@ async fn egress_check_names_the_failing_stage() {
         Some("denied_by_policy")
     );
     // An expired identity is reported as such.
-    let expired = pki.leaf("old", &["x"], None, true);
+    let expired = pki.expired_leaf("old", &["x"]);
     let (d3, ids3, _) = dialer(nginx.port, "127.0.0.2", expired);
     let r = check(&d3, &ids3, &Target::parse("localhost", nginx.port).unwrap(), true).await;
     assert_eq!(r.code, Some("cert_expired"), "{r:?}");

@@ -78,7 +78,7 @@ fn cursor_pages(root: &std::path::Path, dir: &str, pages: u64, per_page: u64) {
 
 fn site() -> Site {
     let pki = Pki::new();
-    let port = Nginx::free_port();
+    let port = nginx::free_port();
     let root = pki.path("nginx/www");
     cursor_pages(&root, "items", PAGES, PER_PAGE);
     cursor_pages(&root, "slow", 3, 10);
@@ -543,7 +543,7 @@ async fn source_ip_and_certificate_refusals_are_access_and_authentication() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_missing_pages_bad_bodies_and_closed_ports_are_classified() {
     let site = site();
-    let closed = Nginx::free_port();
+    let closed = nginx::free_port();
     let (dialer, audit) =
         nginx::dialer(&policy(site.nginx.port, true, closed), "127.0.0.2", Some(site.partner.clone()));
     let node = Node::with_dialer(dialer, audit);

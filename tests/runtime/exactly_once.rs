@@ -32,7 +32,7 @@ use switchyard_lake::arrow::record_batch::RecordBatch;
 use switchyard_scheduler::engine::{AttemptState, RunState, RunView};
 
 use crate::harness::*;
-use crate::nginx::{Nginx, Pki};
+use switchyard_testkit::{Nginx, Pki};
 
 /// SIGKILLs per test. The control plane fails a task that lost its node more than 5 times.
 const KILLS: u64 = 5;
@@ -623,10 +623,11 @@ async fn exactly_once_https_cursor_pages_over_mtls_survive_kill_9() {
     }
     let nginx = Nginx::start(
         &pki,
+        switchyard_testkit::free_port(),
         "map $arg_cursor $cursor_page { \"\" 1; default $arg_cursor; }",
         "location = /api/items { try_files /items/$cursor_page.json =404; }",
     );
-    let partner = pki.leaf("partner", &["partner"]);
+    let partner = pki.leaf("partner", &["partner"], None);
 
     let state = PgDb::create().await;
     let setup = Setup::new(&state.url, LEASE_TTL);

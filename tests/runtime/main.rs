@@ -8,6 +8,5 @@ mod chain;
 mod event_log;
 mod exactly_once;
 mod harness;
-mod nginx;
 mod scenarios;
 mod serverless;

@@ -1,8 +1,8 @@
-//! A real nginx for the HTTPS kill tests, set up like a partner's API gateway: TLS requiring a
-//! client certificate (`ssl_verify_client on`) and allowing only source 127.0.0.2 (`allow`/`deny`).
-//! Certificates come from a throwaway CA made with rcgen. nginx is installed by `scripts/test`.
-//! Copied (trimmed) from `ingest/tests/nginx/mod.rs`: test modules of another package cannot be
-//! imported.
+//! Test fixtures several packages' tests share (a test module of one package cannot be imported by
+//! another's): a throwaway CA made with rcgen, and a real nginx set up like a partner's API
+//! gateway — TLS that requires a client certificate from that CA (`ssl_verify_client on`) and
+//! serves only source 127.0.0.2 (`allow`/`deny`). nginx is installed by `scripts/test`
+//! (Debian's nginx-light).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,37 +10,59 @@ use std::time::Duration;
 
 use switchyard_config::settings::IdentityFiles;
 
-type Issuer = rcgen::Issuer<'static, rcgen::KeyPair>;
+/// A CA this crate signs with.
+pub type Ca = rcgen::Issuer<'static, rcgen::KeyPair>;
 
-/// A CA and the certificates it signs, in a temporary directory.
-pub(crate) struct Pki {
-    pub(crate) dir: tempfile::TempDir,
-    ca: Issuer,
+/// A free port of 127.0.0.1 (for a site whose pages must name it before nginx starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A throwaway CA in a temporary directory, with `ca.crt` beside the certificates it issues.
+#[derive(Debug)]
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    ca: Ca,
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Pki::new()
+    }
 }
 
 impl Pki {
-    pub(crate) fn new() -> Pki {
+    pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Switchyard test CA");
-        let pem = params.self_signed(&key).unwrap().pem();
+        let (ca, pem) = new_ca("Switchyard test CA");
         std::fs::write(dir.path().join("ca.crt"), pem).unwrap();
-        Pki { dir, ca: rcgen::Issuer::new(params, key) }
+        Pki { dir, ca }
     }
 
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// Writes NAME.crt / NAME.key signed by this CA.
-    pub(crate) fn leaf(&self, name: &str, sans: &[&str]) -> IdentityFiles {
+    /// Writes NAME.crt / NAME.key signed by `issuer` (this CA by default).
+    pub fn leaf(&self, name: &str, sans: &[&str], issuer: Option<&Ca>) -> IdentityFiles {
+        self.issue(name, sans, issuer, false)
+    }
+
+    /// Like [`Pki::leaf`], signed by this CA but valid only during 2020.
+    pub fn expired_leaf(&self, name: &str, sans: &[&str]) -> IdentityFiles {
+        self.issue(name, sans, None, true)
+    }
+
+    fn issue(&self, name: &str, sans: &[&str], issuer: Option<&Ca>, expired: bool) -> IdentityFiles {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params =
             rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&key, &self.ca).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, issuer.unwrap_or(&self.ca)).unwrap();
         let (crt, pem_key) = (self.path(&format!("{name}.crt")), self.path(&format!("{name}.key")));
         std::fs::write(&crt, cert.pem()).unwrap();
         std::fs::write(&pem_key, key.serialize_pem()).unwrap();
@@ -48,11 +70,23 @@ impl Pki {
     }
 }
 
-/// nginx on 127.0.0.1:PORT serving `pki.path("nginx/www")`, stopped when dropped.
-pub(crate) struct Nginx {
+/// A CA of its own (for certificates the test CA did not sign) and its PEM.
+pub fn new_ca(cn: &str) -> (Ca, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let pem = params.self_signed(&key).unwrap().pem();
+    (rcgen::Issuer::new(params, key), pem)
+}
+
+/// nginx on 127.0.0.1:PORT serving `www` under its directory (`pki.path("nginx/www")`), stopped
+/// when dropped.
+#[derive(Debug)]
+pub struct Nginx {
     child: Child,
-    pub(crate) port: u16,
-    pub(crate) dir: PathBuf,
+    pub port: u16,
+    pub dir: PathBuf,
 }
 
 impl Drop for Nginx {
@@ -63,15 +97,15 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    /// Starts nginx on a free port with `http` added to the `http` block and `locations` to the
-    /// server. Each access is logged as `STATUS CONNECTION URI`.
-    pub(crate) fn start(pki: &Pki, http: &str, locations: &str) -> Nginx {
+    /// Starts nginx on `port` with `http` added to the `http` block and `locations` to the
+    /// server; the document root is `pki.path("nginx/www")`. Each access is logged as
+    /// `STATUS CONNECTION URI`.
+    pub fn start(pki: &Pki, port: u16, http: &str, locations: &str) -> Nginx {
         let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("nginx is not installed: run scripts/test, which installs it (Debian's nginx-light)");
-        let port = crate::harness::free_port();
-        pki.leaf("server", &["localhost", "127.0.0.1"]);
+        pki.leaf("server", &["localhost", "127.0.0.1"], None);
         let dir = pki.path("nginx");
         std::fs::create_dir_all(dir.join("www")).unwrap();
         let user = if is_root() { "user root;" } else { "" };
@@ -96,7 +130,7 @@ impl Nginx {
                 "daemon off;",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         // Owned by the guard from here on, so it is reaped on every path.
@@ -114,7 +148,7 @@ impl Nginx {
     }
 
     /// The access log: (status, connection number, URI) per request.
-    pub(crate) fn accesses(&self) -> Vec<(u16, u64, String)> {
+    pub fn accesses(&self) -> Vec<(u16, u64, String)> {
         std::fs::read_to_string(self.dir.join("access.log"))
             .unwrap_or_default()
             .lines()
