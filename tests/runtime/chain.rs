@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use switchyard_scheduler::api::types::{ManifestFile, SubmitRequest};
 use switchyard_scheduler::engine::{RunState, RunView};
 
-use super::harness::{PgDb, Setup};
+use super::harness::{PgDb, Setup, write_bronze_t};
 
 const DEBOUNCE: &str = "500ms";
 
@@ -186,30 +186,10 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
 /// each, the downstream one triggered, the gold table built from what silver committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchyard_run_follows_the_runs_its_commits_trigger() {
-    use std::sync::Arc;
-
-    use switchyard_lake::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
-    use switchyard_lake::arrow::record_batch::RecordBatch;
-    use switchyard_lake::{Lake, WriteMode};
-
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(&format!("sqlite://{}/state.db", dir.path().display()), "10s");
-    let lake_root = dir.path().join("lake");
-    let settings = setup.path("switchyard.toml");
-    let mut text = std::fs::read_to_string(&settings).unwrap();
-    text.push_str(&format!(
-        "\n[lake]\nroot = \"{}\"\n\n[scheduler]\ntrigger_debounce = \"300ms\"\n",
-        lake_root.display()
-    ));
-    std::fs::write(&settings, text).unwrap();
-    let lake = Lake::new(lake_root.to_str().unwrap()).unwrap();
-    let batch = RecordBatch::try_from_iter([
-        ("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef),
-        ("provider", Arc::new(StringArray::from(vec!["a", "a", "b", "b", "b"])) as ArrayRef),
-        ("amount", Arc::new(Float64Array::from(vec![10.0, -1.0, 5.0, 7.0, 8.0])) as ArrayRef),
-    ])
-    .unwrap();
-    lake.commit(&"bronze.t".parse().unwrap(), vec![batch], WriteMode::Append, &[]).await.unwrap();
+    let lake = setup.use_lake(&dir.path().join("lake"), "\n[scheduler]\ntrigger_debounce = \"300ms\"\n");
+    write_bronze_t(&lake).await;
     setup.write_job(
         "silver.yaml",
         "job: silver\nexternal_tables: [bronze.t]\ntasks:\n  - name: clean\n    \
@@ -220,16 +200,7 @@ async fn switchyard_run_follows_the_runs_its_commits_trigger() {
         "job: gold\ntasks:\n  - name: totals\n    trigger: on_update\n    \
          sql: SELECT provider, count(*) AS n FROM silver.t GROUP BY provider\n    sink: { table: gold.t, mode: overwrite }\n",
     );
-    let egress = setup.path("egress.yaml");
-    let jobs = setup.path("jobs");
-    let (code, stdout, stderr) = setup.run_cli(&[
-        "run",
-        "--settings",
-        settings.to_str().unwrap(),
-        "--egress",
-        egress.to_str().unwrap(),
-        jobs.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = setup.run_jobs();
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let runs: Vec<&str> = stdout.lines().filter(|l| l.starts_with("run ")).collect();
     assert_eq!(runs.len(), 2, "one run of each job:\n{stdout}");

@@ -8,6 +8,24 @@ use sqlx::Executor;
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{RunState, RunView};
 
+/// Commits the five-row `bronze.t` (id, provider a/b, amount; id 2's amount is negative) that the
+/// transform tests read.
+pub(crate) async fn write_bronze_t(lake: &switchyard_lake::Lake) {
+    use std::sync::Arc;
+
+    use switchyard_lake::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    use switchyard_lake::arrow::record_batch::RecordBatch;
+
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef),
+        ("provider", Arc::new(StringArray::from(vec!["a", "a", "b", "b", "b"])) as ArrayRef),
+        ("amount", Arc::new(Float64Array::from(vec![10.0, -1.0, 5.0, 7.0, 8.0])) as ArrayRef),
+    ])
+    .unwrap();
+    let table = "bronze.t".parse().unwrap();
+    lake.commit(&table, vec![batch], switchyard_lake::WriteMode::Append, &[]).await.unwrap();
+}
+
 pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_switchyard")
 }
@@ -214,6 +232,29 @@ idle_timeout = "3s"
             .spawn()
             .unwrap();
         Proc { child }
+    }
+
+    /// `switchyard run` on this setup's settings, policy and jobs folder, to completion.
+    pub(crate) fn run_jobs(&self) -> (i32, String, String) {
+        let (settings, egress, jobs) =
+            (self.path("switchyard.toml"), self.path("egress.yaml"), self.path("jobs"));
+        self.run_cli(&[
+            "run",
+            "--settings",
+            settings.to_str().unwrap(),
+            "--egress",
+            egress.to_str().unwrap(),
+            jobs.to_str().unwrap(),
+        ])
+    }
+
+    /// Puts the lake at `root` (plus `more` settings) into this setup's settings; returns the lake.
+    pub(crate) fn use_lake(&self, root: &Path, more: &str) -> switchyard_lake::Lake {
+        let settings = self.path("switchyard.toml");
+        let mut text = std::fs::read_to_string(&settings).unwrap();
+        text.push_str(&format!("\n[lake]\nroot = \"{}\"\n{more}", root.display()));
+        std::fs::write(&settings, text).unwrap();
+        switchyard_lake::Lake::new(root.to_str().unwrap()).unwrap()
     }
 
     /// Runs a CLI command to completion in this setup; returns (exit code, stdout, stderr).

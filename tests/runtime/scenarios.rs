@@ -197,17 +197,7 @@ fn a_thousand_task_dag_runs_in_dependency_order() {
         }
     }
     setup.write_job("dag.yaml", &yaml);
-    let settings = setup.path("switchyard.toml");
-    let egress = setup.path("egress.yaml");
-    let jobs = setup.path("jobs");
-    let (code, stdout, stderr) = setup.run_cli(&[
-        "run",
-        "--settings",
-        settings.to_str().unwrap(),
-        "--egress",
-        egress.to_str().unwrap(),
-        jobs.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = setup.run_jobs();
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("1000/1000 tasks succeeded"), "{}", stdout.lines().last().unwrap_or(""));
     // Order, from the store: every task started after its dependencies finished.
@@ -241,18 +231,8 @@ fn retries_and_timeouts_behave_as_configured() {
             c = counter.display()
         ),
     );
-    let settings = setup.path("switchyard.toml");
-    let egress = setup.path("egress.yaml");
-    let jobs = setup.path("jobs");
     let started = Instant::now();
-    let (code, stdout, _) = setup.run_cli(&[
-        "run",
-        "--settings",
-        settings.to_str().unwrap(),
-        "--egress",
-        egress.to_str().unwrap(),
-        jobs.to_str().unwrap(),
-    ]);
+    let (code, stdout, _) = setup.run_jobs();
     assert_eq!(code, 1, "the timed-out task fails the run:\n{stdout}");
     assert!(
         started.elapsed() < Duration::from_secs(25),
@@ -466,17 +446,7 @@ async fn run_tasks_reach_declared_destinations_only_through_the_node_gateway() {
             out = out.display()
         ),
     );
-    let settings = setup.path("switchyard.toml");
-    let egress = setup.path("egress.yaml");
-    let jobs = setup.path("jobs");
-    let (code, stdout, stderr) = setup.run_cli(&[
-        "run",
-        "--settings",
-        settings.to_str().unwrap(),
-        "--egress",
-        egress.to_str().unwrap(),
-        jobs.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = setup.run_jobs();
     assert_eq!(code, 1, "sneaky must fail:\n{stdout}\n{stderr}");
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),

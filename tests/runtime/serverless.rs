@@ -6,11 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use switchyard_lake::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
-use switchyard_lake::arrow::record_batch::RecordBatch;
-use switchyard_lake::{Lake, WriteMode};
+use switchyard_lake::arrow::array::{Float64Array, Int64Array, StringArray};
 
-use super::harness::Setup;
+use super::harness::{Setup, write_bronze_t};
 
 /// An HTTP server counting the connections it accepts.
 async fn counting_server() -> (u16, Arc<AtomicUsize>) {
@@ -31,20 +29,8 @@ async fn counting_server() -> (u16, Arc<AtomicUsize>) {
 async fn transforms_run_on_workers_and_workers_have_no_egress() {
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(&format!("sqlite://{}/state.db", dir.path().display()), "10s");
-    let lake_root = dir.path().join("lake");
-    let settings = setup.path("switchyard.toml");
-    let mut text = std::fs::read_to_string(&settings).unwrap();
-    text.push_str(&format!("\n[lake]\nroot = \"{}\"\n", lake_root.display()));
-    std::fs::write(&settings, text).unwrap();
-
-    let lake = Lake::new(lake_root.to_str().unwrap()).unwrap();
-    let batch = RecordBatch::try_from_iter([
-        ("id", Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef),
-        ("provider", Arc::new(StringArray::from(vec!["a", "a", "b", "b", "b"])) as ArrayRef),
-        ("amount", Arc::new(Float64Array::from(vec![10.0, -1.0, 5.0, 7.0, 8.0])) as ArrayRef),
-    ])
-    .unwrap();
-    lake.commit(&"bronze.t".parse().unwrap(), vec![batch], WriteMode::Append, &[]).await.unwrap();
+    let lake = setup.use_lake(&dir.path().join("lake"), "");
+    write_bronze_t(&lake).await;
 
     let (port, seen) = counting_server().await;
     setup.write_job(
@@ -67,16 +53,7 @@ tasks:
 "#
         ),
     );
-    let egress = setup.path("egress.yaml");
-    let jobs = setup.path("jobs");
-    let (code, stdout, stderr) = setup.run_cli(&[
-        "run",
-        "--settings",
-        settings.to_str().unwrap(),
-        "--egress",
-        egress.to_str().unwrap(),
-        jobs.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = setup.run_jobs();
     assert_eq!(code, 1, "sneaky must fail:\n{stdout}\n{stderr}");
     assert!(stdout.contains("serverless workers have no egress"), "{stdout}");
     assert!(stdout.contains("failed (access)"), "{stdout}");
