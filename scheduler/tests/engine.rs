@@ -4,34 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestDb, engine, job, task};
+use common::{TestDb, engine, job, node, task, worker};
 use switchyard_config::FailureClass;
-use switchyard_scheduler::engine::{NodeInfo, NodeKind, Outcome, Report, ReportResult, RunState, TaskState};
+use switchyard_scheduler::engine::{Outcome, Report, ReportResult, RunState, TaskState};
 use switchyard_scheduler::plan::Compute;
-
-fn node(pool: &str, ip: &str) -> NodeInfo {
-    NodeInfo {
-        kind: NodeKind::Dedicated,
-        pool: Some(pool.into()),
-        egress_ip: Some(ip.parse().unwrap()),
-        identities: vec![],
-        version: "test".into(),
-        slots: 4,
-        launched_at: None,
-    }
-}
-
-fn worker() -> NodeInfo {
-    NodeInfo {
-        kind: NodeKind::Serverless,
-        pool: None,
-        egress_ip: None,
-        identities: vec![],
-        version: "test".into(),
-        slots: 4,
-        launched_at: None,
-    }
-}
 
 fn ok(attempt: i64) -> Report {
     Report {

@@ -8,39 +8,15 @@ use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::{TestDb, job, task};
+use common::{TestDb, job, node, task, worker};
 use switchyard_config::FailureClass;
 use switchyard_config::settings::{Alerts, Settings, Webhook, WebhookFormat};
 use switchyard_scheduler::alerts::Alerter;
 use switchyard_scheduler::api::types::{CertificateExpiry, CommitRecord};
 use switchyard_scheduler::engine::health::{Health, Severity, Status};
-use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind, Outcome, Report, Role};
+use switchyard_scheduler::engine::{Engine, EngineConfig, Outcome, Report, Role};
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::store::{Store, now_ms};
-
-fn node(pool: &str, ip: &str) -> NodeInfo {
-    NodeInfo {
-        kind: NodeKind::Dedicated,
-        pool: Some(pool.into()),
-        egress_ip: Some(ip.parse().unwrap()),
-        identities: vec!["partner-prod".into()],
-        version: "test".into(),
-        slots: 8,
-        launched_at: None,
-    }
-}
-
-fn worker() -> NodeInfo {
-    NodeInfo {
-        kind: NodeKind::Serverless,
-        pool: None,
-        egress_ip: None,
-        identities: vec![],
-        version: "test".into(),
-        slots: 4,
-        launched_at: None,
-    }
-}
 
 fn report(attempt: i64, outcome: Outcome) -> Report {
     Report {

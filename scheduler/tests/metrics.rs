@@ -9,9 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{TestDb, engine, job, task};
+use common::{TestDb, engine, job, node, task, worker};
 use switchyard_scheduler::api::types::{CertificateExpiry, CommitRecord};
-use switchyard_scheduler::engine::{AuditRecord, NodeInfo, NodeKind, Outcome, Report};
+use switchyard_scheduler::engine::{AuditRecord, Outcome, Report};
 use switchyard_scheduler::plan::Compute;
 
 /// One parsed exposition: series (`name{sorted labels}`) → value, and family name → type.
@@ -161,30 +161,6 @@ fn parse(text: &str) -> Parsed {
         }
     }
     parsed
-}
-
-fn node(pool: &str, ip: &str) -> NodeInfo {
-    NodeInfo {
-        kind: NodeKind::Dedicated,
-        pool: Some(pool.into()),
-        egress_ip: Some(ip.parse().unwrap()),
-        identities: vec!["partner-prod".into()],
-        version: "test".into(),
-        slots: 4,
-        launched_at: None,
-    }
-}
-
-fn worker() -> NodeInfo {
-    NodeInfo {
-        kind: NodeKind::Serverless,
-        pool: None,
-        egress_ip: None,
-        identities: vec![],
-        version: "test".into(),
-        slots: 4,
-        launched_at: None,
-    }
 }
 
 fn report(attempt: i64, outcome: Outcome, details: Option<serde_json::Value>) -> Report {

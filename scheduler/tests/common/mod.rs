@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::Executor;
 use switchyard_config::settings::{Pool, Settings};
-use switchyard_scheduler::engine::{Engine, EngineConfig};
+use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind};
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::spec::{JobSpec, TaskSpec};
 use switchyard_scheduler::store::Store;
@@ -120,4 +120,30 @@ macro_rules! both_stores {
             }
         }
     };
+}
+
+/// A dedicated node of `pool` leaving from `ip`, holding the `partner-prod` identity.
+pub fn node(pool: &str, ip: &str) -> NodeInfo {
+    NodeInfo {
+        kind: NodeKind::Dedicated,
+        pool: Some(pool.into()),
+        egress_ip: Some(ip.parse().unwrap()),
+        identities: vec!["partner-prod".into()],
+        version: "test".into(),
+        slots: 4,
+        launched_at: None,
+    }
+}
+
+/// A serverless worker.
+pub fn worker() -> NodeInfo {
+    NodeInfo {
+        kind: NodeKind::Serverless,
+        pool: None,
+        egress_ip: None,
+        identities: vec![],
+        version: "test".into(),
+        slots: 4,
+        launched_at: None,
+    }
 }
