@@ -18,11 +18,27 @@ pub enum Error {
     MissingVersion { table: String, version: u64 },
     #[error("table {table}: the log entry of version {version} is not valid JSON ({cause})")]
     Log { table: String, version: u64, cause: String },
+    #[error("lake root `{root}`: {setting} would make concurrent commits unsafe: {why}")]
+    CommitSafety { root: String, setting: String, why: String },
+}
+
+impl Error {
+    /// The object-store failure behind this error, if it is one.
+    pub fn store_failure(&self) -> Option<crate::StoreFailure> {
+        match self {
+            Error::Delta { cause, .. } => crate::store::store_failure(cause),
+            _ => None,
+        }
+    }
 }
 
 impl Error {
     pub fn class(&self) -> FailureClass {
+        if let Some(failure) = self.store_failure() {
+            return failure.class();
+        }
         match self {
+            Error::CommitSafety { .. } => FailureClass::Internal,
             Error::IncompatibleSchema { .. } => FailureClass::Data,
             Error::Root { .. } | Error::PositionConflict { .. } | Error::Log { .. } => FailureClass::Internal,
             Error::MissingVersion { .. } => FailureClass::Data,
@@ -36,7 +52,11 @@ impl Error {
     }
 
     pub fn hint(&self) -> &'static str {
+        if let Some(failure) = self.store_failure() {
+            return failure.hint();
+        }
         match self {
+            Error::CommitSafety { .. } => "change the setting named above, then start again",
             Error::IncompatibleSchema { .. } => {
                 "new nullable columns are merged automatically; a changed type or a removed column needs a new table or an overwrite"
             }

@@ -8,19 +8,28 @@
 //! past the stored one is skipped, so a retried or failed-over writer never duplicates rows.
 //! New nullable columns are merged into the schema; an incompatible change is a `data` error
 //! showing both schemas.
+//!
+//! The root is a local directory or an object store (`s3://`, `s3a://`, `abfss://`, `az://`,
+//! `gs://`; see [`store`](crate::StoreFailure) for how their failures are classified).
 
 #![forbid(unsafe_code)]
 
 mod error;
 mod event_log;
 mod history;
+mod maintain;
 mod merge;
+mod probe;
+mod store;
 mod table;
 mod writer;
 
 pub use error::Error;
 pub use event_log::{EVENT_LOG_TABLE, EventFilter, EventRecord};
 pub use history::{COMMIT_INFO_KEY, Changes};
+pub use maintain::{Optimized, Vacuumed};
+pub use probe::Stage;
+pub use store::{StoreFailure, bucket, redact_url, store_failure};
 pub use table::{Committed, Lake, Position, WriteMode, plain_types};
 pub use writer::TableWriter;
 

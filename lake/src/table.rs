@@ -1,6 +1,8 @@
 //! Table locations and idempotent commits.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -39,16 +41,49 @@ pub struct Committed {
     pub rows: u64,
 }
 
-/// The lake root.
-#[derive(Debug, Clone)]
+/// The lake root, and the object-store options every table under it is opened with.
+#[derive(Clone)]
 pub struct Lake {
     root: Url,
+    /// Credentials and endpoints (`[lake.storage_options]`, resolved): secrets, never printed.
+    options: Arc<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut keys: Vec<&String> = self.options.keys().collect();
+        keys.sort();
+        f.debug_struct("Lake").field("root", &self.root.as_str()).field("storage_options", &keys).finish()
+    }
 }
 
 impl Lake {
-    /// `root` is a directory (created if missing) or an object store URL.
+    /// `root` is a directory (created if missing) or an object store URL, with credentials from
+    /// the environment object_store reads (`AWS_*`, `AZURE_STORAGE_*`, `GOOGLE_*`).
     pub fn new(root: &str) -> Result<Lake, Error> {
-        let bad = |cause: String| Error::Root { root: root.to_owned(), cause };
+        Lake::with_options(root, HashMap::new(), false)
+    }
+
+    /// The lake the settings name: `[lake] root`, `storage_options` (references read now) and
+    /// `allow_unsafe_rename`.
+    pub fn from_settings(settings: &switchyard_config::settings::Lake) -> Result<Lake, Error> {
+        let options = settings.storage_options.resolve().map_err(|e| Error::Root {
+            root: settings.root.clone(),
+            cause: format!("[lake.storage_options]: {e}"),
+        })?;
+        Lake::with_options(&settings.root, options.expose().clone(), settings.allow_unsafe_rename)
+    }
+
+    /// `root` with explicit object-store `options` (they override the environment). On S3 a
+    /// configuration that would commit by copy-then-delete is refused unless
+    /// `allow_unsafe_rename`: two writers could both win one version and a commit would be lost.
+    pub fn with_options(
+        root: &str,
+        options: HashMap<String, String>,
+        allow_unsafe_rename: bool,
+    ) -> Result<Lake, Error> {
+        crate::store::register_handlers();
+        let bad = |cause: String| Error::Root { root: crate::store::redact_url(root), cause };
         let url = if root.contains("://") {
             Url::parse(root).map_err(|e| bad(e.to_string()))?
         } else {
@@ -61,7 +96,18 @@ impl Lake {
         } else {
             Url::parse(&format!("{url}/")).map_err(|e| bad(e.to_string()))?
         };
-        Ok(Lake { root: url })
+        let options = crate::store::effective_options(&url, options, allow_unsafe_rename)?;
+        Ok(Lake { root: url, options: Arc::new(options) })
+    }
+
+    /// The lake root as a URL (`file:///…/` for a directory), always ending in `/`.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// Whether the lake is a local directory (no object store).
+    pub fn is_local(&self) -> bool {
+        self.root.scheme() == "file"
     }
 
     /// Where a table lives: `bronze.claims` → `<root>/bronze/claims/`.
@@ -70,21 +116,40 @@ impl Lake {
         self.root.join(&format!("{path}/")).unwrap_or_else(|_| self.root.clone())
     }
 
+    /// A builder for the table at `url` with the lake's storage options.
+    pub(crate) fn builder(
+        &self,
+        url: Url,
+    ) -> Result<deltalake::DeltaTableBuilder, deltalake::DeltaTableError> {
+        Ok(deltalake::DeltaTableBuilder::from_url(url)?.with_storage_options((*self.options).clone()))
+    }
+
+    /// The object store under the lake root (for `lake check` and maintenance), with its path.
+    pub fn object_store(&self) -> Result<deltalake::logstore::ObjectStoreRef, Error> {
+        let built = self
+            .builder(self.root.clone())
+            .and_then(|b| b.build_storage())
+            .map_err(|cause| Error::Delta { table: "(lake root)".into(), cause })?;
+        Ok(built.object_store(None))
+    }
+
     pub(crate) async fn open(&self, table: &TableName) -> Result<DeltaTable, Error> {
         let url = self.location(table);
         let delta = |cause| Error::Delta { table: table.to_string(), cause };
         if url.scheme() == "file" {
             if let Ok(path) = url.to_file_path() {
                 let _ = std::fs::create_dir_all(&path);
-                // A table not written yet: an unloaded handle (loading one logs a kernel error).
-                if !path.join("_delta_log").is_dir() {
-                    return deltalake::DeltaTableBuilder::from_url(url)
-                        .and_then(|b| b.build())
-                        .map_err(delta);
-                }
             }
         }
-        DeltaTable::try_from_url(url).await.map_err(delta)
+        let unloaded = self.builder(url).and_then(|b| b.build()).map_err(delta)?;
+        // A table not written yet: an unloaded handle (loading one logs a kernel error). One
+        // LIST of `_delta_log/` tells, on a directory and an object store alike.
+        if !crate::store::has_log(&unloaded).await.map_err(delta)? {
+            return Ok(unloaded);
+        }
+        let mut t = unloaded;
+        t.load().await.map_err(delta)?;
+        Ok(t)
     }
 
     /// The last position committed by `app_id`, if any.

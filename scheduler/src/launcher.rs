@@ -29,15 +29,22 @@ pub trait Launcher: Send + Sync + 'static {
 pub struct WorkerCommand {
     pub exe: PathBuf,
     pub args: Vec<String>,
-    /// Extra environment (e.g. `RUST_LOG` for quieter workers under `switchyard run`).
+    /// Extra environment (e.g. `RUST_LOG` for quieter workers under `switchyard run`, the lake's
+    /// settings).
     pub env: Vec<(String, String)>,
+    /// Written to the worker's standard input, then closed: its API token (`--token-file -`), so
+    /// the worker reads no file the control plane wrote and `run` programs inherit no variable.
+    pub stdin: Option<switchyard_config::Secret<String>>,
 }
 
-/// Starts `switchyard worker` processes on this machine.
+/// Starts `switchyard worker` processes on this machine, each in a fresh temporary directory
+/// (removed once it has exited): a worker shares no disk with the control plane or other
+/// workers, as on Kubernetes, so anything it needs must come from its command line, its
+/// environment, the control plane or the lake.
 #[derive(Debug)]
 pub struct LocalProcessLauncher {
     command: WorkerCommand,
-    children: Mutex<Vec<tokio::process::Child>>,
+    children: Mutex<Vec<(tokio::process::Child, tempfile::TempDir)>>,
 }
 
 impl LocalProcessLauncher {
@@ -48,7 +55,7 @@ impl LocalProcessLauncher {
     /// Stops every worker this launcher started (control plane shutdown).
     pub fn stop_all(&self) {
         if let Ok(mut children) = self.children.lock() {
-            for child in children.iter_mut() {
+            for (child, _) in children.iter_mut() {
                 let _ = child.start_kill();
             }
             children.clear();
@@ -60,19 +67,35 @@ impl Launcher for LocalProcessLauncher {
     async fn launch(&self, n: usize) -> Result<usize, Error> {
         let mut started = 0;
         for _ in 0..n {
-            let child = tokio::process::Command::new(&self.command.exe)
+            let io = |what: &str| {
+                let what = format!("cannot start a worker ({}): {what}", self.command.exe.display());
+                move |cause| Error::Io { what, cause }
+            };
+            let dir = tempfile::Builder::new()
+                .prefix("switchyard-worker-")
+                .tempdir()
+                .map_err(io("no temporary directory"))?;
+            let mut child = tokio::process::Command::new(&self.command.exe)
                 .args(&self.command.args)
                 .envs(self.command.env.iter().map(|(k, v)| (k, v)))
                 .env("SWITCHYARD_LAUNCHED_AT", now_ms().to_string())
-                .stdin(std::process::Stdio::null())
+                .current_dir(dir.path())
+                .stdin(if self.command.stdin.is_some() {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::null()
+                })
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|cause| Error::Io {
-                    what: format!("cannot start a worker ({})", self.command.exe.display()),
-                    cause,
-                })?;
+                .map_err(io("spawn failed"))?;
+            if let (Some(secret), Some(mut stdin)) = (&self.command.stdin, child.stdin.take()) {
+                use tokio::io::AsyncWriteExt;
+                let line = format!("{}\n", secret.expose());
+                stdin.write_all(line.as_bytes()).await.map_err(io("its standard input closed"))?;
+                drop(stdin);
+            }
             if let Ok(mut children) = self.children.lock() {
-                children.push(child);
+                children.push((child, dir));
             }
             started += 1;
         }
@@ -81,7 +104,7 @@ impl Launcher for LocalProcessLauncher {
 
     fn live(&self) -> usize {
         let Ok(mut children) = self.children.lock() else { return 0 };
-        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        children.retain_mut(|(c, _)| matches!(c.try_wait(), Ok(None)));
         children.len()
     }
 

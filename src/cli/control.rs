@@ -152,12 +152,14 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let url = url_for(listener.local_addr()?, tls.is_some());
+    let admin_token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading the admin token from {}", token_file.display()))?;
     let launcher = Arc::new(LocalProcessLauncher::new(worker_command(
         &url,
-        &token_file,
+        admin_token.trim(),
         settings.serverless.idle_timeout,
         tls.is_some().then_some(settings.control_plane.tls_cert.as_deref()).flatten(),
-        &settings.lake.root,
+        &settings.lake,
     )?));
     let policy = ScalePolicy {
         max_workers: settings.serverless.max_workers as usize,
@@ -234,35 +236,51 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// How the launcher starts a worker: this same executable, pointed at the control plane.
+/// How the launcher starts a worker: this same executable, pointed at the control plane, with
+/// everything else it needs in its environment and its token on standard input — nothing on a
+/// disk it would have to share with the control plane.
 pub(crate) fn worker_command(
     url: &str,
-    token_file: &Path,
+    token: &str,
     idle: HumanDuration,
     ca: Option<&Path>,
-    lake_root: &str,
+    lake: &switchyard_config::settings::Lake,
 ) -> anyhow::Result<WorkerCommand> {
     let exe = std::env::current_exe().context("locating the switchyard executable for workers")?;
-    let token_file = std::path::absolute(token_file)?;
     let mut args = vec![
         "worker".to_owned(),
         "--control-plane".to_owned(),
         url.to_owned(),
         "--token-file".to_owned(),
-        token_file.display().to_string(),
+        "-".to_owned(),
         "--idle-timeout".to_owned(),
         idle.to_string(),
     ];
     if let Some(ca) = ca {
         args.extend(["--ca-file".to_owned(), std::path::absolute(ca)?.display().to_string()]);
     }
-    // Workers read and write the control plane's lake whatever their working directory.
-    let lake_root = if lake_root.contains("://") {
-        lake_root.to_owned()
+    // Workers start in a directory of their own: a local lake root is made absolute (a local
+    // lake is the one thing the local launcher's workers do share, as the demo's lake).
+    let lake_root = if lake.root.contains("://") {
+        lake.root.clone()
     } else {
-        std::path::absolute(lake_root)?.display().to_string()
+        std::path::absolute(&lake.root)?.display().to_string()
     };
-    Ok(WorkerCommand { exe, args, env: vec![("SWITCHYARD__LAKE__ROOT".to_owned(), lake_root)] })
+    let mut env = vec![("SWITCHYARD__LAKE__ROOT".to_owned(), lake_root)];
+    if lake.allow_unsafe_rename {
+        env.push(("SWITCHYARD__LAKE__ALLOW_UNSAFE_RENAME".to_owned(), "true".to_owned()));
+    }
+    // As written: `_env`/`_file` references stay references, read by the worker itself (a
+    // `_file` path made absolute, as the worker runs elsewhere).
+    for (key, value) in lake.storage_options.as_written() {
+        let value = if key.ends_with("_file") {
+            std::path::absolute(value)?.display().to_string()
+        } else {
+            value.to_owned()
+        };
+        env.push((format!("SWITCHYARD__LAKE__STORAGE_OPTIONS__{}", key.to_ascii_uppercase()), value));
+    }
+    Ok(WorkerCommand { exe, args, env, stdin: Some(switchyard_config::Secret::new(token.to_owned())) })
 }
 
 /// A client from explicit flags, falling back to the settings.
@@ -273,12 +291,24 @@ pub(crate) fn client_for(
     let tls = settings.control_plane.tls_cert.is_some();
     let url = args.control_plane.clone().unwrap_or_else(|| url_for(settings.control_plane.listen, tls));
     let token_file = args.token_file.clone().unwrap_or_else(|| settings.control_plane.token_file.clone());
-    let token = std::fs::read_to_string(&token_file)
-        .with_context(|| {
+    let token = if token_file.as_os_str() == "-" {
+        // The local launcher hands workers their token this way (see `worker_command`).
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("cannot read the API token from standard input")?;
+        line
+    } else {
+        std::fs::read_to_string(&token_file).with_context(|| {
             format!("cannot read the API token from {} (pass --token-file)", token_file.display())
         })?
-        .trim()
-        .to_owned();
+    }
+    .trim()
+    .to_owned();
+    if token.is_empty() {
+        bail!(
+            "the API token from {} is empty (pass --token-file with a token from `switchyard token create`)",
+            token_file.display()
+        );
+    }
     let ca = args.ca_file.clone().or_else(|| tls.then(|| settings.control_plane.tls_cert.clone()).flatten());
     Ok((Client::new(&url, token, ca.as_deref())?, settings))
 }
@@ -339,7 +369,7 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         }),
         ingest: Some(crate::agent::IngestSetup {
             dialer: gateway.dialer.clone(),
-            lake: switchyard_lake::Lake::new(&settings.lake.root)
+            lake: switchyard_lake::Lake::from_settings(&settings.lake)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         }),
         serverless_lake: None,
@@ -369,7 +399,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         proxy: None,
         ingest: None,
         serverless_lake: Some(
-            switchyard_lake::Lake::new(&settings.lake.root)
+            switchyard_lake::Lake::from_settings(&settings.lake)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         ),
     };

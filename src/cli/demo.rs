@@ -47,6 +47,10 @@ pub(crate) struct DemoArgs {
     /// explore with `switchyard runs` and `switchyard egress audit`.
     #[arg(long)]
     keep_running: bool,
+    /// Put the demo's lake on an object store instead of DIR/lake, e.g. s3://bucket/demo, with
+    /// credentials and endpoint from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …).
+    #[arg(long, value_name = "URL")]
+    lake: Option<String>,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -63,7 +67,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let pki = pki::create(&dir.join("certs"))?;
     let partner = partner::start(&pki, EGRESS_IP).await?;
     let exe = std::env::current_exe().context("locating the switchyard executable for the fetch task")?;
-    let files = inputs::write(&dir, &pki, &partner, EGRESS_IP, &exe)?;
+    let files = inputs::write(&dir, &pki, &partner, EGRESS_IP, &exe, args.lake.as_deref())?;
 
     let inputs = switchyard_config::load(&switchyard_config::LoadOptions {
         paths: vec![files.jobs.clone()],
@@ -112,8 +116,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(Vec::new())
     };
 
-    let lake = switchyard_lake::Lake::new(&settings.lake.root)
-        .with_context(|| format!("opening the demo's lake at {}", settings.lake.root))?;
+    let lake = switchyard_lake::Lake::from_settings(&settings.lake).with_context(|| {
+        format!("opening the demo's lake at {}", switchyard_lake::redact_url(&settings.lake.root))
+    })?;
     let mut tables = Vec::new();
     for name in inputs::TABLES {
         let table: TableName = name.parse().map_err(|e: switchyard_config::value::ParseError| {
@@ -122,8 +127,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let location = lake.location(&table);
         let path =
             location.to_file_path().map_or_else(|()| location.to_string(), |p| p.display().to_string());
-        // Reading a table that was never written would create its folder: look first.
-        let rows = if Path::new(&path).join("_delta_log").is_dir() {
+        // Reading a local table that was never written would create its folder: look first.
+        let rows = if !lake.is_local() || Path::new(&path).join("_delta_log").is_dir() {
             lake.read(&table, None).await.ok().map(|b| b.iter().map(|b| b.num_rows()).sum::<usize>())
         } else {
             None

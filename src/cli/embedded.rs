@@ -219,14 +219,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = url_for(listener.local_addr()?, false);
-    let mut command =
-        worker_command(&url, &token_file, settings.serverless.idle_timeout, None, &settings.lake.root)?;
-    // Workers read the same settings (the lake's root above all), not whatever switchyard.toml
-    // happens to be in the current directory.
-    if let Some(doc) = &inputs.settings.doc {
-        let file = std::path::absolute(doc.file())?;
-        command.args.extend(["--settings".to_owned(), file.display().to_string()]);
-    }
+    let mut command = worker_command(&url, &token, settings.serverless.idle_timeout, None, &settings.lake)?;
     // Workers report through the control plane; their own logs would only clutter the summary.
     command.env.push(("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())));
     let launcher = Arc::new(LocalProcessLauncher::new(command));
@@ -271,7 +264,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
         });
         let ingest = Some(crate::agent::IngestSetup {
             dialer: gateway.dialer.clone(),
-            lake: switchyard_lake::Lake::new(&settings.lake.root)
+            lake: switchyard_lake::Lake::from_settings(&settings.lake)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         });
         gateways.push(gateway);

@@ -78,7 +78,7 @@ pub(crate) fn spawn_exporter(
     settings: &Settings,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let lake = Lake::new(&settings.lake.root)
+    let lake = Lake::from_settings(&settings.lake)
         .with_context(|| format!("opening the lake at {} for the event log", settings.lake.root))?;
     // The exporter's lease lasts as long as a task's: a replica that dies is replaced as an
     // exporter as soon as its nodes' work would be.
@@ -114,7 +114,8 @@ pub(crate) struct EventsArgs {
 pub(crate) async fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     let inputs = load_inputs(args.settings.clone(), None, vec![])?;
     let root = inputs.settings.settings.lake.root.clone();
-    let lake = Lake::new(&root).with_context(|| format!("opening the lake at {root}"))?;
+    let lake = Lake::from_settings(&inputs.settings.settings.lake)
+        .with_context(|| format!("opening the lake at {root}"))?;
     let since_ms = args.since.as_deref().map(parse_since).transpose()?;
     let filter =
         EventFilter { after_sequence: args.after, since_ms, last: (args.last > 0).then_some(args.last) };

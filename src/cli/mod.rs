@@ -10,6 +10,7 @@ mod embedded;
 mod events;
 mod fetch;
 mod gateway;
+mod lake;
 pub(crate) mod logging;
 mod ops;
 mod render;
@@ -95,6 +96,12 @@ enum Command {
         #[command(subcommand)]
         command: egress::EgressCommand,
     },
+    /// The lake from this machine: probe the root (`check`), compact a table (`optimize`),
+    /// delete unreferenced files (`vacuum`).
+    Lake {
+        #[command(subcommand)]
+        command: lake::LakeCommand,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -176,6 +183,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(args) => runtime()?.block_on(events::run(args)),
         Command::Cost(args) => runtime()?.block_on(cost::run(args)),
         Command::Token { command } => runtime()?.block_on(ops::token(command)),
+        Command::Lake { command } => runtime()?.block_on(lake::run(command)),
     }
 }
 

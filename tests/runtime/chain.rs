@@ -12,7 +12,7 @@ use super::harness::{PgDb, Setup, write_bronze_t};
 
 const DEBOUNCE: &str = "500ms";
 
-fn settings(setup: &Setup, lake: &std::path::Path) -> String {
+fn settings(setup: &Setup, lake: &str) -> String {
     format!(
         r#"[control_plane]
 listen = "127.0.0.1:{port}"
@@ -20,8 +20,7 @@ state = "sqlite://{state}"
 token_file = "{token}"
 lease_ttl = "10s"
 
-[lake]
-root = "{lake}"
+{lake}
 
 [[pools]]
 name = "ingest"
@@ -38,7 +37,6 @@ trigger_debounce = "{DEBOUNCE}"
         port = setup.port,
         state = setup.path("state.db").display(),
         token = setup.path("admin.token").display(),
-        lake = lake.display(),
     )
 }
 
@@ -50,6 +48,62 @@ async fn runs_of(client: &switchyard_scheduler::client::Client, job: &str) -> Ve
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ingest_commit_runs_silver_then_gold_once_each() {
+    let setup = Setup::new("sqlite://unused", "10s");
+    let lake = setup.path("lake");
+    let reader = switchyard_lake::Lake::new(lake.to_str().unwrap()).unwrap();
+    chain(&setup, &format!("[lake]\nroot = \"{}\"\n", lake.display()), &reader).await;
+}
+
+/// The same chain with the lake on the S3 server (`SWITCHYARD_TEST_S3`): control plane, node and
+/// workers (each worker in a fresh temporary directory) share nothing but the state store and
+/// the bucket; afterwards no local lake directory exists and Python's deltalake reads the tables
+/// from S3 with the right rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_runs_with_the_lake_on_s3_and_no_local_lake() {
+    let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let root = format!("s3://switchyard-test/chain-{}-{nanos}", std::process::id());
+    let setup = Setup::new("sqlite://unused", "10s");
+    let lake_settings = format!(
+        "[lake]\nroot = \"{root}\"\n[lake.storage_options]\naws_endpoint_url = \"{endpoint}\"\naws_region = \"us-east-1\"\n\
+         aws_allow_http = \"true\"\naws_access_key_id = \"testing\"\naws_secret_access_key_file = \"{}\"\n",
+        setup.path("s3.secret").display()
+    );
+    std::fs::write(setup.path("s3.secret"), "testing\n").unwrap();
+    let options = std::collections::HashMap::from([
+        ("aws_endpoint_url".to_owned(), endpoint.clone()),
+        ("aws_region".to_owned(), "us-east-1".to_owned()),
+        ("aws_allow_http".to_owned(), "true".to_owned()),
+        ("aws_access_key_id".to_owned(), "testing".to_owned()),
+        ("aws_secret_access_key".to_owned(), "testing".to_owned()),
+    ]);
+    let reader = switchyard_lake::Lake::with_options(&root, options, false).unwrap();
+    chain(&setup, &lake_settings, &reader).await;
+    for local in ["lake", ".switchyard/lake"] {
+        assert!(!setup.path(local).exists(), "a local lake directory {local} was made");
+    }
+    // An independent reader: Python's deltalake, straight from the bucket.
+    let python =
+        std::env::var("SWITCHYARD_TEST_PYTHON").expect("SWITCHYARD_TEST_PYTHON: run through scripts/test");
+    let script = format!(
+        "import deltalake\nopts = {{'AWS_ENDPOINT_URL': '{endpoint}', 'AWS_REGION': 'us-east-1', 'AWS_ALLOW_HTTP': 'true', \
+         'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing'}}\n\
+         for t in ['bronze/claims', 'silver/claims', 'gold/provider_totals']:\n    \
+         d = deltalake.DeltaTable('{root}/' + t, storage_options=opts)\n    \
+         print(t, d.to_pyarrow_table().num_rows)\n"
+    );
+    let out = std::process::Command::new(python).arg("-c").arg(&script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["bronze/claims 300", "silver/claims 270", "gold/provider_totals 3"]
+    );
+}
+
+/// One PostgreSQL ingest into bronze, then silver and gold triggered by its commits, on the lake
+/// `lake_settings` names; `reader` opens that lake for the checks.
+async fn chain(setup: &Setup, lake_settings: &str, reader: &switchyard_lake::Lake) {
     let source = PgDb::create().await;
     let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
     sqlx::query("CREATE TABLE claims (id bigint PRIMARY KEY, provider text NOT NULL, amount double precision NOT NULL)")
@@ -73,9 +127,7 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
         format!("      password_file: {}\n", path.display())
     });
 
-    let setup = Setup::new("sqlite://unused", "10s");
-    let lake = setup.path("lake");
-    std::fs::write(setup.path("switchyard.toml"), settings(&setup, &lake)).unwrap();
+    std::fs::write(setup.path("switchyard.toml"), settings(setup, lake_settings)).unwrap();
     // PostgreSQL here trusts 127.0.0.1 only (pg_hba.conf): the pool's egress IP is 127.0.0.1.
     std::fs::write(
         setup.path("egress.yaml"),
@@ -159,8 +211,7 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
     assert!(silver[0].options.input_versions.contains_key("bronze.claims"), "{:#?}", silver[0].options);
 
     // And the data went through: 270 positive claims, 90 per provider.
-    let lake = switchyard_lake::Lake::new(lake.to_str().unwrap()).unwrap();
-    let totals = lake.read(&"gold.provider_totals".parse().unwrap(), None).await.unwrap();
+    let totals = reader.read(&"gold.provider_totals".parse().unwrap(), None).await.unwrap();
     let rows: usize = totals.iter().map(|b| b.num_rows()).sum();
     assert_eq!(rows, 3);
     let mut n: i64 = 0;

@@ -15,6 +15,9 @@ pub enum Error {
     MissingInput { table: String, location: String },
     #[error("the query failed: {message}")]
     Query { message: String },
+    /// The query itself was fine; the object store under the lake failed while it ran.
+    #[error("reading or writing the lake failed during the query: {message}")]
+    Storage { message: String, failure: switchyard_lake::StoreFailure },
     #[error("expectation `{name}` (`{check}`): {message}")]
     Expectation { name: String, check: String, message: String },
     #[error(transparent)]
@@ -28,8 +31,13 @@ impl Error {
         Error::Internal(message.into())
     }
 
-    pub(crate) fn query(e: impl std::fmt::Display) -> Error {
-        Error::Query { message: e.to_string() }
+    /// A failure while planning or running the query: bad SQL or data is `data`, but an
+    /// object-store outage in the middle of a scan keeps its own class (and so its retry).
+    pub(crate) fn query<E: std::error::Error + 'static>(e: E) -> Error {
+        match switchyard_lake::store_failure(&e) {
+            Some(failure) => Error::Storage { message: e.to_string(), failure },
+            None => Error::Query { message: e.to_string() },
+        }
     }
 
     pub fn class(&self) -> FailureClass {
@@ -40,6 +48,7 @@ impl Error {
             | Error::Query { .. }
             | Error::Expectation { .. } => FailureClass::Data,
             Error::Lake(e) => e.class(),
+            Error::Storage { failure, .. } => failure.class(),
             Error::Internal(_) => FailureClass::Internal,
         }
     }
@@ -63,6 +72,7 @@ impl Error {
                 "fix the data upstream, or change the expectation's `on_violation` to `drop` or `quarantine` to keep the pipeline moving"
             }
             Error::Lake(e) => e.hint(),
+            Error::Storage { failure, .. } => failure.hint(),
             Error::Internal(_) => "report this as a bug, with the task's log",
         }
     }

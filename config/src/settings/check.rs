@@ -124,7 +124,87 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
     {
         check_kubernetes(doc, &settings.serverless.kubernetes, &settings.lake.root, out);
     }
+    check_lake(doc, &settings.lake, out);
     super::alerts::check_alerts(doc, &settings.alerts, out);
+}
+
+/// `[lake]`: a root whose object store Switchyard has, and storage options that say one thing.
+fn check_lake(doc: &crate::document::Document, lake: &super::Lake, out: &mut Vec<Diagnostic>) {
+    let root_at = [Seg::Key("lake"), Seg::Key("root")];
+    let scheme = super::lake_scheme(&lake.root);
+    let known = super::LAKE_SCHEMES.iter().map(|(s, _)| *s).collect::<Vec<_>>();
+    if lake.root.trim().is_empty() {
+        out.push(
+            doc.error(Code::Schema, &root_at, "lake root is empty")
+                .with_hint("set [lake] root to a directory (e.g. .switchyard/lake) or an object-store URL such as s3://bucket/prefix"),
+        );
+    } else if !known.contains(&scheme) {
+        out.push(
+            doc.error(
+                Code::Schema,
+                &root_at,
+                format!(
+                    "lake root `{}` has the scheme `{scheme}`, which no object store here handles",
+                    lake.root
+                ),
+            )
+            .with_hint(format!("use a local directory or one of {}://", known.join("://, "))),
+        );
+    } else if scheme != "file" {
+        let rest = lake.root.split_once("://").map_or("", |(_, r)| r);
+        let bucket = rest.split('/').next().unwrap_or("");
+        if bucket.is_empty() {
+            let what = if scheme.starts_with("abfs") { "container@account" } else { "bucket or container" };
+            out.push(
+                doc.error(Code::Schema, &root_at, format!("lake root `{}` names no {what}", lake.root))
+                    .with_hint(format!(
+                        "write it as {scheme}://{}/PREFIX",
+                        if scheme.starts_with("abfs") {
+                            "CONTAINER@ACCOUNT.dfs.core.windows.net"
+                        } else {
+                            "BUCKET"
+                        }
+                    )),
+            );
+        }
+    }
+    let keys: Vec<&str> = lake.storage_options.keys().collect();
+    for key in &keys {
+        let at = [Seg::Key("lake"), Seg::Key("storage_options"), Seg::Key(key)];
+        if let Some(option) = key.strip_suffix("_env").or_else(|| key.strip_suffix("_file")) {
+            if option.is_empty() {
+                out.push(
+                    doc.error(Code::Schema, &at, format!("`{key}` names no option"))
+                        .with_hint("write OPTION_env = \"VARIABLE\" or OPTION_file = \"PATH\""),
+                );
+            }
+            let twins = [option.to_owned(), format!("{option}_env"), format!("{option}_file")];
+            let set: Vec<&String> = twins.iter().filter(|t| keys.contains(&t.as_str())).collect();
+            if set.len() > 1 && set[0] == key {
+                out.push(
+                    doc.error(
+                        Code::Schema,
+                        &at,
+                        format!(
+                            "`{option}` is given {} ways: {}",
+                            set.len(),
+                            set.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                    .with_hint("keep one: the value itself, OPTION_env or OPTION_file"),
+                );
+            }
+        }
+    }
+    if matches!(scheme, "s3" | "s3a") && !lake.allow_unsafe_rename {
+        let unsafe_key = keys.iter().find(|k| k.eq_ignore_ascii_case("aws_s3_allow_unsafe_rename"));
+        if let Some(key) = unsafe_key {
+            out.push(
+                doc.error(Code::Schema, &[Seg::Key("lake"), Seg::Key("storage_options"), Seg::Key(key)], "unsafe renames let two writers racing for one Delta version both succeed, losing a commit")
+                    .with_hint("remove it: Switchyard commits with conditional PUT (If-None-Match), which S3 and most S3-compatible servers support; if exactly one process ever writes each table and the server lacks it, set [lake] allow_unsafe_rename = true"),
+            );
+        }
+    }
 }
 
 /// `[serverless.kubernetes]` when the Kubernetes launcher is selected: what the Jobs cannot do
@@ -136,10 +216,10 @@ fn check_kubernetes(
     out: &mut Vec<Diagnostic>,
 ) {
     let at = |key: &'static str| [Seg::Key("serverless"), Seg::Key("kubernetes"), Seg::Key(key)];
-    if !lake_root.contains("://") {
+    if super::lake_scheme(lake_root) == "file" {
         out.push(
             doc.error(Code::Schema, &[Seg::Key("lake"), Seg::Key("root")], format!("lake root `{lake_root}` is a local path, which worker pods do not share"))
-                .with_hint("with launcher = \"kubernetes\" use an object-store lake root (s3://, abfss://, gs://) that the control plane, the nodes and the worker pods all reach"),
+                .with_hint("with launcher = \"kubernetes\" use an object-store lake root (s3://, s3a://, abfss://, az://, gs://) that the control plane, the nodes and the worker pods all reach"),
         );
     }
     if k.image.trim().is_empty() {

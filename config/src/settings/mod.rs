@@ -6,6 +6,7 @@
 mod alerts;
 mod check;
 mod load;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use check::check_settings;
 pub(crate) use load::load_settings;
 pub use load::{ENV_PREFIX, LoadedSettings};
+pub use storage::{LAKE_SCHEMES, StorageOptions, lake_scheme};
 
 use crate::value::Duration;
 
@@ -78,13 +80,28 @@ impl Default for ControlPlane {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lake {
-    /// Lake root: a local directory, or an object store URL (s3://, abfss://, gs://).
+    /// Lake root: a local directory, or an object store URL (`s3://bucket/prefix`, `s3a://`,
+    /// `abfss://container@account.dfs.core.windows.net/prefix`, `az://container/prefix`,
+    /// `gs://bucket/prefix`). Credentials come from the environment object_store reads (`AWS_*`,
+    /// `AZURE_STORAGE_*`, `GOOGLE_*`), overridden by `storage_options`.
     pub root: String,
+    /// Options for the object store, by object_store's names (e.g. `aws_endpoint_url`,
+    /// `aws_region`, `aws_allow_http`); `NAME_env = "VAR"` or `NAME_file = "PATH"` read a value
+    /// from an environment variable or a file. Every value is treated as a secret.
+    pub storage_options: StorageOptions,
+    /// S3 only: allow commits by copy-then-delete when neither conditional PUT nor a DynamoDB lock
+    /// is configured. Two writers racing for one version can then both "win" and one commit is
+    /// lost; leave false unless exactly one process ever writes each table.
+    pub allow_unsafe_rename: bool,
 }
 
 impl Default for Lake {
     fn default() -> Self {
-        Self { root: ".switchyard/lake".to_owned() }
+        Self {
+            root: ".switchyard/lake".to_owned(),
+            storage_options: StorageOptions::default(),
+            allow_unsafe_rename: false,
+        }
     }
 }
 

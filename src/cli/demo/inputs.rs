@@ -27,7 +27,8 @@ pub(crate) struct Files {
     /// The manifests' directory.
     pub(crate) jobs: PathBuf,
     pub(crate) state_file: PathBuf,
-    pub(crate) lake: PathBuf,
+    /// The lake root: the demo directory's `lake/`, or the `--lake` URL.
+    pub(crate) lake: String,
 }
 
 pub(crate) fn write(
@@ -36,13 +37,14 @@ pub(crate) fn write(
     partner: &Partner,
     egress_ip: IpAddr,
     exe: &Path,
+    lake: Option<&str>,
 ) -> anyhow::Result<Files> {
     let files = Files {
         settings: dir.join("switchyard.toml"),
         egress: dir.join("egress.yaml"),
         jobs: dir.join("jobs"),
         state_file: dir.join("state.db"),
-        lake: dir.join("lake"),
+        lake: lake.map_or_else(|| dir.join("lake").display().to_string(), str::to_owned),
     };
     let q = |p: &Path| quote(&p.display().to_string());
     let settings = format!(
@@ -75,7 +77,7 @@ ca = {ca}
 "#,
         state = quote(&format!("sqlite://{}", files.state_file.display())),
         token = q(&dir.join("admin.token")),
-        lake = q(&files.lake),
+        lake = quote(&files.lake),
         cert = q(&pki.client.cert),
         key = q(&pki.client.key),
         ca = q(&pki.client.ca),

@@ -1,0 +1,236 @@
+//! The lake on real object-store servers: moto's S3 server (`SWITCHYARD_TEST_S3`, an endpoint URL)
+//! and Azurite's blob service (`SWITCHYARD_TEST_AZURITE`), both started by `scripts/test`, which
+//! also creates the bucket and the container `switchyard-test`. Each test writes under a prefix
+//! of its own. Nothing here touches a local lake directory.
+//!
+//! Not covered: real AWS, real Azure and any GCS (no emulator runs here); see the README.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use switchyard_config::FailureClass;
+use switchyard_lake::arrow::array::{Int64Array, StringArray};
+use switchyard_lake::arrow::datatypes::{DataType, Field, Schema};
+use switchyard_lake::arrow::record_batch::RecordBatch;
+use switchyard_lake::{Lake, Position, StoreFailure, WriteMode};
+
+/// Azurite's well-known development account key (published by Microsoft; not a secret).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+fn endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests through scripts/test, which starts the server (or `scripts/test --setup` and export what it prints)")
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+fn s3_options(endpoint: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("aws_endpoint_url".into(), endpoint.into()),
+        ("aws_access_key_id".into(), "testing".into()),
+        ("aws_secret_access_key".into(), "testing".into()),
+        ("aws_region".into(), "us-east-1".into()),
+        ("aws_allow_http".into(), "true".into()),
+    ])
+}
+
+fn s3_lake(prefix: &str) -> Lake {
+    let root = format!("s3://switchyard-test/{prefix}");
+    Lake::with_options(&root, s3_options(&endpoint("SWITCHYARD_TEST_S3")), false).unwrap()
+}
+
+/// Azurite through object_store's emulator mode (path-style URLs, its list quirks handled), which
+/// takes the blob endpoint from `AZURITE_BLOB_STORAGE_URL`: `scripts/test` exports it.
+fn azure_lake(prefix: &str) -> Lake {
+    let blob = endpoint("SWITCHYARD_TEST_AZURITE");
+    assert_eq!(
+        std::env::var("AZURITE_BLOB_STORAGE_URL").ok().as_deref(),
+        Some(blob.as_str()),
+        "AZURITE_BLOB_STORAGE_URL must name the same Azurite as SWITCHYARD_TEST_AZURITE (scripts/test sets both)"
+    );
+    let options = HashMap::from([
+        ("azure_storage_use_emulator".into(), "true".into()),
+        ("azure_storage_account_name".into(), "devstoreaccount1".into()),
+        ("azure_storage_account_key".into(), AZURITE_KEY.into()),
+    ]);
+    Lake::with_options(&format!("az://switchyard-test/{prefix}"), options, false).unwrap()
+}
+
+fn batch(from: i64, n: i64) -> RecordBatch {
+    let ids: Vec<i64> = (from..from + n).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("row-{i}")).collect();
+    RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ])),
+        vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))],
+    )
+    .unwrap()
+}
+
+fn table(name: &str) -> switchyard_config::value::TableName {
+    name.parse().unwrap()
+}
+
+/// Row count and the sum of ids: an order-independent checksum of what a table holds.
+fn count_and_sum(batches: &[RecordBatch]) -> (usize, i64) {
+    let mut rows = 0;
+    let mut sum = 0;
+    for b in batches {
+        rows += b.num_rows();
+        let ids = b.column_by_name("id").unwrap().as_any().downcast_ref::<Int64Array>().unwrap();
+        sum += ids.iter().flatten().sum::<i64>();
+    }
+    (rows, sum)
+}
+
+/// Streaming writer, positions read back by a fresh handle, retries skipped, maintenance that
+/// keeps the positions: the ingest path, end to end on one store.
+async fn streaming_writes_positions_and_maintenance(lake: Lake, fresh: impl Fn() -> Lake) {
+    let t = table("bronze.events");
+    let app = "job/ingest/0";
+    let mut writer = lake.writer(&t, WriteMode::Append).await.unwrap();
+    for part in 0..3 {
+        writer.write(batch(part * 1000, 1000)).await.unwrap();
+    }
+    let first = writer.commit(&[Position { app_id: app.into(), version: 3000 }]).await.unwrap();
+    assert!(!first.skipped);
+    assert_eq!(first.rows, 3000);
+    writer.write(batch(3000, 500)).await.unwrap();
+    writer.commit(&[Position { app_id: app.into(), version: 3500 }]).await.unwrap();
+    // A restarted writer (a new process) reads the position from the store.
+    let again = fresh();
+    assert_eq!(again.position(&t, app).await.unwrap(), Some(3500));
+    let retried = again
+        .commit(
+            &t,
+            vec![batch(3000, 500)],
+            WriteMode::Append,
+            &[Position { app_id: app.into(), version: 3500 }],
+        )
+        .await
+        .unwrap();
+    assert!(retried.skipped, "a retry of a committed position writes nothing");
+    assert_eq!(count_and_sum(&again.read(&t, None).await.unwrap()), (3500, (0..3500).sum()));
+    // Compaction keeps rows and positions; vacuum with zero retention then finds the old parts.
+    let optimized = again.optimize(&t, &[]).await.unwrap();
+    assert!(optimized.files_removed >= 2, "{optimized:?}");
+    assert_eq!(again.position(&t, app).await.unwrap(), Some(3500), "positions survive optimize");
+    assert_eq!(count_and_sum(&again.read(&t, None).await.unwrap()), (3500, (0..3500).sum()));
+    let dry = again.vacuum(&t, std::time::Duration::ZERO, true).await.unwrap();
+    assert!(dry.dry_run && dry.files.len() as u64 >= optimized.files_removed, "{dry:?}");
+    let done = again.vacuum(&t, std::time::Duration::ZERO, false).await.unwrap();
+    assert_eq!(done.files.len(), dry.files.len());
+    assert_eq!(count_and_sum(&again.read(&t, None).await.unwrap()), (3500, (0..3500).sum()));
+}
+
+#[tokio::test]
+async fn s3_streaming_writes_positions_and_maintenance() {
+    let prefix = unique("stream");
+    streaming_writes_positions_and_maintenance(s3_lake(&prefix), || s3_lake(&prefix)).await;
+}
+
+#[tokio::test]
+async fn azurite_streaming_writes_positions_and_maintenance() {
+    let prefix = unique("stream");
+    streaming_writes_positions_and_maintenance(azure_lake(&prefix), || azure_lake(&prefix)).await;
+}
+
+/// Eight writers racing appends to one table through conditional PUT (no DynamoDB): every
+/// commit lands in its own version and no row is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_racing_appends_lose_no_commit() {
+    let prefix = unique("race");
+    let t = table("bronze.race");
+    // The table exists first, so the race is over versions 1.., not over its creation.
+    s3_lake(&prefix).commit(&t, vec![batch(0, 1)], WriteMode::Append, &[]).await.unwrap();
+    let mut writers = Vec::new();
+    for w in 0..8i64 {
+        let prefix = prefix.clone();
+        let t = t.clone();
+        writers.push(tokio::spawn(async move {
+            let lake = s3_lake(&prefix);
+            let pos = [Position { app_id: format!("writer-{w}"), version: 1 }];
+            lake.commit(&t, vec![batch(1 + w * 100, 100)], WriteMode::Append, &pos).await
+        }));
+    }
+    let mut versions = Vec::new();
+    for w in writers {
+        let committed = w.await.unwrap().expect("each racing append commits (deltalake retries conflicts)");
+        versions.push(committed.table_version);
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    assert_eq!(versions.len(), 8, "each writer got its own version: {versions:?}");
+    let (rows, sum) = count_and_sum(&s3_lake(&prefix).read(&t, None).await.unwrap());
+    assert_eq!((rows, sum), (801, (0..801).sum()), "no lost or doubled rows");
+}
+
+#[tokio::test]
+async fn lake_check_passes_on_s3_and_azurite_and_names_the_failing_stage() {
+    for lake in [s3_lake(&unique("check")), azure_lake(&unique("check"))] {
+        let stages = lake.check().await;
+        let names: Vec<&str> = stages.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["resolve", "list", "put", "conditional-put", "read", "delete"], "{stages:?}");
+        assert!(stages.iter().all(|s| s.ok), "{stages:?}");
+    }
+    // Nothing listens on port 9 of 127.0.0.1: connectivity, at the first request.
+    let dead = Lake::with_options("s3://switchyard-test/x", s3_options("http://127.0.0.1:9"), false).unwrap();
+    let stages = dead.check().await;
+    let last = stages.last().unwrap();
+    assert_eq!(
+        (last.name, last.ok, last.failure),
+        ("list", false, Some(StoreFailure::Unreachable)),
+        "{stages:?}"
+    );
+    // A bucket that does not exist: access, naming what to fix.
+    let missing = Lake::with_options(
+        &format!("s3://{}/x", unique("no-such-bucket")),
+        s3_options(&endpoint("SWITCHYARD_TEST_S3")),
+        false,
+    )
+    .unwrap();
+    let stages = missing.check().await;
+    let last = stages.last().unwrap();
+    assert_eq!((last.name, last.failure), ("list", Some(StoreFailure::Access)), "{stages:?}");
+    assert!(last.hint.as_deref().unwrap_or("").contains("bucket"), "{stages:?}");
+}
+
+#[tokio::test]
+async fn storage_failures_at_run_time_are_classified_not_internal() {
+    let t = table("bronze.unreachable");
+    let dead = Lake::with_options("s3://switchyard-test/x", s3_options("http://127.0.0.1:9"), false).unwrap();
+    let err = dead.commit(&t, vec![batch(0, 10)], WriteMode::Append, &[]).await.unwrap_err();
+    assert_eq!(err.class(), FailureClass::Connectivity, "{err}");
+    let missing = Lake::with_options(
+        &format!("s3://{}/x", unique("no-such-bucket")),
+        s3_options(&endpoint("SWITCHYARD_TEST_S3")),
+        false,
+    )
+    .unwrap();
+    let err = missing.position(&t, "app").await.unwrap_err();
+    assert_eq!(err.class(), FailureClass::Access, "{err}");
+    assert!(err.hint().contains("[lake] root"), "{}", err.hint());
+}
+
+#[test]
+fn unsafe_renames_are_refused_unless_the_operator_opts_in() {
+    let mut options = s3_options("http://127.0.0.1:9");
+    options.insert("AWS_S3_ALLOW_UNSAFE_RENAME".into(), "true".into());
+    let err = Lake::with_options("s3://switchyard-test/x", options.clone(), false).unwrap_err();
+    assert!(err.to_string().contains("allow_unsafe_rename"), "{err}");
+    assert!(Lake::with_options("s3://switchyard-test/x", options, true).is_ok());
+}
+
+#[test]
+fn storage_options_never_show_in_debug_output() {
+    let lake = s3_lake("debug");
+    let shown = format!("{lake:?}");
+    assert!(shown.contains("aws_secret_access_key") && !shown.contains("testing"), "{shown}");
+}
