@@ -319,3 +319,61 @@ fn egress_diff_reports_exactly_the_stranded_and_moved_tasks() {
     assert_eq!(list.code, 0);
     assert!(list.stdout.contains("partner-files  files.partner.example.com:443\n    pools:  egress-b (203.0.113.11)\n    tasks:  legacy_export/export_legacy"), "{}", list.stdout);
 }
+
+/// `switchyard lake check` with the lake on the S3 server (`SWITCHYARD_TEST_S3`, started by
+/// scripts/test) and only the standard `AWS_*` variables: every stage passes; a dead endpoint
+/// fails at `list` as connectivity; a bucket that does not exist fails at `list` as access. A
+/// settings file that asks for unsafe renames is refused naming the option.
+#[test]
+fn lake_check_probes_an_s3_root_with_only_the_standard_aws_variables() {
+    let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("switchyard.toml");
+    let write = |root: &str, extra: &str| {
+        std::fs::write(&settings, format!("[lake]\nroot = \"{root}\"\n{extra}")).unwrap();
+    };
+    let aws = |endpoint: &str| -> Vec<(String, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL".into(), endpoint.into()),
+            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "testing-secret-value".into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+        ]
+    };
+    let run = |env: &[(String, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        switchyard(&["lake", "check", "--settings", settings.to_str().unwrap()], &env)
+    };
+    write("s3://switchyard-test/cli-check", "");
+    let ok = run(&aws(&endpoint));
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+    for stage in ["resolve", "list", "put", "conditional-put", "read", "delete"] {
+        assert!(
+            ok.stdout.lines().any(|l| l.starts_with("ok") && l.contains(stage)),
+            "{stage}:\n{}",
+            ok.stdout
+        );
+    }
+    assert!(!ok.stdout.contains("testing-secret-value") && !ok.stderr.contains("testing-secret-value"));
+
+    let dead = run(&aws("http://127.0.0.1:9"));
+    assert_eq!(dead.code, 1, "{}\n{}", dead.stdout, dead.stderr);
+    assert!(dead.stdout.contains("FAIL  list") && dead.stdout.contains("connectivity"), "{}", dead.stdout);
+    assert!(dead.stdout.contains("lake check failed at stage `list`"), "{}", dead.stdout);
+
+    write("s3://switchyard-no-such-bucket-cli/x", "");
+    let missing = run(&aws(&endpoint));
+    assert_eq!(missing.code, 1, "{}\n{}", missing.stdout, missing.stderr);
+    assert!(missing.stdout.contains("access") && missing.stdout.contains("bucket"), "{}", missing.stdout);
+
+    write("s3://switchyard-test/x", "[lake.storage_options]\naws_s3_allow_unsafe_rename = \"true\"\n");
+    let refused = run(&aws(&endpoint));
+    // Refused while loading the settings, like any invalid settings file: exit 2, located.
+    assert_eq!(refused.code, 2, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("aws_s3_allow_unsafe_rename") && refused.stderr.contains("switchyard.toml"),
+        "{}",
+        refused.stderr
+    );
+}

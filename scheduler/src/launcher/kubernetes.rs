@@ -46,6 +46,9 @@ pub struct JobTemplate {
     pub lake_secret: Option<String>,
     pub service_account: String,
     pub lake_root: String,
+    /// The lake's other settings for the pods' environment: `_env` storage-option references
+    /// (their values come from `lake_secret`) and `allow_unsafe_rename`. Never a secret value.
+    pub lake_env: Vec<(String, String)>,
     /// Passed to `switchyard worker --idle-timeout`.
     pub idle_timeout: String,
     /// Tasks one worker runs at once (`--slots`; the autoscaler's slots per worker).
@@ -73,11 +76,27 @@ impl JobTemplate {
                 "not set: workers need the URL of the control plane's Service",
             ));
         };
-        if !settings.lake.root.contains("://") {
+        if switchyard_config::settings::lake_scheme(&settings.lake.root) == "file" {
             return Err(bad(
                 "lake.root",
-                "a local path is not shared with worker pods; use an object-store URL (s3://, abfss://, gs://)",
+                "a local path is not shared with worker pods; use an object-store URL (s3://, s3a://, abfss://, az://, gs://)",
             ));
+        }
+        let mut lake_env = Vec::new();
+        for (key, value) in settings.lake.storage_options.as_written() {
+            if !key.ends_with("_env") {
+                return Err(bad(
+                    &format!("lake.storage_options.{key}"),
+                    "worker pods get storage options only as NAME_env references to variables of the lake_secret Secret (a value here would sit in the Job spec, a _file path does not exist in the pod): put the value in that Secret and write NAME_env = \"VARIABLE\"",
+                ));
+            }
+            lake_env.push((
+                format!("SWITCHYARD__LAKE__STORAGE_OPTIONS__{}", key.to_ascii_uppercase()),
+                value.to_owned(),
+            ));
+        }
+        if settings.lake.allow_unsafe_rename {
+            lake_env.push(("SWITCHYARD__LAKE__ALLOW_UNSAFE_RENAME".to_owned(), "true".to_owned()));
         }
         if !(s.vcpus_per_worker > 0.0 && s.vcpus_per_worker.is_finite()) {
             return Err(bad("serverless.vcpus_per_worker", "must be a positive number of vCPUs"));
@@ -91,6 +110,7 @@ impl JobTemplate {
             lake_secret: k.lake_secret.clone(),
             service_account: k.service_account.clone(),
             lake_root: settings.lake.root.clone(),
+            lake_env,
             idle_timeout: s.idle_timeout.to_string(),
             slots,
             vcpus: s.vcpus_per_worker,
@@ -145,6 +165,7 @@ impl JobTemplate {
             json!({ "name": "SWITCHYARD_LAUNCHED_AT", "value": launched_at_ms.to_string() }),
             json!({ "name": "HOME", "value": "/tmp" }),
         ];
+        env.extend(self.lake_env.iter().map(|(k, v)| json!({ "name": k, "value": v })));
         env.push(json!({ "name": "RUST_LOG", "value": "info" }));
         let mut mounts = vec![
             json!({ "name": "token", "mountPath": TOKEN_DIR, "readOnly": true }),
@@ -534,6 +555,35 @@ mod tests {
         assert_eq!(args[args.len() - 2..], ["--ca-file", "/var/run/secrets/switchyard-ca/ca.crt"]);
         assert_eq!(c["envFrom"], json!([{ "secretRef": { "name": "lake-credentials" } }]));
         assert_eq!(c["resources"]["limits"]["cpu"], "500m");
+    }
+
+    #[test]
+    fn kubernetes_pods_get_storage_option_references_never_values() {
+        use std::collections::BTreeMap;
+        let mut settings = Settings::default();
+        settings.lake.root = "s3://lake/prod".into();
+        settings.serverless.kubernetes.image = "registry.example/switchyard:0.1.0".into();
+        settings.serverless.kubernetes.control_plane_url = Some("http://cp:7070".into());
+        settings.lake.storage_options = switchyard_config::settings::StorageOptions::new(BTreeMap::from([(
+            "aws_secret_access_key_env".to_owned(),
+            "LAKE_SECRET_KEY".to_owned(),
+        )]));
+        let job = JobTemplate::from_settings(&settings, 1).unwrap().job("w-0", 1, 0);
+        let env = &job["spec"]["template"]["spec"]["containers"][0]["env"];
+        let found = env.as_array().unwrap().iter().any(|e| {
+            e["name"] == "SWITCHYARD__LAKE__STORAGE_OPTIONS__AWS_SECRET_ACCESS_KEY_ENV"
+                && e["value"] == "LAKE_SECRET_KEY"
+        });
+        assert!(found, "{env}");
+        settings.lake.storage_options = switchyard_config::settings::StorageOptions::new(BTreeMap::from([(
+            "aws_secret_access_key".to_owned(),
+            "hunter2".to_owned(),
+        )]));
+        let err = JobTemplate::from_settings(&settings, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("lake.storage_options.aws_secret_access_key") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]
