@@ -54,43 +54,75 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
     chain(&setup, &format!("[lake]\nroot = \"{}\"\n", lake.display()), &reader).await;
 }
 
-/// The same chain with the lake on the S3 server (`SWITCHYARD_TEST_S3`): control plane, node and
-/// workers (each worker in a fresh temporary directory) share nothing but the state store and
-/// the bucket; afterwards no local lake directory exists and Python's deltalake reads the tables
-/// from S3 with the right rows.
+/// The same chain with the lake on the S3 server (`SWITCHYARD_TEST_S3`, moto): control plane,
+/// node and workers (each worker in a fresh temporary directory) share nothing but the state
+/// store and the bucket; afterwards no local lake directory exists, `switchyard events` reads
+/// the event log from the bucket, and Python's deltalake reads the tables with the right rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_runs_with_the_lake_on_s3_and_no_local_lake() {
     let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
+    let options = [
+        ("aws_endpoint_url", endpoint.as_str()),
+        ("aws_region", "us-east-1"),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+    ];
+    chain_on_object_store("s3://switchyard-test", &options, "aws_secret_access_key").await;
+}
+
+/// The same on Azurite (`SWITCHYARD_TEST_AZURITE`), through object_store's emulator mode
+/// (`AZURITE_BLOB_STORAGE_URL`, exported by scripts/test, reaches every process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_runs_with_the_lake_on_azurite_and_no_local_lake() {
+    std::env::var("AZURITE_BLOB_STORAGE_URL").expect("AZURITE_BLOB_STORAGE_URL: run through scripts/test");
+    let options = [
+        ("azure_storage_use_emulator", "true"),
+        ("azure_storage_account_name", "devstoreaccount1"),
+        (
+            "azure_storage_account_key",
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+        ),
+    ];
+    chain_on_object_store("az://switchyard-test", &options, "azure_storage_account_key").await;
+}
+
+/// The chain under `base/<unique>` with `options` as `[lake.storage_options]` (`secret` given
+/// through a `_file` reference, as an operator would), then the checks that nothing went to a
+/// local disk and that independent readers see the tables.
+async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &str) {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let root = format!("s3://switchyard-test/chain-{}-{nanos}", std::process::id());
+    let root = format!("{base}/chain-{}-{nanos}", std::process::id());
     let setup = Setup::new("sqlite://unused", "10s");
-    let lake_settings = format!(
-        "[lake]\nroot = \"{root}\"\n[lake.storage_options]\naws_endpoint_url = \"{endpoint}\"\naws_region = \"us-east-1\"\n\
-         aws_allow_http = \"true\"\naws_access_key_id = \"testing\"\naws_secret_access_key_file = \"{}\"\n",
-        setup.path("s3.secret").display()
-    );
-    std::fs::write(setup.path("s3.secret"), "testing\n").unwrap();
-    let options = std::collections::HashMap::from([
-        ("aws_endpoint_url".to_owned(), endpoint.clone()),
-        ("aws_region".to_owned(), "us-east-1".to_owned()),
-        ("aws_allow_http".to_owned(), "true".to_owned()),
-        ("aws_access_key_id".to_owned(), "testing".to_owned()),
-        ("aws_secret_access_key".to_owned(), "testing".to_owned()),
-    ]);
-    let reader = switchyard_lake::Lake::with_options(&root, options, false).unwrap();
+    let mut lake_settings = format!("[lake]\nroot = \"{root}\"\n[lake.storage_options]\n");
+    for (key, value) in options {
+        if *key == secret {
+            std::fs::write(setup.path("lake.secret"), format!("{value}\n")).unwrap();
+            lake_settings.push_str(&format!("{key}_file = \"{}\"\n", setup.path("lake.secret").display()));
+        } else {
+            lake_settings.push_str(&format!("{key} = \"{value}\"\n"));
+        }
+    }
+    let map = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let reader = switchyard_lake::Lake::with_options(&root, map, false).unwrap();
     chain(&setup, &lake_settings, &reader).await;
     for local in ["lake", ".switchyard/lake"] {
         assert!(!setup.path(local).exists(), "a local lake directory {local} was made");
     }
-    // An independent reader: Python's deltalake, straight from the bucket.
+    // The event log went to the object store too, and `switchyard events` reads it there.
+    let (code, out, err) = setup.run_cli(&["events", "--json", "--last", "0"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.contains("\"run_finished\"")), "no run_finished event:\n{out}\n{err}");
+    // An independent reader: Python's deltalake, straight from the store.
     let python =
         std::env::var("SWITCHYARD_TEST_PYTHON").expect("SWITCHYARD_TEST_PYTHON: run through scripts/test");
+    let opts: Vec<String> = options.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
     let script = format!(
-        "import deltalake\nopts = {{'AWS_ENDPOINT_URL': '{endpoint}', 'AWS_REGION': 'us-east-1', 'AWS_ALLOW_HTTP': 'true', \
-         'AWS_ACCESS_KEY_ID': 'testing', 'AWS_SECRET_ACCESS_KEY': 'testing'}}\n\
+        "import deltalake\nopts = {{{}}}\n\
          for t in ['bronze/claims', 'silver/claims', 'gold/provider_totals']:\n    \
          d = deltalake.DeltaTable('{root}/' + t, storage_options=opts)\n    \
-         print(t, d.to_pyarrow_table().num_rows)\n"
+         print(t, d.to_pyarrow_table().num_rows)\n",
+        opts.join(", ")
     );
     let out = std::process::Command::new(python).arg("-c").arg(&script).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
