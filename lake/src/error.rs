@@ -18,6 +18,18 @@ pub enum Error {
     MissingVersion { table: String, version: u64 },
     #[error("table {table}: the log entry of version {version} is not valid JSON ({cause})")]
     Log { table: String, version: u64, cause: String },
+    #[error(
+        "table {table}: {attempts} commits in a row lost the race to other writers (read at version {}, the table is now at version {}): {cause}",
+        read_version.map_or("none".to_owned(), |v| v.to_string()),
+        current_version.map_or("none".to_owned(), |v| v.to_string())
+    )]
+    Conflict {
+        table: String,
+        attempts: u32,
+        read_version: Option<u64>,
+        current_version: Option<u64>,
+        cause: String,
+    },
     #[error("lake root `{root}`: {setting} would make concurrent commits unsafe: {why}")]
     CommitSafety { root: String, setting: String, why: String },
 }
@@ -39,6 +51,7 @@ impl Error {
         }
         match self {
             Error::CommitSafety { .. } => FailureClass::Internal,
+            Error::Conflict { .. } => FailureClass::Data,
             Error::IncompatibleSchema { .. } => FailureClass::Data,
             Error::Root { .. } | Error::PositionConflict { .. } | Error::Log { .. } => FailureClass::Internal,
             Error::MissingVersion { .. } => FailureClass::Data,
@@ -57,6 +70,9 @@ impl Error {
         }
         match self {
             Error::CommitSafety { .. } => "change the setting named above, then start again",
+            Error::Conflict { .. } => {
+                "several tasks write this table at once and keep overtaking each other: give each its own table, or chain them with depends_on or on_update"
+            }
             Error::IncompatibleSchema { .. } => {
                 "new nullable columns are merged automatically; a changed type or a removed column needs a new table or an overwrite"
             }

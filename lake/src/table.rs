@@ -209,6 +209,41 @@ impl Lake {
         positions: &[Position],
         note: Option<serde_json::Value>,
     ) -> Result<Committed, Error> {
+        // Another writer committing first (on an object store: winning the conditional PUT of
+        // the same version) is not a failure of this one: start over from the new state, where
+        // the position check makes a retry of our own earlier commit a no-op.
+        const ATTEMPTS: u32 = 4;
+        let mut attempt = 1;
+        loop {
+            let read_version = self.version(table).await?;
+            match self.commit_once(table, batches.clone(), mode, positions, note.clone()).await {
+                Err(Error::Delta { cause, .. }) if is_conflict(&cause) => {
+                    let now = self.version(table).await?;
+                    if attempt == ATTEMPTS {
+                        return Err(Error::Conflict {
+                            table: table.to_string(),
+                            attempts: ATTEMPTS,
+                            read_version,
+                            current_version: now,
+                            cause: cause.to_string(),
+                        });
+                    }
+                    tracing::warn!(table = %table, attempt, read_version = ?read_version, current_version = ?now, error = %cause, "Commit lost a race to another writer; retrying on the new version.");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn commit_once(
+        &self,
+        table: &TableName,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+        positions: &[Position],
+        note: Option<serde_json::Value>,
+    ) -> Result<Committed, Error> {
         let delta = |cause| Error::Delta { table: table.to_string(), cause };
         let t = self.open(table).await?;
         if let (false, Some(version)) = (positions.is_empty(), t.version()) {
@@ -232,10 +267,32 @@ impl Lake {
                 });
             }
         }
+        let t = match (mode, t.version(), batches.first()) {
+            // Overwriting a table that does not exist yet: create it empty first, so that the
+            // overwrite commits against a snapshot. Without one deltalake checks no conflicts,
+            // and two racing first overwrites both land (seen on S3: one table holding both
+            // outputs).
+            (WriteMode::Overwrite, None, Some(first)) => {
+                let empty = RecordBatch::new_empty(first.schema());
+                match t.write(vec![empty]).with_save_mode(SaveMode::Append).await {
+                    Ok(_) => {}
+                    Err(cause) if is_conflict(&cause) => {} // another writer created it
+                    Err(cause) => return Err(delta(cause)),
+                }
+                self.open(table).await?
+            }
+            _ => t,
+        };
         let existing = t.version().is_some().then(|| describe_table(&t));
         let incoming = batches.first().map(|b| describe_arrow(&b.schema())).unwrap_or_default();
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let properties = commit_properties(positions, note);
+        let mut properties = commit_properties(positions, note);
+        if mode == WriteMode::Overwrite {
+            // deltalake would rebase a losing overwrite onto the winner's commit without removing
+            // the winner's files (an overwrite does not count as reading the table), leaving both
+            // outputs in the table. Fail instead, and start over from the new state (above).
+            properties = properties.with_max_retries(0);
+        }
         let save = match mode {
             WriteMode::Append => SaveMode::Append,
             WriteMode::Overwrite => SaveMode::Overwrite,
@@ -308,6 +365,23 @@ pub(crate) fn describe_table(t: &DeltaTable) -> String {
 
 pub(crate) fn describe_arrow(schema: &deltalake::arrow::datatypes::Schema) -> String {
     describe(schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable())))
+}
+
+/// Whether a commit failed because another writer committed first.
+pub(crate) fn is_conflict(e: &deltalake::DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    match e {
+        deltalake::DeltaTableError::VersionAlreadyExists(_) => true,
+        deltalake::DeltaTableError::Transaction { source } => {
+            matches!(
+                source,
+                TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            )
+        }
+        _ => false,
+    }
 }
 
 /// Whether a write failed because the data does not fit the table's schema.
