@@ -113,15 +113,19 @@ async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &st
     let (code, out, err) = setup.run_cli(&["events", "--json", "--last", "0"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().any(|l| l.contains("\"run_finished\"")), "no run_finished event:\n{out}\n{err}");
-    // An independent reader: Python's deltalake, straight from the store.
+    // An independent reader: Python's deltalake, straight from the store. It exits with
+    // `os._exit` once it has printed: deltalake 1.6.6 with pyarrow sometimes aborts while the
+    // interpreter shuts down ("terminate called without an active exception"), after the reads.
     let python =
         std::env::var("SWITCHYARD_TEST_PYTHON").expect("SWITCHYARD_TEST_PYTHON: run through scripts/test");
     let opts: Vec<String> = options.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
     let script = format!(
-        "import deltalake\nopts = {{{}}}\n\
+        "import os, sys\nimport deltalake\nopts = {{{}}}\n\
          for t in ['bronze/claims', 'silver/claims', 'gold/provider_totals']:\n    \
          d = deltalake.DeltaTable('{root}/' + t, storage_options=opts)\n    \
-         print(t, d.to_pyarrow_table().num_rows)\n",
+         print(t, d.to_pyarrow_table().num_rows)\n\
+         sys.stdout.flush()\n\
+         os._exit(0)\n",
         opts.join(", ")
     );
     let out = std::process::Command::new(python).arg("-c").arg(&script).output().unwrap();

@@ -5,7 +5,10 @@
 //! succeeds. The Delta table must then equal the source: the same row count, no duplicate ids and
 //! the same order-independent checksum (sum of ids, sum of a hash of each row's values). Kafka
 //! also carries a poison message that must land once in `<table>__dlq` while the rest of its
-//! partition is ingested.
+//! partition is ingested. The PostgreSQL and Kafka tests run twice: with the lake in the setup
+//! directory and with it under a fresh prefix of a bucket on the S3 server (`SWITCHYARD_TEST_S3`:
+//! moto, started by scripts/test). The commit points are read from the table's Delta log through
+//! the lake's object store, so the same checks hold on both.
 //!
 //! Kill moments: for each kill a random row count is drawn between the rows committed at the
 //! previous kill and its share of the first half of the source; once the table has committed that
@@ -18,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -29,6 +32,8 @@ use switchyard_lake::Lake;
 use switchyard_lake::arrow::array::{Array, ArrayRef, AsArray};
 use switchyard_lake::arrow::datatypes::{DataType, Float64Type, Int16Type, Int32Type, Int64Type};
 use switchyard_lake::arrow::record_batch::RecordBatch;
+use switchyard_lake::deltalake::logstore::ObjectStoreRef;
+use switchyard_lake::deltalake::{ObjectStoreError, Path as StorePath};
 use switchyard_scheduler::engine::{AttemptState, RunState, RunView};
 
 use crate::harness::*;
@@ -44,16 +49,17 @@ const FLUSH_ROWS: u64 = 8_000;
 // ---------------------------------------------------------------------------------------------
 // Settings, processes and the kill loop.
 
-/// A setup for one pool `ingest` whose nodes leave from `ip`: PostgreSQL state, a lake under the
-/// setup directory, a short lease, the egress policy `egress` and optionally a client identity.
+/// A setup for one pool `ingest` whose nodes leave from `ip`: PostgreSQL state, the lake
+/// `lake_settings` (a `[lake]` section) names, a short lease, the egress policy `egress` and
+/// optionally a client identity.
 fn configure(
     setup: &Setup,
     state: &str,
+    lake_settings: &str,
     ip: &str,
     egress: &str,
     identity: Option<(&str, &IdentityFiles)>,
-) -> Lake {
-    let lake = setup.path("lake");
+) {
     let (pool_identities, identities) = match identity {
         Some((name, files)) => (
             format!("identities = [\"{name}\"]\n"),
@@ -73,9 +79,7 @@ state = "{state}"
 token_file = "{token}"
 lease_ttl = "{LEASE_TTL}"
 
-[lake]
-root = "{lake}"
-
+{lake_settings}
 [[pools]]
 name = "ingest"
 egress_ips = ["{ip}"]
@@ -86,45 +90,104 @@ max_workers = 0
 {identities}"#,
         port = setup.port,
         token = setup.path("admin.token").display(),
-        lake = lake.display(),
     );
     std::fs::write(setup.path("switchyard.toml"), settings).unwrap();
     std::fs::write(setup.path("egress.yaml"), egress).unwrap();
-    Lake::new(lake.to_str().unwrap()).unwrap()
 }
 
-/// The table's commit files (`_delta_log/NNNN.json`, written whole by a rename), by version.
-fn log_files(lake: &Lake, table: &TableName) -> Vec<(u64, PathBuf)> {
-    let dir = lake.location(table).to_file_path().unwrap().join("_delta_log");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return vec![] };
-    let mut files: Vec<(u64, PathBuf)> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .filter_map(|p| Some((p.file_stem()?.to_str()?.parse().ok()?, p)))
-        .collect();
-    files.sort();
-    files
+/// The lake in the setup directory: its `[lake]` settings and a reader.
+fn local_lake(setup: &Setup) -> (String, Lake) {
+    let root = setup.path("lake");
+    let settings = format!("[lake]\nroot = \"{}\"\n", root.display());
+    (settings, Lake::new(root.to_str().unwrap()).unwrap())
 }
 
-/// Versions and rows committed to the table so far, from its Delta log (`numRecords` of each
-/// added file): cheap enough to poll, and exact once the writer is dead.
-fn committed(lake: &Lake, table: &TableName) -> (u64, u64) {
-    let (mut versions, mut rows) = (0, 0);
-    for (_, path) in log_files(lake, table) {
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        versions += 1;
-        for line in text.lines() {
-            let Ok(action) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            assert!(action.get("remove").is_none(), "an append-only ingest removed a file: {line}");
+/// A lake under a prefix `<name>-<pid>-<nanos>` of the bucket `switchyard-test` on the S3 server
+/// (`SWITCHYARD_TEST_S3`: moto, started by scripts/test): its `[lake]` settings and a reader.
+fn s3_lake(name: &str) -> (String, Lake) {
+    let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let root = format!("s3://switchyard-test/{name}-{}-{nanos}", std::process::id());
+    let options = [
+        ("aws_endpoint_url", endpoint.as_str()),
+        ("aws_region", "us-east-1"),
+        ("aws_allow_http", "true"),
+        ("aws_access_key_id", "testing"),
+        ("aws_secret_access_key", "testing"),
+    ];
+    let mut settings = format!("[lake]\nroot = \"{root}\"\n[lake.storage_options]\n");
+    for (key, value) in options {
+        settings.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    let options = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    println!("lake on S3: {root}");
+    (settings, Lake::with_options(&root, options, false).unwrap())
+}
+
+/// A table's Delta log, read through the lake's object store (a directory or S3 alike): its
+/// commit files `_delta_log/NNNN.json` by version, each one's actions. A commit file appears
+/// whole (renamed into place on a directory, written only if absent on S3) and never changes, so
+/// each is fetched once however often the log is polled.
+struct DeltaLog {
+    store: ObjectStoreRef,
+    dir: StorePath,
+    versions: BTreeMap<u64, Vec<serde_json::Value>>,
+}
+
+impl DeltaLog {
+    fn new(lake: &Lake, table: &TableName) -> DeltaLog {
+        let location = lake.location(table);
+        let relative =
+            location.as_str().strip_prefix(lake.root().as_str()).expect("a table lives under the lake root");
+        DeltaLog {
+            store: lake.object_store().unwrap(),
+            dir: StorePath::from(format!("{relative}_delta_log")),
+            versions: BTreeMap::new(),
+        }
+    }
+
+    /// The commits so far by version (none before the table exists), fetching the new ones.
+    async fn versions(&mut self) -> &BTreeMap<u64, Vec<serde_json::Value>> {
+        let objects = match self.store.list_with_delimiter(Some(&self.dir)).await {
+            Ok(listed) => listed.objects,
+            Err(ObjectStoreError::NotFound { .. }) => vec![],
+            Err(e) => panic!("cannot list {}: {e}", self.dir),
+        };
+        for object in objects {
+            let name = object.location.filename().unwrap_or_default();
+            let Some(Ok(version)) = name.strip_suffix(".json").map(str::parse::<u64>) else { continue };
+            if self.versions.contains_key(&version) {
+                continue;
+            }
+            let bytes = match self.store.get_opts(&object.location, Default::default()).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            }
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", object.location));
+            let actions = bytes
+                .split(|b| *b == b'\n')
+                .filter_map(|line| serde_json::from_slice::<serde_json::Value>(line).ok())
+                .collect();
+            self.versions.insert(version, actions);
+        }
+        &self.versions
+    }
+
+    /// Versions and rows committed to the table so far (`numRecords` of each added file): cheap
+    /// enough to poll, and exact once the writer is dead.
+    async fn committed(&mut self) -> (u64, u64) {
+        let versions = self.versions().await;
+        let mut rows = 0;
+        for action in versions.values().flatten() {
+            assert!(action.get("remove").is_none(), "an append-only ingest removed a file: {action}");
             if let Some(add) = action.get("add") {
                 let stats: serde_json::Value =
                     serde_json::from_str(add["stats"].as_str().expect("add actions carry stats")).unwrap();
                 rows += stats["numRecords"].as_u64().expect("stats carry numRecords");
             }
         }
+        (versions.len() as u64, rows)
     }
-    (versions, rows)
 }
 
 /// Starts the control plane and a node of pool `ingest` on `ip`, submits `job`, SIGKILLs the node
@@ -150,6 +213,7 @@ async fn ingest_with_kills(
         assert!(Instant::now() < deadline, "the node agent did not register");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut log = DeltaLog::new(lake, table);
     let started = Instant::now();
     let run = setup.submit(&client, job).await;
     // Kill targets fall in the first half of the rows: the rest is left for the overshoot of
@@ -165,7 +229,7 @@ async fn ingest_with_kills(
         let delay_ms = rng.random_range(0..=400);
         let wait_until = Instant::now() + Duration::from_secs(120);
         let mut checked = Instant::now();
-        let (mut versions, mut rows) = committed(lake, table);
+        let (mut versions, mut rows) = log.committed().await;
         while rows < target {
             if Instant::now() > wait_until {
                 let view = client.run(run).await.unwrap();
@@ -183,15 +247,15 @@ async fn ingest_with_kills(
                 assert_eq!(view.state, RunState::Running, "the run ended before kill {}: {view:#?}", i + 1);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-            (versions, rows) = committed(lake, table);
+            (versions, rows) = log.committed().await;
         }
         // Then a random delay, cut short by the next commit (bounding the progress).
         let until = Instant::now() + Duration::from_millis(delay_ms);
-        while Instant::now() < until && committed(lake, table).0 == versions {
+        while Instant::now() < until && log.committed().await.0 == versions {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         node.kill9();
-        let (_, rows) = committed(lake, table);
+        let (_, rows) = log.committed().await;
         println!(
             "  kill {} at {:.2}s: {rows} rows committed (waited for {target}, then up to {delay_ms} ms)",
             i + 1,
@@ -239,12 +303,12 @@ async fn ingest_with_kills(
 
 /// The table's Delta log, one line per version: rows added and the positions (`txn`) recorded.
 /// Printed when a check fails.
-fn history(lake: &Lake, table: &TableName) -> String {
+async fn history(lake: &Lake, table: &TableName) -> String {
     let mut out = format!("{table} history:");
-    for (version, file) in log_files(lake, table) {
+    let mut log = DeltaLog::new(lake, table);
+    for (version, actions) in log.versions().await {
         let (mut rows, mut txns) = (0, Vec::new());
-        for line in std::fs::read_to_string(&file).unwrap_or_default().lines() {
-            let Ok(action) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        for action in actions {
             if let Some(add) = action.get("add") {
                 let stats: serde_json::Value =
                     serde_json::from_str(add["stats"].as_str().unwrap_or("{}")).unwrap();
@@ -264,10 +328,10 @@ fn history(lake: &Lake, table: &TableName) -> String {
 
 /// The table equals the source: row count, no duplicates, checksums. Shows the table's history
 /// when not.
-fn assert_equals_source(lake: &Lake, table: &TableName, got: &Checksum, expected: &Checksum) {
+async fn assert_equals_source(lake: &Lake, table: &TableName, got: &Checksum, expected: &Checksum) {
     println!("{table}: {got:?}");
     if got != expected {
-        println!("{}", history(lake, table));
+        println!("{}", history(lake, table).await);
     }
     assert_eq!(got.rows, expected.rows, "{table}: row count");
     assert_eq!(got.distinct_ids, got.rows, "{table}: duplicates");
@@ -368,6 +432,26 @@ fn pg_parts(url: &str) -> (String, Option<String>, String, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_postgres_watermark_ingest_survives_kill_9_of_the_node_agent() {
+    let setup = Setup::new("sqlite://unused", LEASE_TTL);
+    let (lake_settings, lake) = local_lake(&setup);
+    postgres_ingest_with_kills(&setup, &lake_settings, &lake).await;
+}
+
+/// The same with the lake on the S3 server (moto, started by scripts/test): the node agents
+/// commit to the bucket, the commit points the kills fall between are read from there, and so
+/// is the table compared with the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_postgres_ingest_on_s3_survives_kill_9() {
+    let setup = Setup::new("sqlite://unused", LEASE_TTL);
+    let (lake_settings, lake) = s3_lake("eo-pg");
+    postgres_ingest_with_kills(&setup, &lake_settings, &lake).await;
+}
+
+/// 120,000 rows from PostgreSQL into `bronze.big` on the lake `lake_settings` names (`lake`
+/// reads it), with [`KILLS`] kills of the node agent; then the table equals the source and its
+/// recorded watermark is the last one. The state is a fresh PostgreSQL database: [`configure`]
+/// rewrites `setup`'s settings.
+async fn postgres_ingest_with_kills(setup: &Setup, lake_settings: &str, lake: &Lake) {
     const ROWS: i64 = 120_000;
     let state = PgDb::create().await;
     let source = PgDb::create().await;
@@ -389,13 +473,13 @@ async fn exactly_once_postgres_watermark_ingest_survives_kill_9_of_the_node_agen
     .await
     .unwrap();
 
-    let setup = Setup::new(&state.url, LEASE_TTL);
     let (user, password, host, port) = pg_parts(&source.url);
     // PostgreSQL here trusts 127.0.0.1 only (pg_hba.conf): the pool's egress IP is 127.0.0.1.
     let ip = "127.0.0.1";
-    let lake = configure(
-        &setup,
+    configure(
+        setup,
         &state.url,
+        lake_settings,
         ip,
         &format!(
             "destinations:\n  - {{ name: source-db, host: {host}, ports: [{port}], egress_ips: [{ip}] }}\n"
@@ -419,7 +503,7 @@ async fn exactly_once_postgres_watermark_ingest_survives_kill_9_of_the_node_agen
         ),
     );
     let t = table("bronze.big");
-    ingest_with_kills(&setup, ip, &job, &lake, &t, ROWS as u64).await;
+    ingest_with_kills(setup, ip, &job, lake, &t, ROWS as u64).await;
 
     let expected: Vec<(i64, i64, Option<String>, f64, i32)> =
         sqlx::query_as("SELECT id, wm, name, amount, qty FROM big").fetch_all(&pool).await.unwrap();
@@ -430,7 +514,7 @@ async fn exactly_once_postgres_watermark_ingest_survives_kill_9_of_the_node_agen
     let batches = lake.read(&t, None).await.unwrap();
     let got = Checksum::table(&batches, &["id", "wm", "name", "amount", "qty"]);
     assert_eq!(expected.rows, ROWS as u64);
-    assert_equals_source(&lake, &t, &got, &expected);
+    assert_equals_source(lake, &t, &got, &expected).await;
     assert_eq!(lake.position(&t, "switchyard/pg_exactly_once/load_big/wm").await.unwrap(), Some(ROWS / 3));
 }
 
@@ -491,6 +575,26 @@ fn event(id: i64) -> (i32, Vec<u8>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_kafka_ingest_survives_kill_9_and_sends_the_poison_message_to_dlq() {
+    let setup = Setup::new("sqlite://unused", LEASE_TTL);
+    let (lake_settings, lake) = local_lake(&setup);
+    kafka_ingest_with_kills(&setup, &lake_settings, &lake).await;
+}
+
+/// The same with the lake on the S3 server (moto, started by scripts/test), the dead letter
+/// table included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_kafka_ingest_on_s3_survives_kill_9() {
+    let setup = Setup::new("sqlite://unused", LEASE_TTL);
+    let (lake_settings, lake) = s3_lake("eo-kafka");
+    kafka_ingest_with_kills(&setup, &lake_settings, &lake).await;
+}
+
+/// 120,000 events and a poison message from a fresh 3-partition topic into `bronze.events` on
+/// the lake `lake_settings` names (`lake` reads it), with [`KILLS`] kills of the node agent; then
+/// the table equals the source, each partition's offsets are there exactly once but for the
+/// poison message's, and that one is once in `bronze.events__dlq`. The state is a fresh
+/// PostgreSQL database: [`configure`] rewrites `setup`'s settings.
+async fn kafka_ingest_with_kills(setup: &Setup, lake_settings: &str, lake: &Lake) {
     const EVENTS: i64 = 120_000;
     /// The poison message follows this event, in partition 1.
     const POISON_AFTER: i64 = 60_001;
@@ -514,13 +618,13 @@ async fn exactly_once_kafka_ingest_survives_kill_9_and_sends_the_poison_message_
     assert_eq!(POISON_AFTER % 3, 1);
 
     let state = PgDb::create().await;
-    let setup = Setup::new(&state.url, LEASE_TTL);
     let broker = broker();
     let (host, port) = broker.rsplit_once(':').unwrap();
     let ip = "127.0.0.2";
-    let lake = configure(
-        &setup,
+    configure(
+        setup,
         &state.url,
+        lake_settings,
         ip,
         &format!(
             "destinations:\n  - {{ name: broker, host: {host}, ports: [{port}], egress_ips: [{ip}] }}\n"
@@ -536,7 +640,7 @@ async fn exactly_once_kafka_ingest_survives_kill_9_and_sends_the_poison_message_
         ),
     );
     let t = table("bronze.events");
-    ingest_with_kills(&setup, ip, &job, &lake, &t, EVENTS as u64).await;
+    ingest_with_kills(setup, ip, &job, lake, &t, EVENTS as u64).await;
 
     let batches = lake.read(&t, None).await.unwrap();
     let got = Checksum::table(&batches, &["id", "kind", "amount", "member", "_kafka_partition"]);
@@ -568,11 +672,11 @@ async fn exactly_once_kafka_ingest_survives_kill_9_and_sends_the_poison_message_
         }
     }
     if !wrong.is_empty() {
-        println!("{}", history(&lake, &t));
-        println!("{}", history(&lake, &table("bronze.events__dlq")));
+        println!("{}", history(lake, &t).await);
+        println!("{}", history(lake, &table("bronze.events__dlq")).await);
     }
     assert!(wrong.is_empty(), "offsets are not each partition's 0..end exactly once: {wrong:#?}");
-    assert_equals_source(&lake, &t, &got, &expected);
+    assert_equals_source(lake, &t, &got, &expected).await;
 
     // The poison message, once, with where it was.
     let dlq = lake.read(&table("bronze.events__dlq"), None).await.unwrap();
@@ -631,11 +735,13 @@ async fn exactly_once_https_cursor_pages_over_mtls_survive_kill_9() {
 
     let state = PgDb::create().await;
     let setup = Setup::new(&state.url, LEASE_TTL);
+    let (lake_settings, lake) = local_lake(&setup);
     // nginx allows source 127.0.0.2 only, with the partner's client certificate.
     let ip = "127.0.0.2";
-    let lake = configure(
+    configure(
         &setup,
         &state.url,
+        &lake_settings,
         ip,
         &format!(
             "destinations:\n  - {{ name: partner-api, host: localhost, ports: [{}], egress_ips: [{ip}], identity: partner }}\n",
@@ -659,7 +765,7 @@ async fn exactly_once_https_cursor_pages_over_mtls_survive_kill_9() {
     let batches = lake.read(&t, None).await.unwrap();
     let got = Checksum::table(&batches, &["id", "name", "score", "active", "ts", "day"]);
     let expected = Checksum::of((1..=TOTAL).map(|id| (id as i64, item(id).1)));
-    assert_equals_source(&lake, &t, &got, &expected);
+    assert_equals_source(&lake, &t, &got, &expected).await;
     // Every request was answered (mTLS from 127.0.0.2): nothing was refused along the way (499:
     // the client went away mid-request, i.e. was killed).
     let accesses = nginx.accesses();
