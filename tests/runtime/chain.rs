@@ -12,11 +12,13 @@ use super::harness::{PgDb, Setup, write_bronze_t};
 
 const DEBOUNCE: &str = "500ms";
 
-fn settings(setup: &Setup, lake: &str) -> String {
+/// `state`: the state store URL (`None`: SQLite in the setup directory).
+fn settings(setup: &Setup, state: Option<&str>, lake: &str) -> String {
+    let sqlite = format!("sqlite://{}", setup.path("state.db").display());
     format!(
         r#"[control_plane]
 listen = "127.0.0.1:{port}"
-state = "sqlite://{state}"
+state = "{state}"
 token_file = "{token}"
 lease_ttl = "10s"
 
@@ -35,7 +37,7 @@ idle_timeout = "5s"
 trigger_debounce = "{DEBOUNCE}"
 "#,
         port = setup.port,
-        state = setup.path("state.db").display(),
+        state = state.unwrap_or(&sqlite),
         token = setup.path("admin.token").display(),
     )
 }
@@ -51,12 +53,12 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
     let setup = Setup::new("sqlite://unused", "10s");
     let lake = setup.path("lake");
     let reader = switchyard_lake::Lake::new(lake.to_str().unwrap()).unwrap();
-    chain(&setup, &format!("[lake]\nroot = \"{}\"\n", lake.display()), &reader).await;
+    chain(&setup, None, &format!("[lake]\nroot = \"{}\"\n", lake.display()), &reader).await;
 }
 
-/// The same chain with the lake on the S3 server (`SWITCHYARD_TEST_S3`, moto): control plane,
-/// node and workers (each worker in a fresh temporary directory) share nothing but the state
-/// store and the bucket; afterwards no local lake directory exists, `switchyard events` reads
+/// The same chain with the lake on the S3 server (`SWITCHYARD_TEST_S3`, moto) and the state on
+/// PostgreSQL: control plane, node and workers (each worker in a fresh temporary directory)
+/// share nothing but the state store and the bucket; afterwards no local lake directory exists, `switchyard events` reads
 /// the event log from the bucket, and Python's deltalake reads the tables with the right rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_runs_with_the_lake_on_s3_and_no_local_lake() {
@@ -105,7 +107,9 @@ async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &st
     }
     let map = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let reader = switchyard_lake::Lake::with_options(&root, map, false).unwrap();
-    chain(&setup, &lake_settings, &reader).await;
+    // The control plane's state on PostgreSQL, as in a deployment with no shared disk.
+    let state = PgDb::create().await;
+    chain(&setup, Some(&state.url), &lake_settings, &reader).await;
     for local in ["lake", ".switchyard/lake"] {
         assert!(!setup.path(local).exists(), "a local lake directory {local} was made");
     }
@@ -139,7 +143,7 @@ async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &st
 
 /// One PostgreSQL ingest into bronze, then silver and gold triggered by its commits, on the lake
 /// `lake_settings` names; `reader` opens that lake for the checks.
-async fn chain(setup: &Setup, lake_settings: &str, reader: &switchyard_lake::Lake) {
+async fn chain(setup: &Setup, state: Option<&str>, lake_settings: &str, reader: &switchyard_lake::Lake) {
     let source = PgDb::create().await;
     let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
     sqlx::query("CREATE TABLE claims (id bigint PRIMARY KEY, provider text NOT NULL, amount double precision NOT NULL)")
@@ -163,7 +167,7 @@ async fn chain(setup: &Setup, lake_settings: &str, reader: &switchyard_lake::Lak
         format!("      password_file: {}\n", path.display())
     });
 
-    std::fs::write(setup.path("switchyard.toml"), settings(setup, lake_settings)).unwrap();
+    std::fs::write(setup.path("switchyard.toml"), settings(setup, state, lake_settings)).unwrap();
     // PostgreSQL here trusts 127.0.0.1 only (pg_hba.conf): the pool's egress IP is 127.0.0.1.
     std::fs::write(
         setup.path("egress.yaml"),
