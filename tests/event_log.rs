@@ -330,17 +330,22 @@ async fn two_exporters_on_one_postgres_store_export_each_event_once() {
     let b = f.engine().await;
     let racing = ExportPolicy { batch: 3, lease_ttl: Duration::ZERO, ..ExportPolicy::default() };
     let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new([std::sync::atomic::AtomicUsize::new(0), std::sync::atomic::AtomicUsize::new(0)]);
     // Different batch sizes: a replica may take over a batch the other sequenced and commit it
     // in other slices.
-    let exporter = |e: Engine, owner: &'static str, batch: usize| {
+    let exporter = |e: Engine, owner: &'static str, batch: usize, slot: usize| {
         let s = sink(&f.lake);
         let stop = stop.clone();
+        let counts = counts.clone();
         let policy = ExportPolicy { batch, ..racing.clone() };
         tokio::spawn(async move {
             let (mut exported, mut failed) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
                 match e.export_events(&s, owner, &policy).await {
-                    Ok(ExportStep::Exported { .. }) => exported += 1,
+                    Ok(ExportStep::Exported { .. }) => {
+                        exported += 1;
+                        counts[slot].fetch_add(1, Ordering::SeqCst);
+                    }
                     Ok(_) => tokio::time::sleep(Duration::from_millis(2)).await,
                     // Losing a race for the same rows is a Delta conflict: retried next cycle.
                     Err(_) => failed += 1,
@@ -349,21 +354,20 @@ async fn two_exporters_on_one_postgres_store_export_each_event_once() {
             (exported, failed)
         })
     };
-    let ea = exporter(a.clone(), "replica-a", 3);
-    let eb = exporter(b.clone(), "replica-b", 5);
-    let (ra, rb) = tokio::join!(
-        async {
-            for i in 0..3 {
-                make_events(&a, &format!("a{i}"), 3).await;
-            }
-        },
-        async {
-            for i in 0..3 {
-                make_events(&b, &format!("b{i}"), 3).await;
-            }
+    let ea = exporter(a.clone(), "replica-a", 3, 0);
+    let eb = exporter(b.clone(), "replica-b", 5, 1);
+    // Both replicas record events in rounds until each exporter has exported at least once (at
+    // least 3 rounds, at most 60): on a loaded machine one replica can win every race of a
+    // fixed window, and the point is that they raced.
+    for round in 0..60 {
+        let (name_a, name_b) = (format!("a{round}"), format!("b{round}"));
+        tokio::join!(make_events(&a, &name_a, 3), make_events(&b, &name_b, 3));
+        let both = counts.iter().all(|c| c.load(Ordering::SeqCst) > 0);
+        if round >= 2 && both {
+            break;
         }
-    );
-    let _ = (ra, rb);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
     let (a_done, a_failed) = ea.await.unwrap();
