@@ -14,6 +14,8 @@ pub enum Error {
     PositionConflict { table: String, detail: String },
     #[error("table {table}: {cause}")]
     Delta { table: String, cause: deltalake::DeltaTableError },
+    #[error("table {table} does not exist at {location}: nothing has been committed to it")]
+    NoTable { table: String, location: String },
     #[error("table {table} has no version {version} yet")]
     MissingVersion { table: String, version: u64 },
     #[error("table {table}: the log entry of version {version} is not valid JSON ({cause})")]
@@ -54,7 +56,7 @@ impl Error {
             Error::Conflict { .. } => FailureClass::Data,
             Error::IncompatibleSchema { .. } => FailureClass::Data,
             Error::Root { .. } | Error::PositionConflict { .. } | Error::Log { .. } => FailureClass::Internal,
-            Error::MissingVersion { .. } => FailureClass::Data,
+            Error::MissingVersion { .. } | Error::NoTable { .. } => FailureClass::Data,
             Error::Delta { cause, .. } => match cause {
                 deltalake::DeltaTableError::ObjectStore { .. } => FailureClass::Connectivity,
                 deltalake::DeltaTableError::Arrow { .. }
@@ -79,6 +81,9 @@ impl Error {
             Error::Root { .. } => "set [lake] root to a writable directory or an object store URL",
             Error::PositionConflict { .. } => {
                 "another attempt of this task wrote to the table at the same time; the retry resumes from what was committed"
+            }
+            Error::NoTable { .. } => {
+                "check the table name (schema.table) and that [lake] root is the lake its writer uses"
             }
             Error::MissingVersion { .. } => {
                 "the run names an input version the table does not have: run without pinned versions, or check the lake root is the one the writer used"

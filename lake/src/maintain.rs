@@ -29,7 +29,10 @@ impl Lake {
         use deltalake::operations::optimize::OptimizeType;
         let t = self.open(table).await?;
         let Some(_) = t.version() else {
-            return Err(Error::MissingVersion { table: table.to_string(), version: 0 });
+            return Err(Error::NoTable {
+                table: table.to_string(),
+                location: self.location(table).to_string(),
+            });
         };
         let kind =
             if zorder.is_empty() { OptimizeType::Compact } else { OptimizeType::ZOrder(zorder.to_vec()) };
@@ -54,7 +57,10 @@ impl Lake {
     ) -> Result<Vacuumed, Error> {
         let t = self.open(table).await?;
         let Some(_) = t.version() else {
-            return Err(Error::MissingVersion { table: table.to_string(), version: 0 });
+            return Err(Error::NoTable {
+                table: table.to_string(),
+                location: self.location(table).to_string(),
+            });
         };
         let retention = chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::MAX);
         let (_, metrics) = t

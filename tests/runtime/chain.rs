@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use switchyard_scheduler::api::types::{ManifestFile, SubmitRequest};
 use switchyard_scheduler::engine::{RunState, RunView};
 
-use super::harness::{PgDb, Setup, write_bronze_t};
+use super::harness::{PgDb, Setup, s3_test_options, write_bronze_t};
 
 const DEBOUNCE: &str = "500ms";
 
@@ -62,14 +62,8 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
 /// the event log from the bucket, and Python's deltalake reads the tables with the right rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chain_runs_with_the_lake_on_s3_and_no_local_lake() {
-    let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
-    let options = [
-        ("aws_endpoint_url", endpoint.as_str()),
-        ("aws_region", "us-east-1"),
-        ("aws_allow_http", "true"),
-        ("aws_access_key_id", "testing"),
-        ("aws_secret_access_key", "testing"),
-    ];
+    let owned = s3_test_options();
+    let options: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     chain_on_object_store("s3://switchyard-test", &options, "aws_secret_access_key").await;
 }
 

@@ -105,21 +105,14 @@ fn local_lake(setup: &Setup) -> (String, Lake) {
 /// A lake under a prefix `<name>-<pid>-<nanos>` of the bucket `switchyard-test` on the S3 server
 /// (`SWITCHYARD_TEST_S3`: moto, started by scripts/test): its `[lake]` settings and a reader.
 fn s3_lake(name: &str) -> (String, Lake) {
-    let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let root = format!("s3://switchyard-test/{name}-{}-{nanos}", std::process::id());
-    let options = [
-        ("aws_endpoint_url", endpoint.as_str()),
-        ("aws_region", "us-east-1"),
-        ("aws_allow_http", "true"),
-        ("aws_access_key_id", "testing"),
-        ("aws_secret_access_key", "testing"),
-    ];
+    let options = s3_test_options();
     let mut settings = format!("[lake]\nroot = \"{root}\"\n[lake.storage_options]\n");
-    for (key, value) in options {
+    for (key, value) in &options {
         settings.push_str(&format!("{key} = \"{value}\"\n"));
     }
-    let options = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let options = options.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     println!("lake on S3: {root}");
     (settings, Lake::with_options(&root, options, false).unwrap())
 }

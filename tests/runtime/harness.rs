@@ -349,3 +349,16 @@ pub(crate) fn assert_attempts_never_overlap(view: &RunView) {
         }
     }
 }
+
+/// Object-store options for the S3 server the test command starts (`SWITCHYARD_TEST_S3`: moto,
+/// which takes any key): `[lake.storage_options]` names and values.
+pub(crate) fn s3_test_options() -> Vec<(&'static str, String)> {
+    let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
+    vec![
+        ("aws_endpoint_url", endpoint),
+        ("aws_region", "us-east-1".into()),
+        ("aws_allow_http", "true".into()),
+        ("aws_access_key_id", "testing".into()),
+        ("aws_secret_access_key", "testing".into()),
+    ]
+}

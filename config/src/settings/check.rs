@@ -180,7 +180,9 @@ fn check_lake(doc: &crate::document::Document, lake: &super::Lake, out: &mut Vec
             }
             let twins = [option.to_owned(), format!("{option}_env"), format!("{option}_file")];
             let set: Vec<&String> = twins.iter().filter(|t| keys.contains(&t.as_str())).collect();
-            if set.len() > 1 && set[0] == key {
+            // Reported once, at the first reference of the set.
+            let first_reference = set.iter().find(|t| t.as_str() != option);
+            if set.len() > 1 && first_reference.is_some_and(|t| t.as_str() == *key) {
                 out.push(
                     doc.error(
                         Code::Schema,
@@ -322,6 +324,26 @@ mod tests {
         assert_eq!(bad.len(), 1, "{bad:?}");
         assert_eq!(bad[0].0, "serverless.kubernetes.namespace");
         assert!(bad[0].1.contains("Not_A_Label"), "{bad:?}");
+    }
+
+    #[test]
+    fn lake_roots_and_storage_options_are_checked() {
+        let errs = errors("[lake]\nroot = \"hdfs://x/y\"\n", &[]);
+        assert_eq!(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["lake.root"], "{errs:?}");
+        let errs = errors("[lake]\nroot = \"s3:///x\"\n", &[]);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        let twice = "[lake]\nroot = \"s3://b/x\"\n[lake.storage_options]\nkey = \"v\"\nkey_env = \"K\"\n";
+        let errs = errors(twice, &[]);
+        assert_eq!(
+            errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["lake.storage_options.key_env"],
+            "{errs:?}"
+        );
+        let unsafe_rename =
+            "[lake]\nroot = \"s3://b/x\"\n[lake.storage_options]\naws_s3_allow_unsafe_rename = \"true\"\n";
+        assert_eq!(errors(unsafe_rename, &[]).len(), 1);
+        let allowed = "[lake]\nroot = \"s3://b/x\"\nallow_unsafe_rename = true\n[lake.storage_options]\naws_s3_allow_unsafe_rename = \"true\"\n";
+        assert!(errors(allowed, &[]).is_empty());
     }
 
     #[test]
