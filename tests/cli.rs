@@ -320,6 +320,54 @@ fn egress_diff_reports_exactly_the_stranded_and_moved_tasks() {
     assert!(list.stdout.contains("partner-files  files.partner.example.com:443\n    pools:  egress-b (203.0.113.11)\n    tasks:  legacy_export/export_legacy"), "{}", list.stdout);
 }
 
+/// `switchyard lake check` against the S3 server that checks credentials
+/// (`SWITCHYARD_TEST_S3_AUTH`: moto in IAM mode, with a writer and a read-only user made by
+/// scripts/test): the writer passes; a wrong secret fails at `list` as authentication; the
+/// read-only user fails at `put` as access, with a hint naming what to grant. No secret printed.
+#[test]
+fn lake_check_names_the_stage_that_wrong_or_read_only_credentials_fail_at() {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name}: run through scripts/test"));
+    let endpoint = var("SWITCHYARD_TEST_S3_AUTH");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("switchyard.toml");
+    std::fs::write(&settings, "[lake]\nroot = \"s3://switchyard-auth/cli-check\"\n").unwrap();
+    let run = |key: &str| {
+        let (id, secret) = key.split_once(':').unwrap();
+        let env = [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", id),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ];
+        let out = switchyard(&["lake", "check", "--settings", settings.to_str().unwrap()], &env);
+        assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret), "a secret was printed");
+        out
+    };
+    let writer = var("SWITCHYARD_TEST_S3_WRITER");
+    let ok = run(&writer);
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+
+    let wrong = run(&format!("{}:not-the-secret", writer.split_once(':').unwrap().0));
+    assert_eq!(wrong.code, 1, "{}\n{}", wrong.stdout, wrong.stderr);
+    assert!(
+        wrong.stdout.contains("FAIL  list") && wrong.stdout.contains("authentication"),
+        "{}",
+        wrong.stdout
+    );
+
+    let read_only = run(&var("SWITCHYARD_TEST_S3_READER"));
+    assert_eq!(read_only.code, 1, "{}\n{}", read_only.stdout, read_only.stderr);
+    assert!(read_only.stdout.contains("ok    list"), "{}", read_only.stdout);
+    assert!(
+        read_only.stdout.contains("FAIL  put") && read_only.stdout.contains("access"),
+        "{}",
+        read_only.stdout
+    );
+    assert!(read_only.stdout.contains("lake check failed at stage `put`"), "{}", read_only.stdout);
+    assert!(read_only.stdout.contains("grant"), "{}", read_only.stdout);
+}
+
 /// `switchyard lake check` with the lake on the S3 server (`SWITCHYARD_TEST_S3`, started by
 /// scripts/test) and only the standard `AWS_*` variables: every stage passes; a dead endpoint
 /// fails at `list` as connectivity; a bucket that does not exist fails at `list` as access. A

@@ -3,6 +3,9 @@
 //! also creates the bucket and the container `switchyard-test`. Each test writes under a prefix
 //! of its own. Nothing here touches a local lake directory.
 //!
+//! A second moto (`SWITCHYARD_TEST_S3_AUTH`) checks signatures and IAM policies, for the
+//! credential tests.
+//!
 //! Not covered: real AWS, real Azure and any GCS (no emulator runs here); see the README.
 
 use std::collections::HashMap;
@@ -217,6 +220,54 @@ async fn storage_failures_at_run_time_are_classified_not_internal() {
     let err = missing.position(&t, "app").await.unwrap_err();
     assert_eq!(err.class(), FailureClass::Access, "{err}");
     assert!(err.hint().contains("[lake] root"), "{}", err.hint());
+}
+
+/// The S3 server that checks credentials (`SWITCHYARD_TEST_S3_AUTH`, a second moto in IAM mode,
+/// started and prepared by scripts/test): `key` is `ACCESS_KEY_ID:SECRET`.
+fn auth_lake(key: &str, prefix: &str) -> Lake {
+    let (id, secret) = key.split_once(':').expect("ACCESS_KEY_ID:SECRET");
+    let mut options = s3_options(&endpoint("SWITCHYARD_TEST_S3_AUTH"));
+    options.insert("aws_access_key_id".into(), id.into());
+    options.insert("aws_secret_access_key".into(), secret.into());
+    Lake::with_options(&format!("s3://switchyard-auth/{prefix}"), options, false).unwrap()
+}
+
+/// Against a server that authenticates and authorizes every request: the writer's key passes
+/// every stage and commits; an unknown key and a wrong secret are `authentication` at the first
+/// request; read-only credentials list and read but fail at `put` as `access`, and a commit with
+/// them fails as `access` naming the bucket — none of them `internal`.
+#[tokio::test]
+async fn wrong_and_read_only_credentials_are_classified_and_named() {
+    let writer = endpoint("SWITCHYARD_TEST_S3_WRITER");
+    let reader = endpoint("SWITCHYARD_TEST_S3_READER");
+    let prefix = unique("auth");
+    let t = table("bronze.guarded");
+
+    let lake = auth_lake(&writer, &prefix);
+    let stages = lake.check().await;
+    assert!(stages.iter().all(|s| s.ok), "{stages:?}");
+    lake.commit(&t, vec![batch(0, 10)], WriteMode::Append, &[]).await.unwrap();
+
+    let (writer_id, _) = writer.split_once(':').unwrap();
+    for key in ["AKIAUNKNOWNKEY000000:whatever", &format!("{writer_id}:not-the-secret")] {
+        let stages = auth_lake(key, &prefix).check().await;
+        let last = stages.last().unwrap();
+        assert_eq!((last.name, last.failure), ("list", Some(StoreFailure::Authentication)), "{stages:?}");
+        let err = auth_lake(key, &prefix).read(&t, None).await.unwrap_err();
+        assert_eq!(err.class(), FailureClass::Authentication, "{err}");
+    }
+
+    let read_only = auth_lake(&reader, &prefix);
+    let (rows, _) = count_and_sum(&read_only.read(&t, None).await.unwrap());
+    assert_eq!(rows, 10, "read-only credentials read the table");
+    let stages = auth_lake(&reader, &prefix).check().await;
+    let last = stages.last().unwrap();
+    assert_eq!((last.name, last.ok, last.failure), ("put", false, Some(StoreFailure::Access)), "{stages:?}");
+    let err = read_only.commit(&t, vec![batch(10, 5)], WriteMode::Append, &[]).await.unwrap_err();
+    assert_eq!(err.class(), FailureClass::Access, "{err}");
+    assert!(err.to_string().contains("switchyard-auth"), "names the bucket: {err}");
+    let (rows, _) = count_and_sum(&lake.read(&t, None).await.unwrap());
+    assert_eq!(rows, 10, "the refused commit left the table as it was");
 }
 
 #[test]
