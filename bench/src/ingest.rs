@@ -135,10 +135,38 @@ impl Progress for Quiet {
     fn committed(&self, _table: &TableName, _version: u64, _rows: u64) {}
 }
 
-/// One end-to-end run into a fresh lake: the summary, the wall time and the Parquet bytes.
+/// One end-to-end run into a fresh local lake: the summary, the wall time and the Parquet bytes.
 async fn ingest(source: &Source, sink: &SinkSpec, dialer: &Dialer, task: &str) -> (Summary, Duration, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = Lake::new(dir.path().to_str().expect("UTF-8 path")).expect("lake");
+    let (summary, wall) = ingest_into(lake, source, sink, dialer, task).await;
+    (summary, wall, size(dir.path()))
+}
+
+/// The same into a fresh prefix of the S3 server: the summary, the wall time, the bytes stored
+/// and the requests the server logged meanwhile.
+async fn ingest_s3(
+    s3: &super::s3::S3,
+    source: &Source,
+    sink: &SinkSpec,
+    dialer: &Dialer,
+    task: &str,
+) -> (Summary, Duration, u64, super::s3::Requests) {
+    let root = s3.fresh_root(task);
+    let lake = Lake::new(&root).expect("S3 lake");
+    let before = s3.requests();
+    let (summary, wall) = ingest_into(lake.clone(), source, sink, dialer, task).await;
+    let requests = s3.requests().since(&before);
+    (summary, wall, super::s3::stored_bytes(&lake).await, requests)
+}
+
+async fn ingest_into(
+    lake: Lake,
+    source: &Source,
+    sink: &SinkSpec,
+    dialer: &Dialer,
+    task: &str,
+) -> (Summary, Duration) {
     let ctx = Context {
         lake,
         dialer: dialer.clone(),
@@ -149,8 +177,7 @@ async fn ingest(source: &Source, sink: &SinkSpec, dialer: &Dialer, task: &str) -
     };
     let started = Instant::now();
     let summary = switchyard_ingest::run(source, sink, &ctx, Arc::new(Quiet)).await.expect("ingest");
-    let wall = started.elapsed();
-    (summary, wall, size(dir.path()))
+    (summary, started.elapsed())
 }
 
 /// One-row appends, each its own commit with a position, through the lake's writer.
@@ -548,6 +575,8 @@ async fn pg_bench(admin: &str, name: &str) {
         "table": "bronze.rows", "flush": {"rows": PG_FLUSH_ROWS, "interval": "60s"},
     }))
     .expect("sink");
+    let s3 = super::s3::S3::from_env();
+    let mut s3_results = Vec::new();
     let mut results = Vec::new();
     for (label, watermark, reference) in
         [("whole query", None, raw_rate), ("watermark wm", Some("wm"), raw_ordered_rate)]
@@ -560,6 +589,7 @@ async fn pg_bench(admin: &str, name: &str) {
         let mut rates = Vec::new();
         let mut commit_rates = Vec::new();
         let mut commits = 0;
+        let mut s3_rates = Vec::new();
         for i in 0..RUNS {
             let (s, wall, parquet) = ingest(&source, &sink, &dialer, "pg").await;
             print_run(label, i, &s, wall, parquet);
@@ -569,6 +599,16 @@ async fn pg_bench(admin: &str, name: &str) {
             rates.push(s.rows as f64 / wall.as_secs_f64());
             commit_rates.push(s.commits as f64 / wall.as_secs_f64());
             commits = s.commits;
+            // Alternating with the local run, so both see the same machine.
+            if let Some(s3) = &s3 {
+                let (s, wall, stored, requests) = ingest_s3(s3, &source, &sink, &dialer, "pg").await;
+                print_run(&format!("{label} on S3"), i, &s, wall, stored);
+                println!("    S3 requests: {requests}");
+                s3_rates.push(s.rows as f64 / wall.as_secs_f64());
+            }
+        }
+        if !s3_rates.is_empty() {
+            s3_results.push((label, median(&s3_rates), median(&rates)));
         }
         results.push((label, median(&rates), median(&commit_rates), commits, reference));
     }
@@ -586,6 +626,20 @@ async fn pg_bench(admin: &str, name: &str) {
         "  flush rows {} (the whole query is one commit without a watermark); small one-row appends reach {small:.1} commits/s here",
         grouped(PG_FLUSH_ROWS as f64)
     );
+    match &s3 {
+        Some(s3) => {
+            for (label, s3_rate, local_rate) in s3_results {
+                println!(
+                    "  lake on S3 ({}), {label:<12}: median {:>9} rows/s = {:.2}× the local-disk lake's {} rows/s (goal ≥ 0.7×)",
+                    s3.endpoint,
+                    grouped(s3_rate),
+                    s3_rate / local_rate,
+                    grouped(local_rate)
+                );
+            }
+        }
+        None => println!("  lake on S3: skipped ({})", super::s3::SKIPPED),
+    }
 }
 
 /// `COPY (sql) TO STDOUT (FORMAT binary)`, every byte read and dropped.

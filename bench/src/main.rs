@@ -13,6 +13,7 @@ mod dispatch;
 mod generate;
 mod ingest;
 mod proxy;
+mod s3;
 mod transform;
 
 /// The same allocator as the `switchyard` binary, so the figures are the CLI's.

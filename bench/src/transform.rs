@@ -140,10 +140,18 @@ pub(crate) fn run() {
     let rt = super::runtime();
     let lake = Lake::new(&root).expect("lake");
     rt.block_on(generate(&lake));
+    // The same tables on the S3 server, when there is one; its runs alternate with the others.
+    let s3 = super::s3::S3::from_env();
+    let s3_root = s3.as_ref().map(|s3| {
+        let root = s3.fresh_root("transform");
+        println!("  and on the S3 server at {} ({root}):", s3.endpoint);
+        rt.block_on(generate(&Lake::new(&root).expect("S3 lake")));
+        root
+    });
     let exe = std::env::current_exe().expect("bench executable");
     let python = std::env::var("SWITCHYARD_BENCH_PYTHON").ok();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/transform_polars.py");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut on_s3) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..RUNS {
         let mut c = Command::new(&exe);
         c.args(["transform-child", &root, &format!("bench.out_{i}")]);
@@ -154,6 +162,20 @@ pub(crate) fn run() {
                 kib as f64 / 1024.0
             );
             ours.push((s, kib));
+        }
+        if let (Some(s3), Some(root)) = (&s3, &s3_root) {
+            let before = s3.requests();
+            let mut c = Command::new(&exe);
+            c.args(["transform-child", root, &format!("bench.out_{i}")]);
+            if let Some((s, rows, kib)) = measure(c) {
+                println!(
+                    "  switchyard on S3 run {}: {s:.2} s, {rows} groups, peak {:.0} MiB; S3 requests: {}",
+                    i + 1,
+                    kib as f64 / 1024.0,
+                    s3.requests().since(&before)
+                );
+                on_s3.push((s, kib));
+            }
         }
         match &python {
             Some(py) => {
@@ -178,6 +200,16 @@ pub(crate) fn run() {
     }
     if !theirs.is_empty() {
         println!("  polars:     median {:.0} rows/s, peak {:.0} MiB", rate(&theirs), peak(&theirs));
+    }
+    match (&s3, on_s3.is_empty(), ours.is_empty()) {
+        (Some(_), false, false) => println!(
+            "  switchyard with the lake on S3: median {:.0} rows/s, peak {:.0} MiB = {:.2}× the local-disk lake's rows/s (goal ≥ 0.7×)",
+            rate(&on_s3),
+            peak(&on_s3),
+            rate(&on_s3) / rate(&ours)
+        ),
+        (None, _, _) => println!("  lake on S3: skipped ({})", super::s3::SKIPPED),
+        _ => println!("  lake on S3: no successful runs to compare"),
     }
     if !ours.is_empty() && !theirs.is_empty() {
         println!(
