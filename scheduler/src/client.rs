@@ -33,18 +33,35 @@ pub struct Client {
 impl Client {
     /// `base` is `http://host:port` or `https://host:port`; `ca` verifies an HTTPS control plane.
     pub fn new(base: &str, token: String, ca: Option<&Path>) -> Result<Client, Error> {
+        match ca {
+            Some(ca) => {
+                let pem = std::fs::read(ca).map_err(|cause| Error::Io {
+                    what: format!("cannot read the CA file {}", ca.display()),
+                    cause,
+                })?;
+                Client::with_ca_pem(base, token, Some((&pem, &ca.display().to_string())))
+            }
+            None => Client::with_ca_pem(base, token, None),
+        }
+    }
+
+    /// As [`Client::new`], with the CA certificate given as PEM text (`origin` names where it came
+    /// from, for errors): how the local launcher hands workers the control plane's CA, so a
+    /// worker reads no file the control plane's machine holds.
+    pub fn with_ca_pem(base: &str, token: String, ca: Option<(&[u8], &str)>) -> Result<Client, Error> {
         crate::api::tls_provider();
         let mut roots = rustls::RootCertStore::empty();
-        if let Some(ca) = ca {
-            let pem = std::fs::read(ca).map_err(|cause| Error::Io {
-                what: format!("cannot read the CA file {}", ca.display()),
-                cause,
-            })?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| Error::Tls(format!("{} is not PEM: {e}", ca.display())))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::Tls(format!("bad CA certificate in {}: {e}", ca.display())))?;
+        if let Some((pem, origin)) = ca {
+            let mut found = 0;
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                let cert = cert.map_err(|e| Error::Tls(format!("{origin} is not PEM: {e}")))?;
+                roots.add(cert).map_err(|e| Error::Tls(format!("bad CA certificate in {origin}: {e}")))?;
+                found += 1;
+            }
+            if found == 0 {
+                return Err(Error::Tls(format!(
+                    "{origin} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+                )));
             }
         } else if base.starts_with("https://") {
             return Err(Error::Tls("an https control plane needs its CA certificate: pass --ca-file".into()));

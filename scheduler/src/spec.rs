@@ -73,6 +73,7 @@ impl TaskSpec {
                 command: command.iter().map(|c| (*c).to_owned()).collect(),
                 env: BTreeMap::new(),
                 workdir: PathBuf::from("/"),
+                declared_workdir: None,
                 destinations: vec![],
             },
             reads: vec![],
@@ -99,8 +100,13 @@ pub enum Work {
     Run {
         command: Vec<String>,
         env: BTreeMap<String, String>,
-        /// Absolute working directory: the manifest's folder, or `run.workdir` under it.
+        /// Absolute working directory on the machine that planned it: the manifest's folder, or
+        /// `run.workdir` under it. Only agents on that machine use it (`switchyard run`, the
+        /// local launcher's workers); a node elsewhere resolves `declared_workdir` itself.
         workdir: PathBuf,
+        /// `run.workdir` as written in the manifest.
+        #[serde(default)]
+        declared_workdir: Option<PathBuf>,
         destinations: Vec<String>,
     },
     /// Ingestion from a source (`source:`) into `sink`, executed by the ingestion connectors.
@@ -208,6 +214,7 @@ fn work_of(task: &Task, base: &std::path::Path) -> Work {
             command: run.command.clone(),
             env: run.env.clone(),
             workdir: run.workdir.as_ref().map_or_else(|| base.to_path_buf(), |w| base.join(w)),
+            declared_workdir: run.workdir.clone(),
             destinations: run.destinations.iter().map(ToString::to_string).collect(),
         };
     }

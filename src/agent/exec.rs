@@ -68,7 +68,9 @@ pub(crate) async fn execute(
             details: None,
         };
     let (command, env, workdir, destinations) = match &lease.spec.work {
-        Work::Run { command, env, workdir, destinations } => (command, env, workdir, destinations),
+        Work::Run { command, env, workdir, declared_workdir, destinations } => {
+            (command, env, access.run_dir.resolve(workdir, declared_workdir.as_deref()), destinations)
+        }
         Work::Ingest { source, sink } => {
             return super::ingest::execute(lease, source, sink, tail, stop, access.ingest.as_ref()).await;
         }
@@ -110,6 +112,14 @@ pub(crate) async fn execute(
         }
         command.env_remove("NO_PROXY").env_remove("no_proxy");
     }
+    // The agent's own settings overrides (`SWITCHYARD__*`, which may carry the lake's
+    // credentials) and the CA it was handed are the agent's, not the program's.
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("SWITCHYARD__") || key_text == crate::cli::CA_PEM_ENV {
+            command.env_remove(&key);
+        }
+    }
     let mut child = match command
         .args(args)
         .envs(env)
@@ -117,7 +127,7 @@ pub(crate) async fn execute(
         .env("SWITCHYARD_TASK", &lease.spec.name)
         .env("SWITCHYARD_RUN", lease.run.to_string())
         .env("SWITCHYARD_ATTEMPT", lease.number.to_string())
-        .current_dir(workdir)
+        .current_dir(&workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -44,6 +44,34 @@ pub(crate) struct AgentConfig {
     /// The lake, for transforms. Serverless workers only: they also give `run` tasks a proxy
     /// that refuses and audits every outbound request, as they have no egress.
     pub(crate) serverless_lake: Option<switchyard_lake::Lake>,
+    /// Where `run` tasks start.
+    pub(crate) run_dir: RunDir,
+}
+
+/// Where `run` tasks start. A node or worker on another machine than the control plane has none
+/// of its folders: it resolves the manifest's `run.workdir` against a directory of its own.
+#[derive(Debug, Clone)]
+pub(crate) enum RunDir {
+    /// The folder the control plane planned (the manifest's, or `run.workdir` under it), for
+    /// agents on the machine that read the manifests: `switchyard run` and the local launcher's
+    /// workers.
+    Planned,
+    /// `run.workdir` under this directory (an absolute `run.workdir` as it is), else the
+    /// directory itself.
+    Own(std::path::PathBuf),
+}
+
+impl RunDir {
+    pub(crate) fn resolve(
+        &self,
+        planned: &std::path::Path,
+        declared: Option<&std::path::Path>,
+    ) -> std::path::PathBuf {
+        match self {
+            RunDir::Planned => planned.to_path_buf(),
+            RunDir::Own(base) => declared.map_or_else(|| base.clone(), |d| base.join(d)),
+        }
+    }
 }
 
 /// What a dedicated node gives its ingestion tasks.
@@ -162,6 +190,7 @@ pub(crate) async fn run(
                         ingest: ingest.clone(),
                         transform: transform.clone(),
                         no_egress: no_egress.clone(),
+                        run_dir: config.run_dir.clone(),
                     };
                     start(lease, &running, &reports_tx, &freed, *shutdown.borrow(), access);
                 }
@@ -215,6 +244,7 @@ pub(crate) struct Access {
     pub(crate) ingest: Option<ingest::IngestAccess>,
     pub(crate) transform: Option<transform::TransformAccess>,
     pub(crate) no_egress: Option<no_egress::NoEgress>,
+    pub(crate) run_dir: RunDir,
 }
 
 fn start(
@@ -452,6 +482,7 @@ mod tests {
                 ingest: None,
                 transform: None,
                 no_egress: None,
+                run_dir: RunDir::Planned,
             };
             start(lease, &running, &reports, &Arc::new(Notify::new()), false, access);
             let report = received.recv().await.unwrap();

@@ -24,8 +24,8 @@ use switchyard_scheduler::store::Store;
 use tokio::sync::watch;
 
 use super::render::{Style, render_errors};
-use super::{ClientArgs, url_for};
-use crate::agent::{self, AgentConfig};
+use super::{CA_PEM_ENV, ClientArgs, url_for};
+use crate::agent::{self, AgentConfig, RunDir};
 
 /// Tasks one local serverless worker runs at once.
 pub(crate) const WORKER_SLOTS: u32 = 2;
@@ -66,6 +66,10 @@ pub(crate) struct NodeArgs {
     /// Egress policy the node's gateway enforces. Default: ./egress.yaml.
     #[arg(long, value_name = "FILE")]
     egress: Option<PathBuf>,
+    /// Where `run` tasks start: a manifest's `run.workdir` is resolved under it (the manifest's
+    /// folder is on the control plane's machine, not here). Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -78,6 +82,13 @@ pub(crate) struct WorkerArgs {
     /// Exit after this long without work. Default: the settings' serverless.idle_timeout.
     #[arg(long, value_name = "DURATION")]
     idle_timeout: Option<HumanDuration>,
+    /// Where `run` tasks start, as for `node --workdir`. Default: the current directory.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Start `run` tasks in the folder the control plane planned: set by the local launcher,
+    /// whose workers run on the control plane's machine.
+    #[arg(long, hide = true, conflicts_with = "workdir")]
+    planned_workdir: bool,
     #[command(flatten)]
     client: ClientArgs,
 }
@@ -182,6 +193,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let shutdown = shutdown_signal();
     let events = super::events::spawn_exporter(&engine, &settings, shutdown.clone())?;
+    let maintenance = super::maintenance::spawn(&engine, &settings.lake, shutdown.clone())?;
     let result: anyhow::Result<()> = match k8s_template {
         None => {
             let result = run_control_plane(engine, options, Some((launcher.clone(), policy)), shutdown).await;
@@ -190,6 +202,11 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         Some(template) => serve_with_kubernetes(engine, options, policy, template, shutdown).await,
     };
+    // A compaction under way is given up: its commit is atomic, so at most unreferenced files
+    // stay behind, and its slot is recorded as started but not finished.
+    if let Some(maintenance) = maintenance {
+        maintenance.abort();
+    }
     // After a shutdown signal the exporter writes what is left and gives up its lease.
     if result.is_ok() {
         let _ = events.await;
@@ -255,9 +272,15 @@ pub(crate) fn worker_command(
         "-".to_owned(),
         "--idle-timeout".to_owned(),
         idle.to_string(),
+        // Local workers share the control plane's machine, and with it the manifests' folders.
+        "--planned-workdir".to_owned(),
     ];
+    let mut env = Vec::new();
     if let Some(ca) = ca {
-        args.extend(["--ca-file".to_owned(), std::path::absolute(ca)?.display().to_string()]);
+        // The certificate itself, not its path: the worker reads no file of this machine.
+        let pem = std::fs::read_to_string(ca)
+            .with_context(|| format!("reading the control plane's CA certificate {}", ca.display()))?;
+        env.push((CA_PEM_ENV.to_owned(), pem));
     }
     // Workers start in a directory of their own: a local lake root is made absolute (a local
     // lake is the one thing the local launcher's workers do share, as the demo's lake).
@@ -266,21 +289,35 @@ pub(crate) fn worker_command(
     } else {
         std::path::absolute(&lake.root)?.display().to_string()
     };
-    let mut env = vec![("SWITCHYARD__LAKE__ROOT".to_owned(), lake_root)];
+    env.push(("SWITCHYARD__LAKE__ROOT".to_owned(), lake_root));
     if lake.allow_unsafe_rename {
         env.push(("SWITCHYARD__LAKE__ALLOW_UNSAFE_RENAME".to_owned(), "true".to_owned()));
     }
-    // As written: `_env`/`_file` references stay references, read by the worker itself (a
-    // `_file` path made absolute, as the worker runs elsewhere).
+    // Values and `_env` references as written (the worker reads its own environment); what a
+    // `_file` reference holds is read here and sent after the token on standard input, as the
+    // worker reads no file of this machine.
+    let mut from_files = serde_json::Map::new();
     for (key, value) in lake.storage_options.as_written() {
-        let value = if key.ends_with("_file") {
-            std::path::absolute(value)?.display().to_string()
-        } else {
-            value.to_owned()
-        };
-        env.push((format!("SWITCHYARD__LAKE__STORAGE_OPTIONS__{}", key.to_ascii_uppercase()), value));
+        if let Some(option) = key.strip_suffix("_file") {
+            let secret = switchyard_config::SecretRef::File(value.into())
+                .resolve()
+                .with_context(|| format!("reading [lake.storage_options] {key} for a worker"))?;
+            from_files.insert(option.to_owned(), secret.expose().clone().into());
+            continue;
+        }
+        env.push((
+            format!("SWITCHYARD__LAKE__STORAGE_OPTIONS__{}", key.to_ascii_uppercase()),
+            value.to_owned(),
+        ));
     }
-    Ok(WorkerCommand { exe, args, env, stdin: Some(switchyard_config::Secret::new(token.to_owned())) })
+    // One line each (the launcher ends the last).
+    let mut stdin = token.to_owned();
+    if !from_files.is_empty() {
+        stdin.push('\n');
+        stdin.push_str(&serde_json::Value::Object(from_files).to_string());
+        args.push("--lake-options-on-stdin".to_owned());
+    }
+    Ok(WorkerCommand { exe, args, env, stdin: Some(switchyard_config::Secret::new(stdin)) })
 }
 
 /// A client from explicit flags, falling back to the settings.
@@ -291,10 +328,21 @@ pub(crate) fn client_for(
     let tls = settings.control_plane.tls_cert.is_some();
     let url = args.control_plane.clone().unwrap_or_else(|| url_for(settings.control_plane.listen, tls));
     let token_file = args.token_file.clone().unwrap_or_else(|| settings.control_plane.token_file.clone());
+    let mut settings = settings;
     let token = if token_file.as_os_str() == "-" {
-        // The local launcher hands workers their token this way (see `worker_command`).
+        // The local launcher hands workers their token this way, then the lake options it read
+        // from files, as one JSON object (see `worker_command`).
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).context("cannot read the API token from standard input")?;
+        if args.lake_options_on_stdin {
+            let mut rest = String::new();
+            std::io::stdin().read_line(&mut rest).context("cannot read lake options from standard input")?;
+            let options: std::collections::BTreeMap<String, String> = serde_json::from_str(rest.trim())
+                .context("the line after the token on standard input is not a JSON object of lake options")?;
+            for (option, value) in options {
+                settings.lake.storage_options.set(&option, value);
+            }
+        }
         line
     } else {
         std::fs::read_to_string(&token_file).with_context(|| {
@@ -309,8 +357,14 @@ pub(crate) fn client_for(
             token_file.display()
         );
     }
-    let ca = args.ca_file.clone().or_else(|| tls.then(|| settings.control_plane.tls_cert.clone()).flatten());
-    Ok((Client::new(&url, token, ca.as_deref())?, settings))
+    let client = match (&args.ca_file, &args.ca_pem) {
+        (None, Some(pem)) => Client::with_ca_pem(&url, token, Some((pem.as_bytes(), CA_PEM_ENV)))?,
+        (ca, _) => {
+            let ca = ca.clone().or_else(|| tls.then(|| settings.control_plane.tls_cert.clone()).flatten());
+            Client::new(&url, token, ca.as_deref())?
+        }
+    };
+    Ok((client, settings))
 }
 
 pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
@@ -373,10 +427,23 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         }),
         serverless_lake: None,
+        run_dir: own_run_dir(args.workdir.as_deref())?,
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--workdir` made absolute (it must exist), else the current directory.
+fn own_run_dir(dir: Option<&Path>) -> anyhow::Result<RunDir> {
+    let dir = match dir {
+        Some(dir) => std::path::absolute(dir)?,
+        None => std::env::current_dir().context("reading the current directory")?,
+    };
+    if !dir.is_dir() {
+        bail!("--workdir {} is not a directory of this machine; create it or pass another", dir.display());
+    }
+    Ok(RunDir::Own(dir))
 }
 
 pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
@@ -402,6 +469,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             switchyard_lake::Lake::from_settings(&settings.lake)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         ),
+        run_dir: if args.planned_workdir { RunDir::Planned } else { own_run_dir(args.workdir.as_deref())? },
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
     tracing::info!(worker = %summary.node_id, leased = summary.leased, "Worker exiting.");

@@ -284,6 +284,8 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
             proxy,
             ingest,
             serverless_lake: None,
+            // `switchyard run` read the manifests on this machine.
+            run_dir: crate::agent::RunDir::Planned,
         };
         agents.push(tokio::spawn(agent::run(client.clone(), config, agents_stop_rx.clone())));
     }

@@ -12,6 +12,7 @@ mod fetch;
 mod gateway;
 mod lake;
 pub(crate) mod logging;
+mod maintenance;
 mod ops;
 mod render;
 mod schema;
@@ -22,6 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Where a worker started by the local launcher finds the control plane's CA certificate (PEM).
+pub(crate) const CA_PEM_ENV: &str = "SWITCHYARD_CONTROL_PLANE_CA";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,6 +143,14 @@ pub(crate) struct ClientArgs {
     /// CA certificate (PEM) that signed an https control plane's certificate.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// The CA certificate as PEM text, when --ca-file is not given: how the local launcher hands
+    /// it to the workers it starts, which read no file of the control plane's machine.
+    #[arg(long, hide = true, env = CA_PEM_ENV, value_name = "PEM")]
+    ca_pem: Option<String>,
+    /// With `--token-file -`: the line after the token is a JSON object of lake storage options
+    /// (what `_file` references held on the launcher's machine).
+    #[arg(long, hide = true, requires = "token_file")]
+    lake_options_on_stdin: bool,
     /// Settings file for the defaults above. Default: ./switchyard.toml if it exists.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,

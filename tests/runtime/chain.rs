@@ -3,6 +3,7 @@
 //! that commit alone starts the `on_update` silver transform, whose commit starts the gold one —
 //! in that order, each exactly once, each pinned to the version its upstream committed.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use switchyard_scheduler::api::types::{ManifestFile, SubmitRequest};
@@ -53,7 +54,8 @@ async fn one_ingest_commit_runs_silver_then_gold_once_each() {
     let setup = Setup::new("sqlite://unused", "10s");
     let lake = setup.path("lake");
     let reader = switchyard_lake::Lake::new(lake.to_str().unwrap()).unwrap();
-    chain(&setup, None, &format!("[lake]\nroot = \"{}\"\n", lake.display()), &reader).await;
+    let lake_settings = format!("[lake]\nroot = \"{}\"\n", lake.display());
+    chain(&setup, None, &|_: &Path| lake_settings.clone(), &reader).await;
 }
 
 /// The same chain with the lake on the S3 server (`SWITCHYARD_TEST_S3`, moto) and the state on
@@ -90,22 +92,32 @@ async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &st
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let root = format!("{base}/chain-{}-{nanos}", std::process::id());
     let setup = Setup::new("sqlite://unused", "10s");
-    let mut lake_settings = format!("[lake]\nroot = \"{root}\"\n[lake.storage_options]\n");
-    for (key, value) in options {
-        if *key == secret {
-            std::fs::write(setup.path("lake.secret"), format!("{value}\n")).unwrap();
-            lake_settings.push_str(&format!("{key}_file = \"{}\"\n", setup.path("lake.secret").display()));
-        } else {
-            lake_settings.push_str(&format!("{key} = \"{value}\"\n"));
+    // Each process's settings in its own directory, the secret in a file of that directory.
+    let lake_settings = |dir: &Path| {
+        let mut text = format!("[lake]\nroot = \"{root}\"\n[lake.storage_options]\n");
+        for (key, value) in options {
+            if *key == secret {
+                std::fs::write(dir.join("lake.secret"), format!("{value}\n")).unwrap();
+                text.push_str(&format!("{key}_file = \"{}\"\n", dir.join("lake.secret").display()));
+            } else {
+                text.push_str(&format!("{key} = \"{value}\"\n"));
+            }
         }
-    }
+        text
+    };
     let map = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let reader = switchyard_lake::Lake::with_options(&root, map, false).unwrap();
     // The control plane's state on PostgreSQL, as in a deployment with no shared disk.
     let state = PgDb::create().await;
-    chain(&setup, Some(&state.url), &lake_settings, &reader).await;
-    for local in ["lake", ".switchyard/lake"] {
-        assert!(!setup.path(local).exists(), "a local lake directory {local} was made");
+    let node_dir = chain(&setup, Some(&state.url), &lake_settings, &reader).await;
+    for dir in [setup.dir.path(), node_dir.path()] {
+        for local in ["lake", ".switchyard/lake", "bronze", "silver", "gold", "_switchyard"] {
+            assert!(
+                !dir.join(local).exists(),
+                "a local lake directory {local} was made in {}",
+                dir.display()
+            );
+        }
     }
     // The event log went to the object store too, and `switchyard events` reads it there.
     let (code, out, err) = setup.run_cli(&["events", "--json", "--last", "0"]);
@@ -119,7 +131,7 @@ async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &st
     let opts: Vec<String> = options.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
     let script = format!(
         "import os, sys\nimport deltalake\nopts = {{{}}}\n\
-         for t in ['bronze/claims', 'silver/claims', 'gold/provider_totals']:\n    \
+         for t in ['bronze/claims', 'silver/claims', 'silver/claims__quarantine', 'gold/provider_totals']:\n    \
          d = deltalake.DeltaTable('{root}/' + t, storage_options=opts)\n    \
          print(t, d.to_pyarrow_table().num_rows)\n\
          sys.stdout.flush()\n\
@@ -131,13 +143,21 @@ async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &st
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["bronze/claims 300", "silver/claims 270", "gold/provider_totals 3"]
+        ["bronze/claims 300", "silver/claims 270", "silver/claims__quarantine 30", "gold/provider_totals 3"]
     );
 }
 
-/// One PostgreSQL ingest into bronze, then silver and gold triggered by its commits, on the lake
-/// `lake_settings` names; `reader` opens that lake for the checks.
-async fn chain(setup: &Setup, state: Option<&str>, lake_settings: &str, reader: &switchyard_lake::Lake) {
+/// One PostgreSQL ingest into bronze, then silver (with an expectation that quarantines the
+/// negative amounts) and gold triggered by its commits, on the lake `lake_settings` renders for
+/// a process's directory; `reader` opens that lake for the checks. The node runs in a directory
+/// of its own (returned) with its own settings, policy and node token; the control plane's
+/// workers each start in a fresh one.
+async fn chain(
+    setup: &Setup,
+    state: Option<&str>,
+    lake_settings: &dyn Fn(&Path) -> String,
+    reader: &switchyard_lake::Lake,
+) -> tempfile::TempDir {
     let source = PgDb::create().await;
     let pool = sqlx::PgPool::connect(&source.url).await.unwrap();
     sqlx::query("CREATE TABLE claims (id bigint PRIMARY KEY, provider text NOT NULL, amount double precision NOT NULL)")
@@ -161,13 +181,23 @@ async fn chain(setup: &Setup, state: Option<&str>, lake_settings: &str, reader: 
         format!("      password_file: {}\n", path.display())
     });
 
-    std::fs::write(setup.path("switchyard.toml"), settings(setup, state, lake_settings)).unwrap();
+    std::fs::write(setup.path("switchyard.toml"), settings(setup, state, &lake_settings(setup.dir.path())))
+        .unwrap();
     // PostgreSQL here trusts 127.0.0.1 only (pg_hba.conf): the pool's egress IP is 127.0.0.1.
+    let policy = format!(
+        "destinations:\n  - {{ name: source-db, host: {host}, ports: [{port}], egress_ips: [127.0.0.1] }}\n"
+    );
+    std::fs::write(setup.path("egress.yaml"), &policy).unwrap();
+    let node_dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        setup.path("egress.yaml"),
-        format!("destinations:\n  - {{ name: source-db, host: {host}, ports: [{port}], egress_ips: [127.0.0.1] }}\n"),
+        node_dir.path().join("switchyard.toml"),
+        format!(
+            "{}\n[[pools]]\nname = \"ingest\"\negress_ips = [\"127.0.0.1\"]\nslots = 2\n",
+            lake_settings(node_dir.path())
+        ),
     )
     .unwrap();
+    std::fs::write(node_dir.path().join("egress.yaml"), &policy).unwrap();
     let ingest = format!(
         "job: ingest\ntasks:\n  - name: load\n    source:\n      kind: postgres\n      host: {host}\n      port: {port}\n      \
          database: {database}\n      user: {user}\n{}      query: SELECT id, provider, amount FROM claims\n      watermark: id\n    \
@@ -175,7 +205,8 @@ async fn chain(setup: &Setup, state: Option<&str>, lake_settings: &str, reader: 
         password_file.unwrap_or_default()
     );
     let silver = "job: silver\ntasks:\n  - name: clean\n    trigger: on_update\n    \
-                  sql: SELECT id, provider, amount FROM bronze.claims WHERE amount > 0\n    \
+                  sql: SELECT id, provider, amount FROM bronze.claims\n    \
+                  expectations:\n      - { name: positive_amount, check: \"amount > 0\", on_violation: quarantine }\n    \
                   sink: { table: silver.claims, mode: overwrite }\n";
     let gold = "job: gold\ntasks:\n  - name: totals\n    trigger: on_update\n    \
                 sql: SELECT provider, count(*) AS n, sum(amount) AS total FROM silver.claims GROUP BY provider\n    \
@@ -190,8 +221,11 @@ async fn chain(setup: &Setup, state: Option<&str>, lake_settings: &str, reader: 
             .collect();
 
     let mut serve = setup.serve();
-    let mut node = setup.node(&setup.url(), "ingest", "127.0.0.1");
     let client = setup.client(&setup.url());
+    let node_token =
+        client.create_token(switchyard_scheduler::engine::Role::Node, "chain-node").await.unwrap();
+    std::fs::write(node_dir.path().join("node.token"), format!("{node_token}\n")).unwrap();
+    let mut node = setup.node_in(node_dir.path(), (&setup.url(), "ingest", "127.0.0.1"), &[], &[]);
     // Register all three; start only what writes bronze.claims. Silver and gold wait for data.
     let submitted = client
         .submit(&SubmitRequest {
@@ -262,8 +296,15 @@ async fn chain(setup: &Setup, state: Option<&str>, lake_settings: &str, reader: 
     }
     assert_eq!(n, 270, "positive claims in gold");
 
+    // The expectation's counts, as silver reported them.
+    let silver_details = silver[0].tasks[0].attempts.last().unwrap().details.as_ref().unwrap();
+    assert!(silver_details.to_string().contains("positive_amount"), "{silver_details:#}");
+    let quarantine = reader.read(&"silver.claims__quarantine".parse().unwrap(), None).await.unwrap();
+    assert_eq!(quarantine.iter().map(|b| b.num_rows()).sum::<usize>(), 30, "quarantined claims");
+
     node.terminate(Duration::from_secs(10));
     serve.terminate(Duration::from_secs(10));
+    node_dir
 }
 
 /// `switchyard run` on a pipeline split into jobs joined by data: it starts only the upstream
@@ -294,4 +335,54 @@ async fn switchyard_run_follows_the_runs_its_commits_trigger() {
     assert!(stdout.contains("ok: 2 jobs, 2/2 tasks succeeded"), "{stdout}");
     let gold = lake.read(&"gold.t".parse().unwrap(), None).await.unwrap();
     assert_eq!(gold.iter().map(|b| b.num_rows()).sum::<usize>(), 2, "providers a and b");
+}
+
+/// `switchyard run` with `[lake] root = "s3://…"`, no `[lake.storage_options]` and only the
+/// standard `AWS_*` variables: the transform runs on a launched worker (in a fresh temporary
+/// directory) against the S3 server, the output is there, and no local lake directory is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchyard_run_on_s3_with_only_the_standard_aws_variables() {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let root = format!("s3://switchyard-test/run-aws-{}-{nanos}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(&format!("sqlite://{}/state.db", dir.path().display()), "10s");
+    let settings = setup.path("switchyard.toml");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!("\n[lake]\nroot = \"{root}\"\n"));
+    std::fs::write(&settings, text).unwrap();
+    let options = s3_test_options();
+    let lake = switchyard_lake::Lake::with_options(
+        &root,
+        options.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        false,
+    )
+    .unwrap();
+    write_bronze_t(&lake).await;
+    setup.write_job(
+        "silver.yaml",
+        "job: silver\nexternal_tables: [bronze.t]\ntasks:\n  - name: clean\n    \
+         sql: SELECT id, provider, amount FROM bronze.t WHERE amount > 0\n    sink: { table: silver.t, mode: overwrite }\n",
+    );
+    let value = |name: &str| options.iter().find(|(k, _)| *k == name).unwrap().1.clone();
+    let out = std::process::Command::new(super::harness::bin())
+        .args(["run", "--settings", settings.to_str().unwrap(), "--egress"])
+        .arg(setup.path("egress.yaml"))
+        .arg(setup.path("jobs"))
+        .current_dir(setup.dir.path())
+        .env("AWS_ENDPOINT_URL", value("aws_endpoint_url"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok: 1 job, 1/1 tasks succeeded"), "{stdout}");
+    let silver = lake.read(&"silver.t".parse().unwrap(), None).await.unwrap();
+    assert_eq!(silver.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+    for local in ["lake", ".switchyard/lake", "silver", "bronze", "_switchyard"] {
+        assert!(!setup.path(local).exists(), "a local lake directory {local} was made");
+    }
 }

@@ -215,22 +215,26 @@ idle_timeout = "3s"
 
     pub(crate) fn node(&self, url: &str, pool: &str, ip: &str) -> Proc {
         let settings = self.path("switchyard.toml");
-        let child = self
-            .command(&[
-                "node",
-                "--pool",
-                pool,
-                "--egress-ip",
-                ip,
-                "--control-plane",
-                url,
-                "--settings",
-                settings.to_str().unwrap(),
-                "--drain-timeout",
-                "2s",
-            ])
-            .spawn()
-            .unwrap();
+        let child = self.command(&node_args(url, pool, ip, &settings)).spawn().unwrap();
+        Proc { child }
+    }
+
+    /// A node of its own: started in `dir`, with `dir`'s `switchyard.toml`, `egress.yaml` and
+    /// token, sharing no file with the control plane (`more`: further arguments, `env`: more of
+    /// its environment).
+    pub(crate) fn node_in(
+        &self,
+        dir: &Path,
+        (url, pool, ip): (&str, &str, &str),
+        more: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let (settings, egress, token) =
+            (dir.join("switchyard.toml"), dir.join("egress.yaml"), dir.join("node.token"));
+        let mut args = node_args(url, pool, ip, &settings);
+        args.extend(["--egress", egress.to_str().unwrap(), "--token-file", token.to_str().unwrap()]);
+        args.extend_from_slice(more);
+        let child = self.command(&args).current_dir(dir).envs(env.iter().copied()).spawn().unwrap();
         Proc { child }
     }
 
@@ -290,6 +294,23 @@ idle_timeout = "3s"
         };
         client.submit(&request).await.unwrap().jobs[0].run.unwrap()
     }
+}
+
+/// `switchyard node` in `pool` with egress IP `ip`, against `url`, with `settings`.
+fn node_args<'a>(url: &'a str, pool: &'a str, ip: &'a str, settings: &'a Path) -> Vec<&'a str> {
+    vec![
+        "node",
+        "--pool",
+        pool,
+        "--egress-ip",
+        ip,
+        "--control-plane",
+        url,
+        "--settings",
+        settings.to_str().unwrap(),
+        "--drain-timeout",
+        "2s",
+    ]
 }
 
 pub(crate) fn wait_healthy(port: u16) {

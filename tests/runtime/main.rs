@@ -8,5 +8,6 @@ mod chain;
 mod event_log;
 mod exactly_once;
 mod harness;
+mod maintenance;
 mod scenarios;
 mod serverless;

@@ -103,6 +103,45 @@ fn a_node_outside_its_pool_is_refused() {
     let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("sy-refuse-{}", std::process::id())));
 }
 
+/// A node on a machine of its own has none of the control plane's folders: a `run` task starts
+/// in `run.workdir` under the node's `--workdir`, and the program does not inherit the node's
+/// `SWITCHYARD__*` settings overrides (which may carry the lake's credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_runs_programs_in_its_own_workdir_without_its_settings_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup::new(&sqlite_url(dir.path()), "10s");
+    let _cp = setup.serve();
+    let client = setup.client(&setup.url());
+    let node_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(node_dir.path().join("work/exports")).unwrap();
+    std::fs::copy(setup.path("egress.yaml"), node_dir.path().join("egress.yaml")).unwrap();
+    std::fs::write(node_dir.path().join("switchyard.toml"), "").unwrap();
+    let token = client.create_token(switchyard_scheduler::engine::Role::Node, "own-dir").await.unwrap();
+    std::fs::write(node_dir.path().join("node.token"), token).unwrap();
+    let work = node_dir.path().join("work");
+    let _node = setup.node_in(
+        node_dir.path(),
+        (&setup.url(), "egress-a", "127.0.0.2"),
+        &["--workdir", work.to_str().unwrap()],
+        &[("SWITCHYARD__LAKE__STORAGE_OPTIONS__AWS_SECRET_ACCESS_KEY", "not-for-programs")],
+    );
+    let job = setup.write_job(
+        "where.yaml",
+        "job: where\ntasks:\n  - name: export\n    run:\n      command: [\"sh\", \"-c\", \"pwd > where.txt; env > env.txt\"]\n      \
+         workdir: exports\n      destinations: [\"127.0.0.1:9443\"]\n",
+    );
+    let run = setup.submit(&client, &job).await;
+    let done = wait_finished(&client, run, Duration::from_secs(30)).await;
+    assert_eq!(done.state, RunState::Succeeded, "{done:#?}");
+    let exports = work.join("exports");
+    let pwd = std::fs::read_to_string(exports.join("where.txt")).unwrap();
+    assert_eq!(std::path::Path::new(pwd.trim()).canonicalize().unwrap(), exports.canonicalize().unwrap());
+    assert!(!setup.path("jobs/exports").exists() && !setup.path("jobs/where.txt").exists());
+    let env = std::fs::read_to_string(exports.join("env.txt")).unwrap();
+    assert!(env.contains("SWITCHYARD_TASK=export"), "{env}");
+    assert!(!env.contains("SWITCHYARD__") && !env.contains("not-for-programs"), "{env}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_a_node_mid_task_and_another_eligible_node_finishes_it() {
     let db = PgDb::create().await;

@@ -198,12 +198,83 @@ fn check_lake(doc: &crate::document::Document, lake: &super::Lake, out: &mut Vec
             }
         }
     }
+    check_maintenance(doc, &lake.maintenance, out);
     if matches!(scheme, "s3" | "s3a") && !lake.allow_unsafe_rename {
         let unsafe_key = keys.iter().find(|k| k.eq_ignore_ascii_case("aws_s3_allow_unsafe_rename"));
         if let Some(key) = unsafe_key {
             out.push(
                 doc.error(Code::Schema, &[Seg::Key("lake"), Seg::Key("storage_options"), Seg::Key(key)], "unsafe renames let two writers racing for one Delta version both succeed, losing a commit")
                     .with_hint("remove it: Switchyard commits with conditional PUT (If-None-Match), which S3 and most S3-compatible servers support; if exactly one process ever writes each table and the server lacks it, set [lake] allow_unsafe_rename = true"),
+            );
+        }
+    }
+}
+
+/// `[[lake.maintenance]]`: each entry says when (one of `every`, `schedule`) and does something;
+/// a table has one entry.
+fn check_maintenance(
+    doc: &crate::document::Document,
+    entries: &[super::Maintenance],
+    out: &mut Vec<Diagnostic>,
+) {
+    for (i, m) in entries.iter().enumerate() {
+        let at =
+            |key: &'static str| [Seg::Key("lake"), Seg::Key("maintenance"), Seg::Index(i), Seg::Key(key)];
+        match (&m.every, &m.schedule) {
+            (None, None) => out.push(
+                doc.error(
+                    Code::Schema,
+                    &at("table"),
+                    format!("maintenance of {} says neither `every` nor `schedule`", m.table),
+                )
+                .with_hint("add every = \"6h\" or schedule = \"0 3 * * *\" (cron, UTC)"),
+            ),
+            (Some(_), Some(_)) => out.push(
+                doc.error(
+                    Code::Schema,
+                    &at("schedule"),
+                    format!("maintenance of {} has both `every` and `schedule`", m.table),
+                )
+                .with_hint("keep one of them"),
+            ),
+            (Some(every), None) if every.0 < std::time::Duration::from_secs(1) => out.push(
+                doc.error(
+                    Code::Schema,
+                    &at("every"),
+                    format!("maintenance every {every} is shorter than a second"),
+                )
+                .with_hint("maintenance rewrites files: run it every few hours, e.g. every = \"6h\""),
+            ),
+            _ => {}
+        }
+        if !m.optimize && m.vacuum_retain.is_none() {
+            out.push(
+                doc.error(
+                    Code::Schema,
+                    &at("optimize"),
+                    format!("maintenance of {} does nothing: optimize = false and no vacuum_retain", m.table),
+                )
+                .with_hint("set optimize = true, add vacuum_retain = \"7d\", or remove the entry"),
+            );
+        }
+        if !m.optimize && !m.z_order.is_empty() {
+            out.push(
+                doc.error(
+                    Code::Schema,
+                    &at("z_order"),
+                    "z_order is set but optimize = false, so nothing is Z-ordered",
+                )
+                .with_hint("set optimize = true or remove z_order"),
+            );
+        }
+        if entries[..i].iter().any(|earlier| earlier.table == m.table) {
+            out.push(
+                doc.error(
+                    Code::DuplicateName,
+                    &at("table"),
+                    format!("{} has a second maintenance entry", m.table),
+                )
+                .with_hint("merge them into one entry per table"),
             );
         }
     }
@@ -344,6 +415,35 @@ mod tests {
         assert_eq!(errors(unsafe_rename, &[]).len(), 1);
         let allowed = "[lake]\nroot = \"s3://b/x\"\nallow_unsafe_rename = true\n[lake.storage_options]\naws_s3_allow_unsafe_rename = \"true\"\n";
         assert!(errors(allowed, &[]).is_empty());
+    }
+
+    #[test]
+    fn maintenance_entries_say_when_and_what() {
+        let ok = "[[lake.maintenance]]\ntable = \"bronze.claims\"\nschedule = \"0 3 * * *\"\nz_order = [\"provider\"]\nvacuum_retain = \"7d\"\n\
+                  [[lake.maintenance]]\ntable = \"_switchyard.event_log\"\nevery = \"6h\"\n";
+        assert_eq!(errors(ok, &[]), vec![]);
+        let bad = "[[lake.maintenance]]\ntable = \"a.b\"\n\
+                   [[lake.maintenance]]\ntable = \"a.c\"\nevery = \"1h\"\nschedule = \"@daily\"\n\
+                   [[lake.maintenance]]\ntable = \"a.d\"\nevery = \"1h\"\noptimize = false\nz_order = [\"x\"]\n\
+                   [[lake.maintenance]]\ntable = \"A.B\"\nevery = \"100ms\"\n";
+        let errs = errors(bad, &[]);
+        let paths: Vec<&str> = errs.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "lake.maintenance[0].table",
+                "lake.maintenance[1].schedule",
+                "lake.maintenance[2].optimize",
+                "lake.maintenance[2].z_order",
+                "lake.maintenance[3].table",
+                "lake.maintenance[3].every",
+            ],
+            "{errs:?}"
+        );
+        assert!(errs[4].1.contains("a.b has a second maintenance entry"), "{errs:?}");
+        let typo = errors("[[lake.maintenance]]\ntable = \"a.b\"\nschedule = \"0 3 * *\"\n", &[]);
+        assert_eq!(typo.len(), 1, "{typo:?}");
+        assert!(typo[0].1.contains("expected 5"), "{typo:?}");
     }
 
     #[test]

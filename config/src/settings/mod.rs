@@ -93,6 +93,13 @@ pub struct Lake {
     /// is configured. Two writers racing for one version can then both "win" and one commit is
     /// lost; leave false unless exactly one process ever writes each table.
     pub allow_unsafe_rename: bool,
+    /// How often the control plane compacts the event log table (`_switchyard.event_log`, one
+    /// small file per export otherwise), once per interval across replicas; `0s` turns it off.
+    /// A `[[lake.maintenance]]` entry for that table replaces this.
+    pub event_log_optimize_every: Duration,
+    /// Table maintenance the control plane runs on a schedule, exactly once per slot across
+    /// replicas.
+    pub maintenance: Vec<Maintenance>,
 }
 
 impl Default for Lake {
@@ -101,8 +108,39 @@ impl Default for Lake {
             root: ".switchyard/lake".to_owned(),
             storage_options: StorageOptions::default(),
             allow_unsafe_rename: false,
+            event_log_optimize_every: Duration(std::time::Duration::from_secs(24 * 3600)),
+            maintenance: Vec::new(),
         }
     }
+}
+
+/// Scheduled maintenance of one table (`[[lake.maintenance]]`): compaction (or Z-order), then
+/// optionally a vacuum. Exactly one of `every` and `schedule`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    /// The table, e.g. `bronze.claims` (`_switchyard.event_log` for the event log).
+    pub table: crate::value::TableName,
+    /// Once per interval (slots aligned to the Unix epoch, so replicas agree on them)…
+    #[serde(default)]
+    pub every: Option<Duration>,
+    /// …or at the times of this cron schedule (UTC), e.g. `0 3 * * *`.
+    #[serde(default)]
+    pub schedule: Option<crate::value::Schedule>,
+    /// Compact small files (deltalake's optimize). Default: true.
+    #[serde(default = "enabled")]
+    pub optimize: bool,
+    /// Z-order by these columns instead of plain compaction.
+    #[serde(default)]
+    pub z_order: Vec<String>,
+    /// After optimizing, delete files no version newer than this still needs (`7d`). Default:
+    /// no vacuum. Readers pinned to older versions lose them, so keep it longer than any query.
+    #[serde(default)]
+    pub vacuum_retain: Option<Duration>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// A pool of dedicated nodes that share static egress IPs and installed identities.

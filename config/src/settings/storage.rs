@@ -40,6 +40,15 @@ impl StorageOptions {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// Sets `option` to `value`, replacing a reference to it: how a worker takes the values its
+    /// launcher read from files the worker cannot see.
+    pub fn set(&mut self, option: &str, value: String) {
+        let option = option.to_ascii_lowercase();
+        self.0.remove(&format!("{option}_env"));
+        self.0.remove(&format!("{option}_file"));
+        self.0.insert(option, value);
+    }
+
     /// Where each referenced option's value lives, by the option it sets.
     pub fn references(&self) -> impl Iterator<Item = (&str, SecretRef)> {
         self.0.iter().filter_map(|(key, value)| {

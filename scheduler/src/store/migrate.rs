@@ -24,6 +24,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "run_options", sql: include_str!("../../migrations/0004_run_options.sql") },
     Migration { version: 5, name: "event_log", sql: include_str!("../../migrations/0005_event_log.sql") },
     Migration { version: 7, name: "alerts", sql: include_str!("../../migrations/0007_alerts.sql") },
+    Migration {
+        version: 8,
+        name: "lake_maintenance",
+        sql: include_str!("../../migrations/0008_lake_maintenance.sql"),
+    },
 ];
 
 /// The SQL for `dialect`: migrations are written for SQLite, and identity columns are the one
