@@ -44,6 +44,8 @@ pub(crate) struct AgentConfig {
     /// The lake, for transforms. Serverless workers only: they also give `run` tasks a proxy
     /// that refuses and audits every outbound request, as they have no egress.
     pub(crate) serverless_lake: Option<switchyard_lake::Lake>,
+    /// What a transform's query may hold in memory (serverless workers).
+    pub(crate) transform_budget: Option<switchyard_transform::Budget>,
     /// Where `run` tasks start.
     pub(crate) run_dir: RunDir,
 }
@@ -121,6 +123,7 @@ pub(crate) async fn run(
     let (commits_tx, commits_rx) = mpsc::unbounded_channel();
     let transform = config.serverless_lake.as_ref().map(|lake| transform::TransformAccess {
         lake: lake.clone(),
+        budget: config.transform_budget.clone(),
         commits: commits_tx.clone(),
         client: client.clone(),
     });

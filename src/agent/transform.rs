@@ -21,6 +21,7 @@ pub(crate) struct TransformAccess {
     pub(crate) lake: switchyard_lake::Lake,
     pub(crate) commits: mpsc::UnboundedSender<CommitRecord>,
     pub(crate) client: switchyard_scheduler::client::Client,
+    pub(crate) budget: Option<switchyard_transform::Budget>,
 }
 
 pub(crate) async fn execute(
@@ -67,7 +68,7 @@ pub(crate) async fn execute(
     // Dropping the transform future before its commit leaves only unreferenced files: the output
     // table changes in one Delta commit or not at all.
     tokio::select! {
-        result = switchyard_transform::run(&access.lake, &request) => match result {
+        result = switchyard_transform::run_within(&access.lake, &request, access.budget.as_ref()) => match result {
             Ok(outcome) => {
                 for c in &outcome.expectations {
                     if c.violations > 0 {

@@ -427,6 +427,7 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         }),
         serverless_lake: None,
+        transform_budget: None,
         run_dir: own_run_dir(args.workdir.as_deref())?,
     };
     let summary = agent::run(client, config, shutdown_signal()).await?;
@@ -450,6 +451,8 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (client, settings) = client_for(&args.client)?;
     let idle = args.idle_timeout.unwrap_or(settings.serverless.idle_timeout).as_std();
     let launched_at = std::env::var("SWITCHYARD_LAUNCHED_AT").ok().and_then(|v| v.parse().ok());
+    // Spill files of this worker's queries; removed when it exits.
+    let spill_dir = std::env::temp_dir().join(format!("switchyard-spill-{}", std::process::id()));
     let config = AgentConfig {
         info: NodeInfo {
             kind: NodeKind::Serverless,
@@ -469,9 +472,15 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             switchyard_lake::Lake::from_settings(&settings.lake)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         ),
+        transform_budget: Some(switchyard_transform::Budget {
+            memory_bytes: settings.serverless.memory_limit.0,
+            spill_dir: spill_dir.clone(),
+        }),
         run_dir: if args.planned_workdir { RunDir::Planned } else { own_run_dir(args.workdir.as_deref())? },
     };
-    let summary = agent::run(client, config, shutdown_signal()).await?;
+    let summary = agent::run(client, config, shutdown_signal()).await;
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    let summary = summary?;
     tracing::info!(worker = %summary.node_id, leased = summary.leased, "Worker exiting.");
     Ok(ExitCode::SUCCESS)
 }

@@ -284,6 +284,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
             proxy,
             ingest,
             serverless_lake: None,
+            transform_budget: None,
             // `switchyard run` read the manifests on this machine.
             run_dir: crate::agent::RunDir::Planned,
         };

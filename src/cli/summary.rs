@@ -164,6 +164,16 @@ fn transform_lines(details: &serde_json::Value) -> Vec<String> {
     if let Some(q) = t.get("quarantined").and_then(|q| q.as_i64()).filter(|q| *q > 0) {
         lines.push(format!("quarantined: {q} row{}", if q == 1 { "" } else { "s" }));
     }
+    if let Some(m) = t.get("memory") {
+        let field = |k: &str| m.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        lines.push(format!(
+            "memory: query peak {} of a {} budget, {} spilled",
+            mib(field("peak_pool_bytes")),
+            mib(field("budget_bytes")),
+            mib(field("spilled_bytes"))
+        ));
+    }
     lines
 }
 

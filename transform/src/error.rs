@@ -15,6 +15,10 @@ pub enum Error {
     MissingInput { table: String, location: String },
     #[error("the query failed: {message}")]
     Query { message: String },
+    /// An operator that cannot spill (or a batch larger than the pool) needed more memory than
+    /// the worker's budget has left; the message names the largest consumers.
+    #[error("the query needs more memory than the worker's budget allows: {message}")]
+    OutOfMemory { message: String },
     /// The query itself was fine; the object store under the lake failed while it ran.
     #[error("reading or writing the lake failed during the query: {message}")]
     Storage { message: String, failure: switchyard_lake::StoreFailure },
@@ -34,6 +38,13 @@ impl Error {
     /// A failure while planning or running the query: bad SQL or data is `data`, but an
     /// object-store outage in the middle of a scan keeps its own class (and so its retry).
     pub(crate) fn query<E: std::error::Error + 'static>(e: E) -> Error {
+        use switchyard_lake::deltalake::datafusion::error::DataFusionError;
+        let exhausted = (&e as &(dyn std::error::Error + 'static))
+            .downcast_ref::<DataFusionError>()
+            .is_some_and(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)));
+        if exhausted {
+            return Error::OutOfMemory { message: e.to_string() };
+        }
         match switchyard_lake::store_failure(&e) {
             Some(failure) => Error::Storage { message: e.to_string(), failure },
             None => Error::Query { message: e.to_string() },
@@ -46,6 +57,7 @@ impl Error {
             Error::BadTableName { .. }
             | Error::MissingInput { .. }
             | Error::Query { .. }
+            | Error::OutOfMemory { .. }
             | Error::Expectation { .. } => FailureClass::Data,
             Error::Lake(e) => e.class(),
             Error::Storage { failure, .. } => failure.class(),
@@ -67,6 +79,9 @@ impl Error {
             }
             Error::Query { .. } => {
                 "fix the task's `sql`: check column names and types against the input tables"
+            }
+            Error::OutOfMemory { .. } => {
+                "raise [serverless] memory_limit (and the worker's memory with it), or make the query hold less at once: the operators named above (a join's build side, a sort, many groups) are what ran out"
             }
             Error::Expectation { .. } => {
                 "fix the data upstream, or change the expectation's `on_violation` to `drop` or `quarantine` to keep the pipeline moving"

@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
 mod error;
 pub mod expectations;
 mod inputs;
@@ -26,7 +27,6 @@ mod write;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use serde::Serialize;
 use switchyard_config::manifest::{Expectation, SinkSpec};
@@ -34,6 +34,7 @@ use switchyard_config::value::TableName;
 use switchyard_lake::arrow::datatypes::SchemaRef;
 use switchyard_lake::{Lake, Position, deltalake};
 
+pub use budget::{Budget, MemoryUse};
 pub use error::Error;
 pub use expectations::Counted;
 
@@ -59,6 +60,9 @@ pub struct Outcome {
     pub output: Option<Written>,
     pub expectations: Vec<Counted>,
     pub quarantined: u64,
+    /// Against a [`Budget`]: what the query's operators held at most and spilled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,9 +96,18 @@ impl Outcome {
     }
 }
 
-/// Runs one transform against `lake`.
+/// Runs one transform against `lake`, with no memory limit.
 pub async fn run(lake: &Lake, request: &Request<'_>) -> Result<Outcome, Error> {
-    let ctx = session();
+    run_within(lake, request, None).await
+}
+
+/// Runs one transform against `lake`, within `budget` when one is given.
+pub async fn run_within(
+    lake: &Lake,
+    request: &Request<'_>,
+    budget: Option<&Budget>,
+) -> Result<Outcome, Error> {
+    let (ctx, peak) = budget::session(budget)?;
     let inputs = inputs::referenced(&ctx, request.sql)?;
     let mut versions: BTreeMap<TableName, u64> = BTreeMap::new();
     for table in &inputs {
@@ -126,6 +139,7 @@ pub async fn run(lake: &Lake, request: &Request<'_>) -> Result<Outcome, Error> {
                 output: None,
                 expectations: vec![],
                 quarantined: 0,
+                memory: None,
             });
         }
     }
@@ -154,12 +168,20 @@ pub async fn run(lake: &Lake, request: &Request<'_>) -> Result<Outcome, Error> {
         selected.push(check.alias(format!("{}{i}", expectations::CHECK_PREFIX)));
     }
     let df = df.select(selected).map_err(Error::query)?;
-    let mut stream = df.execute_stream().await.map_err(Error::query)?;
+    let physical = df.create_physical_plan().await.map_err(Error::query)?;
+    let mut stream = deltalake::datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())
+        .map_err(Error::query)?;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::query)?;
         let batch = switchyard_lake::plain_types(&batch).map_err(|e| Error::internal(e.to_string()))?;
         checker.push(batch)?;
     }
+    drop(stream);
+    let memory = budget.map(|b| MemoryUse {
+        budget_bytes: b.memory_bytes,
+        peak_pool_bytes: peak.as_ref().map_or(0, |p| p.peak()),
+        spilled_bytes: budget::spilled_bytes(physical.as_ref()),
+    });
     let counts = checker.finish()?;
     let quarantined = checker.quarantined_rows();
     let (mode, reason) = match &plan {
@@ -180,13 +202,8 @@ pub async fn run(lake: &Lake, request: &Request<'_>) -> Result<Outcome, Error> {
         output: written,
         expectations: counts,
         quarantined,
+        memory,
     })
-}
-
-/// A DataFusion session for one run: as many partitions as cores.
-fn session() -> SessionContext {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores))
 }
 
 /// The schema with string and binary views as their plain types (what Delta tables declare).

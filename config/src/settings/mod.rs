@@ -178,6 +178,12 @@ pub struct Serverless {
     pub launcher: LauncherKind,
     /// The Kubernetes launcher's Jobs (used when `launcher = "kubernetes"`).
     pub kubernetes: KubernetesWorkers,
+    /// What one transform's query may hold in memory on a worker (DataFusion's memory pool):
+    /// sorts, joins and aggregates spill to the worker's temporary directory beyond it, and a
+    /// query that still cannot fit fails as `data` naming the operators that ran out. Keep it
+    /// below the worker's memory (`[serverless.kubernetes] memory`, 2Gi): the runtime and the
+    /// output rows waiting for their commit are not in it.
+    pub memory_limit: crate::value::ByteSize,
 }
 
 /// What starts serverless workers.
@@ -240,6 +246,7 @@ impl Default for Serverless {
             max_workers: 8,
             idle_timeout: Duration(std::time::Duration::from_secs(30)),
             vcpus_per_worker: 1.0,
+            memory_limit: crate::value::ByteSize(1 << 30),
             launcher: LauncherKind::Local,
             kubernetes: KubernetesWorkers::default(),
         }

@@ -1,9 +1,10 @@
-//! Small value types that parse and check themselves: durations, cron schedules, `host:port`
+//! Small value types that parse and check themselves: durations, byte sizes, cron schedules, `host:port`
 //! endpoints, egress host patterns and table names.
 //!
 //! Each parses inside a serde `Visitor`, so a bad value is reported by the deserializer at its own
 //! location (see `document::recover`). A parse error's text is `message\nhint`.
 
+mod bytes;
 mod duration;
 mod endpoint;
 mod host_pattern;
@@ -18,6 +19,7 @@ use std::str::FromStr;
 
 use serde::de::{self, Visitor};
 
+pub use bytes::ByteSize;
 pub use duration::Duration;
 pub use endpoint::{Endpoint, Host};
 pub use host_pattern::HostPattern;
