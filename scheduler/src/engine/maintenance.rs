@@ -3,26 +3,10 @@
 //! (with an event). The work itself (deltalake's optimize and vacuum) is the binary's, which
 //! holds the lake.
 
-use sqlx::Row;
-
 use super::Engine;
 use crate::Error;
 use crate::events::{Level, NewEvent};
 use crate::store::now_ms;
-
-/// One slot's maintenance as the store holds it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MaintenanceRecord {
-    pub table: String,
-    pub slot: i64,
-    /// The replica that ran it.
-    pub owner: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    /// `succeeded` or `failed`; none while it runs (or if its replica died meanwhile).
-    pub outcome: Option<String>,
-    pub message: Option<String>,
-}
 
 /// The slot `now` (epoch ms) falls in: the start of the current `every` interval (aligned to the
 /// Unix epoch, so every replica computes the same one), or the latest time of a cron schedule.
@@ -95,37 +79,6 @@ impl Engine {
             crate::events::emit(&mut tx, &[event], now).await?;
         }
         tx.commit().await.map_err(Error::store)
-    }
-
-    /// The newest `limit` maintenance slots, of `table` or of every table, newest first.
-    pub async fn maintenance_history(
-        &self,
-        table: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<MaintenanceRecord>, Error> {
-        let rows = sqlx::query(
-            "SELECT target, slot, owner, started_at, finished_at, outcome, message FROM lake_maintenance \
-             WHERE ($1 IS NULL OR target = $1) ORDER BY started_at DESC, target LIMIT $2",
-        )
-        .bind(table)
-        .bind(limit)
-        .fetch_all(&self.store.pool)
-        .await
-        .map_err(Error::store)?;
-        rows.iter()
-            .map(|r| {
-                Ok(MaintenanceRecord {
-                    table: r.try_get("target")?,
-                    slot: r.try_get("slot")?,
-                    owner: r.try_get("owner")?,
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                    outcome: r.try_get("outcome")?,
-                    message: r.try_get("message")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Error::store)
     }
 }
 

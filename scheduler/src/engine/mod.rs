@@ -39,7 +39,7 @@ pub use dashboard::{
 };
 pub use egress::{AuditRecord, PolicyVersion};
 pub use lease::{Lease, RunOptions};
-pub use maintenance::{MaintenanceRecord, maintenance_slot};
+pub use maintenance::maintenance_slot;
 pub use nodes::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};
 pub use query::{AttemptView, NodeView, RunView, TaskView};
 pub use state::{AttemptState, RunState, TaskState};
