@@ -15,6 +15,7 @@ mod ingest;
 mod proxy;
 mod s3;
 mod transform;
+mod transform_large;
 
 /// The same allocator as the `switchyard` binary, so the figures are the CLI's.
 #[global_allocator]
@@ -36,9 +37,11 @@ fn main() {
         "kafka-ingest" => ingest::kafka(),
         "pg-ingest" => ingest::postgres(),
         "transform" => transform::run(),
+        "transform-large" => transform_large::large(),
+        "transform-wide" => transform_large::wide(),
         "transform-child" => {
-            let args: Vec<String> = std::env::args().collect();
-            transform::child(&args[2], &args[3]);
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            transform::child(&args);
         }
         "all" => {
             bench_plan();
@@ -51,7 +54,7 @@ fn main() {
         }
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, kafka-ingest, pg-ingest, transform, all"
+                "unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, kafka-ingest, pg-ingest, transform, transform-large, transform-wide, all"
             );
             std::process::exit(2);
         }

@@ -19,12 +19,19 @@ const BUCKET: &str = "switchyard-bench";
 pub(crate) struct S3 {
     pub(crate) endpoint: String,
     log: Option<PathBuf>,
+    /// The server's process (`SWITCHYARD_BENCH_S3_PID`), whose CPU time is read with the log:
+    /// moto shares this machine's cores with the runs it serves.
+    pid: Option<u32>,
 }
 
 impl S3 {
     pub(crate) fn from_env() -> Option<S3> {
         let endpoint = std::env::var("SWITCHYARD_BENCH_S3").ok().filter(|e| !e.is_empty())?;
-        Some(S3 { endpoint, log: std::env::var_os("SWITCHYARD_BENCH_S3_LOG").map(PathBuf::from) })
+        Some(S3 {
+            endpoint,
+            log: std::env::var_os("SWITCHYARD_BENCH_S3_LOG").map(PathBuf::from),
+            pid: std::env::var("SWITCHYARD_BENCH_S3_PID").ok().and_then(|p| p.parse().ok()),
+        })
     }
 
     /// A lake root no earlier run used.
@@ -39,7 +46,7 @@ impl S3 {
         let Some(text) = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) else {
             return Requests::default();
         };
-        let mut r = Requests { known: true, ..Requests::default() };
+        let mut r = Requests { known: true, cpu_ticks: self.pid.and_then(cpu_ticks), ..Requests::default() };
         // werkzeug's access log: `127.0.0.1 - - [date] "PUT /bucket/key HTTP/1.1" 200 -`.
         for line in text.lines() {
             let Some((_, request)) = line.split_once('"') else { continue };
@@ -69,6 +76,16 @@ pub(crate) struct Requests {
     head: u64,
     delete: u64,
     post: u64,
+    /// The server's user + system CPU time, in clock ticks (1/100 s).
+    cpu_ticks: Option<u64>,
+}
+
+/// utime + stime of `pid` from /proc (fields 14 and 15, after the parenthesised command name).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 impl Requests {
@@ -81,6 +98,7 @@ impl Requests {
             head: self.head - before.head.min(self.head),
             delete: self.delete - before.delete.min(self.delete),
             post: self.post - before.post.min(self.post),
+            cpu_ticks: self.cpu_ticks.zip(before.cpu_ticks).map(|(now, then)| now.saturating_sub(then)),
         }
     }
 }
@@ -95,7 +113,11 @@ impl fmt::Display for Requests {
             f,
             "{total} in all: {} PUT, {} GET, {} LIST, {} HEAD, {} POST (multipart), {} DELETE",
             self.put, self.get, self.list, self.head, self.post, self.delete
-        )
+        )?;
+        match self.cpu_ticks {
+            Some(ticks) => write!(f, "; the server spent {:.2} s of CPU on them", ticks as f64 / 100.0),
+            None => Ok(()),
+        }
     }
 }
 

@@ -17,26 +17,37 @@ use switchyard_lake::{Lake, WriteMode};
 const FACT_ROWS: i64 = 10_000_000;
 const MEMBERS: i64 = 100_000;
 const BATCH: i64 = 1_000_000;
-const RUNS: usize = 3;
+/// A worker's default budget (`[serverless] memory_limit`), which the runs get as a worker would.
+const WORKER_BUDGET: u64 = 1 << 30;
+
+/// Runs per side: `SWITCHYARD_BENCH_RUNS`, at least 5 by default.
+pub(crate) fn runs() -> usize {
+    std::env::var("SWITCHYARD_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+}
 
 pub(crate) const QUERY: &str = "SELECT d.region, d.segment, count(*) AS claims, sum(f.amount) AS total, avg(f.amount) AS mean \
      FROM bench.facts f JOIN bench.members d ON f.member_id = d.member_id \
      WHERE f.status = 'paid' AND f.amount > 10 GROUP BY d.region, d.segment";
 
+/// The wide-output case: a filtered projection returning most of its input, with an
+/// expectation dropping implausible amounts (polars applies the same filter).
+pub(crate) const WIDE_QUERY: &str =
+    "SELECT claim_id, member_id, amount, status FROM bench.facts f WHERE f.amount > 10";
+
 fn table(name: &str) -> TableName {
     name.parse().expect("table name")
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
-async fn generate(lake: &Lake) {
+pub(crate) async fn generate(lake: &Lake, fact_rows: i64) {
     const STATUS: [&str; 3] = ["paid", "denied", "pending"];
     let started = Instant::now();
-    for start in (0..FACT_ROWS).step_by(BATCH as usize) {
+    for start in (0..fact_rows).step_by(BATCH as usize) {
         let ids: Vec<i64> = (start..start + BATCH).collect();
         // A cheap deterministic scramble so members and amounts are not sorted.
         let mix = |i: i64| (i.wrapping_mul(2_654_435_761) >> 7).rem_euclid(1 << 30);
@@ -79,32 +90,55 @@ async fn generate(lake: &Lake) {
     .expect("batch");
     lake.commit(&table("bench.members"), vec![members], WriteMode::Append, &[]).await.expect("write members");
     println!(
-        "  generated {FACT_ROWS} fact rows and {MEMBERS} members in {:.1} s",
+        "  generated {fact_rows} fact rows and {MEMBERS} members in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
 
-/// The child process: one transform run into `out`, then its wall time and peak RSS as JSON.
-pub(crate) fn child(lake_root: &str, out: &str) {
+/// The child process: one transform run into `out` (`query`: `agg` or `wide`; a budget in bytes,
+/// 0 for none), then its wall time and peak RSS as JSON.
+pub(crate) fn child(args: &[String]) {
+    let (lake_root, out) = (&args[0], &args[1]);
+    let query = args.get(2).map_or("agg", String::as_str);
+    let budget_bytes: u64 = args.get(3).and_then(|b| b.parse().ok()).unwrap_or(0);
     let rt = super::runtime();
     let lake = Lake::new(lake_root).expect("lake");
     let sink: SinkSpec =
         serde_json::from_value(serde_json::json!({"table": out, "mode": "overwrite"})).expect("sink");
+    let (sql, expectations) = match query {
+        "wide" => (
+            WIDE_QUERY,
+            serde_json::from_value(serde_json::json!([
+                {"name": "plausible_amount", "check": "amount < 490", "on_violation": "drop"}
+            ]))
+            .expect("expectations"),
+        ),
+        _ => (QUERY, Vec::new()),
+    };
     let versions = Default::default();
     let request = switchyard_transform::Request {
         job: "bench",
         task: out,
-        sql: QUERY,
+        sql,
         sink: &sink,
-        expectations: &[],
+        expectations: &expectations,
         full_refresh: true,
         input_versions: &versions,
     };
+    let spill = std::env::temp_dir().join(format!("switchyard-bench-spill-{}", std::process::id()));
+    let budget = (budget_bytes > 0)
+        .then(|| switchyard_transform::Budget { memory_bytes: budget_bytes, spill_dir: spill.clone() });
     let started = Instant::now();
-    let outcome = rt.block_on(switchyard_transform::run(&lake, &request)).expect("transform");
+    let outcome =
+        rt.block_on(switchyard_transform::run_within(&lake, &request, budget.as_ref())).expect("transform");
     let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&spill);
     let rows = outcome.output.map_or(0, |w| w.rows);
-    println!("{}", serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib()}));
+    let spilled = outcome.memory.map_or(0, |m| m.spilled_bytes);
+    println!(
+        "{}",
+        serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib(), "spilled": spilled, "profile": outcome.profile})
+    );
 }
 
 /// VmHWM of this process, in KiB.
@@ -119,7 +153,8 @@ fn peak_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn measure(mut command: Command) -> Option<(f64, u64, u64)> {
+/// Runs a child; its (seconds, output rows, peak KiB) and its whole JSON line.
+pub(crate) fn measure_full(mut command: Command) -> Option<((f64, u64, u64), serde_json::Value)> {
     let output = command.output().ok()?;
     if !output.status.success() {
         println!("    failed: {}", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""));
@@ -127,7 +162,54 @@ fn measure(mut command: Command) -> Option<(f64, u64, u64)> {
     }
     let line = String::from_utf8_lossy(&output.stdout).lines().last()?.to_owned();
     let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-    Some((v["seconds"].as_f64()?, v["rows"].as_u64()?, v["peak_kib"].as_u64()?))
+    Some(((v["seconds"].as_f64()?, v["rows"].as_u64()?, v["peak_kib"].as_u64()?), v))
+}
+
+pub(crate) fn measure(command: Command) -> Option<(f64, u64, u64)> {
+    measure_full(command).map(|(m, _)| m)
+}
+
+/// The median of each phase and operator over the runs' profiles (`details.transform.profile`).
+pub(crate) fn print_profile(profiles: &[serde_json::Value]) {
+    if profiles.is_empty() {
+        return;
+    }
+    let phase = |name: &str| median(&profiles.iter().filter_map(|p| p[name].as_f64()).collect::<Vec<_>>());
+    println!(
+        "  switchyard profile, median ms: inputs {:.0}, plan {:.0}, refresh {:.0}, query {:.0}, write {:.0}, commit {:.0}",
+        phase("inputs_ms"),
+        phase("plan_ms"),
+        phase("refresh_ms"),
+        phase("query_ms"),
+        phase("write_ms"),
+        phase("commit_ms")
+    );
+    let mut names: Vec<String> = Vec::new();
+    for p in profiles {
+        for o in p["operators"].as_array().into_iter().flatten() {
+            if let Some(n) = o["operator"].as_str() {
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_owned());
+                }
+            }
+        }
+    }
+    let mut ops: Vec<(String, f64)> = names
+        .into_iter()
+        .map(|n| {
+            let times: Vec<f64> = profiles
+                .iter()
+                .filter_map(|p| {
+                    p["operators"].as_array()?.iter().find(|o| o["operator"] == n.as_str())?["compute_ms"]
+                        .as_f64()
+                })
+                .collect();
+            (n, median(&times))
+        })
+        .collect();
+    ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let ops: Vec<String> = ops.iter().map(|(n, t)| format!("{n} {t:.0}")).collect();
+    println!("  operators, median CPU ms over partitions: {}", ops.join(", "));
 }
 
 pub(crate) fn run() {
@@ -139,34 +221,36 @@ pub(crate) fn run() {
     let root = dir.path().to_str().expect("utf-8").to_owned();
     let rt = super::runtime();
     let lake = Lake::new(&root).expect("lake");
-    rt.block_on(generate(&lake));
+    rt.block_on(generate(&lake, FACT_ROWS));
     // The same tables on the S3 server, when there is one; its runs alternate with the others.
     let s3 = super::s3::S3::from_env();
     let s3_root = s3.as_ref().map(|s3| {
         let root = s3.fresh_root("transform");
         println!("  and on the S3 server at {} ({root}):", s3.endpoint);
-        rt.block_on(generate(&Lake::new(&root).expect("S3 lake")));
+        rt.block_on(generate(&Lake::new(&root).expect("S3 lake"), FACT_ROWS));
         root
     });
     let exe = std::env::current_exe().expect("bench executable");
     let python = std::env::var("SWITCHYARD_BENCH_PYTHON").ok();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/transform_polars.py");
     let (mut ours, mut theirs, mut on_s3) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..RUNS {
+    let mut profiles = Vec::new();
+    for i in 0..runs() {
         let mut c = Command::new(&exe);
-        c.args(["transform-child", &root, &format!("bench.out_{i}")]);
-        if let Some((s, rows, kib)) = measure(c) {
+        c.args(["transform-child", &root, &format!("bench.out_{i}"), "agg", &WORKER_BUDGET.to_string()]);
+        if let Some(((s, rows, kib), v)) = measure_full(c) {
             println!(
                 "  switchyard run {}: {s:.2} s, {rows} groups, peak {:.0} MiB",
                 i + 1,
                 kib as f64 / 1024.0
             );
             ours.push((s, kib));
+            profiles.push(v["profile"].clone());
         }
         if let (Some(s3), Some(root)) = (&s3, &s3_root) {
             let before = s3.requests();
             let mut c = Command::new(&exe);
-            c.args(["transform-child", root, &format!("bench.out_{i}")]);
+            c.args(["transform-child", root, &format!("bench.out_{i}"), "agg", &WORKER_BUDGET.to_string()]);
             if let Some((s, rows, kib)) = measure(c) {
                 println!(
                     "  switchyard on S3 run {}: {s:.2} s, {rows} groups, peak {:.0} MiB; S3 requests: {}",
@@ -197,6 +281,7 @@ pub(crate) fn run() {
     let peak = |v: &[(f64, u64)]| median(&v.iter().map(|x| x.1 as f64).collect::<Vec<_>>()) / 1024.0;
     if !ours.is_empty() {
         println!("  switchyard: median {:.0} rows/s, peak {:.0} MiB", rate(&ours), peak(&ours));
+        print_profile(&profiles);
     }
     if !theirs.is_empty() {
         println!("  polars:     median {:.0} rows/s, peak {:.0} MiB", rate(&theirs), peak(&theirs));

@@ -32,7 +32,9 @@ impl Lake {
             if t.version().is_some_and(|latest| latest < v) {
                 return Err(Error::MissingVersion { table: table.to_string(), version: v });
             }
-            t.load_version(v).await.map_err(|cause| Error::Delta { table: table.to_string(), cause })?;
+            if t.version() != Some(v) {
+                t.load_version(v).await.map_err(|cause| Error::Delta { table: table.to_string(), cause })?;
+            }
         }
         Ok(Some(t))
     }

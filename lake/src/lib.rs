@@ -14,12 +14,14 @@
 
 #![forbid(unsafe_code)]
 
+mod encoders;
 mod error;
 mod event_log;
 mod history;
 mod maintain;
 mod merge;
 mod probe;
+mod staged;
 mod store;
 mod table;
 mod writer;
@@ -29,6 +31,7 @@ pub use event_log::{EVENT_LOG_TABLE, EventFilter, EventRecord};
 pub use history::{COMMIT_INFO_KEY, Changes};
 pub use maintain::{Optimized, Vacuumed};
 pub use probe::Stage;
+pub use staged::{ROW_GROUP_BYTES, StagedWrite};
 pub use store::{StoreFailure, bucket, redact_url, store_failure};
 pub use table::{Committed, Lake, Position, WriteMode, plain_types};
 pub use writer::TableWriter;

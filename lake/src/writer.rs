@@ -11,7 +11,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as MergeMode};
 use switchyard_config::value::TableName;
 
 use crate::table::{describe_arrow, describe_table, is_schema_error};
-use crate::{Committed, Error, Lake, Position, WriteMode};
+use crate::{Committed, Error, Lake, Position, StagedWrite, WriteMode};
 
 /// Appends to one table in commits that carry source positions.
 pub struct TableWriter {
@@ -23,9 +23,9 @@ pub struct TableWriter {
     writer: std::sync::Mutex<Option<RecordBatchWriter>>,
     /// The first commit of an `Overwrite` writer replaces the table; later ones append.
     overwrite: bool,
-    /// Batches written since the last commit, for an overwrite's first commit (which goes through
-    /// the overwrite path) and for the row count.
-    pending_overwrite: Vec<RecordBatch>,
+    /// An overwrite's rows until its first commit, streamed into files as they come (in a
+    /// mutex for the same reason as `writer`).
+    pending_overwrite: std::sync::Mutex<Option<StagedWrite>>,
     rows: u64,
 }
 
@@ -44,7 +44,7 @@ impl TableWriter {
             table,
             writer: std::sync::Mutex::new(None),
             overwrite: mode == WriteMode::Overwrite,
-            pending_overwrite: Vec::new(),
+            pending_overwrite: std::sync::Mutex::new(None),
             rows: 0,
         })
     }
@@ -108,7 +108,14 @@ impl TableWriter {
         }
         self.rows += batch.num_rows() as u64;
         if self.overwrite {
-            self.pending_overwrite.push(batch);
+            let pending = self.pending_overwrite.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if pending.is_none() {
+                *pending =
+                    Some(self.lake.stage(&self.name, batch.schema(), WriteMode::Overwrite, None).await?);
+            }
+            if let Some(staged) = pending {
+                staged.write(&batch).await?;
+            }
             return Ok(());
         }
         if self.table.version().is_none() {
@@ -155,7 +162,10 @@ impl TableWriter {
         if done > 0 && done == positions.len() {
             tracing::info!(table = %self.name, positions = ?positions, "Positions already committed; skipping.");
             *self.writer.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-            self.pending_overwrite.clear();
+            let pending = self.pending_overwrite.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(staged) = pending.take() {
+                staged.abort().await;
+            }
             return Ok(Committed {
                 table_version: self.table.version().unwrap_or(0),
                 skipped: true,
@@ -169,9 +179,11 @@ impl TableWriter {
             });
         }
         if self.overwrite {
-            let batches = std::mem::take(&mut self.pending_overwrite);
-            let mut committed =
-                self.lake.commit(&self.name, batches, WriteMode::Overwrite, positions).await?;
+            let pending = self.pending_overwrite.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut committed = match pending.take() {
+                Some(staged) => staged.commit(positions, None).await?,
+                None => self.lake.commit(&self.name, Vec::new(), WriteMode::Overwrite, positions).await?,
+            };
             self.overwrite = false;
             self.table = self.lake.open(&self.name).await?;
             committed.rows = rows;

@@ -364,3 +364,79 @@ fn storage_options_never_show_in_debug_output() {
     let shown = format!("{lake:?}");
     assert!(shown.contains("aws_secret_access_key") && !shown.contains("testing"), "{shown}");
 }
+
+/// One staged write per batch, all at once from fresh handles (separate processes in production),
+/// each committing under `{app}-{i}`; their results in order.
+async fn race_staged(
+    prefix: &str,
+    t: &switchyard_config::value::TableName,
+    mode: WriteMode,
+    batches: Vec<RecordBatch>,
+    app: &str,
+) -> Vec<Result<switchyard_lake::Committed, switchyard_lake::Error>> {
+    let mut racers = Vec::new();
+    for (i, rows) in batches.into_iter().enumerate() {
+        let (lake, t, app) = (s3_lake(prefix), t.clone(), format!("{app}-{i}"));
+        racers.push(tokio::spawn(async move {
+            let mut staged = lake.stage(&t, rows.schema(), mode, None).await?;
+            staged.write(&rows).await?;
+            staged.commit(&[Position { app_id: app, version: 1 }], None).await
+        }));
+    }
+    let mut results = Vec::new();
+    for r in racers {
+        results.push(r.await.expect("join"));
+    }
+    results
+}
+
+/// Staged writes (a transform's output) on S3: files uploaded before the commit are invisible;
+/// racing overwrites each commit against the version they read, so the table ends holding
+/// exactly one writer's rows, never a mix; racing appends all land; an aborted write leaves the
+/// table as it was; a retry of a committed position is skipped and its files deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_staged_writes_race_abort_and_retry_safely() {
+    let prefix = unique("staged");
+    let t = table("silver.staged");
+    let lake = s3_lake(&prefix);
+    let schema = batch(0, 1).schema();
+    let mut first = lake.stage(&t, schema.clone(), WriteMode::Overwrite, None).await.unwrap();
+    first.write(&batch(0, 1000)).await.unwrap();
+    assert_eq!(lake.version(&t).await.unwrap(), None, "nothing visible before the commit");
+    let pos = |app: &str, v: i64| vec![Position { app_id: app.into(), version: v }];
+    let committed = first.commit(&pos("run", 1), None).await.unwrap();
+    assert_eq!((committed.skipped, committed.rows), (false, 1000));
+    assert_eq!(count_and_sum(&lake.read(&t, None).await.unwrap()), (1000, (0..1000).sum()));
+
+    // Racing overwrites from fresh handles (separate processes in production).
+    let overwrites = (0..4).map(|w| batch(10_000 * (w + 1), 500)).collect();
+    for r in race_staged(&prefix, &t, WriteMode::Overwrite, overwrites, "overwriter").await {
+        r.expect("each racing overwrite commits, rebuilt on the winner's version");
+    }
+    let after = lake.read(&t, None).await.unwrap();
+    let (rows, sum) = count_and_sum(&after);
+    assert_eq!(rows, 500, "exactly one overwrite's rows remain, not a mix");
+    assert!((1..=4).any(|w| sum == (10_000 * w..10_000 * w + 500).sum::<i64>()), "one writer's rows: {sum}");
+
+    // An aborted write changes nothing.
+    let version = lake.version(&t).await.unwrap();
+    let mut aborted = lake.stage(&t, schema.clone(), WriteMode::Append, None).await.unwrap();
+    aborted.write(&batch(90_000, 100)).await.unwrap();
+    aborted.abort().await;
+    assert_eq!(lake.version(&t).await.unwrap(), version);
+    assert_eq!(count_and_sum(&lake.read(&t, None).await.unwrap()), (rows, sum));
+
+    // Racing appends all land; a retry of one of them is skipped.
+    let appends = (0..4).map(|w| batch(100_000 + w * 10, 10)).collect();
+    for r in race_staged(&prefix, &t, WriteMode::Append, appends, "appender").await {
+        assert!(!r.expect("racing appends commit").skipped);
+    }
+    let mut retry = lake.stage(&t, schema, WriteMode::Append, None).await.unwrap();
+    retry.write(&batch(100_000, 10)).await.unwrap();
+    assert!(
+        retry.commit(&pos("appender-0", 1), None).await.unwrap().skipped,
+        "a retried position is skipped"
+    );
+    let appended: i64 = (0..4).map(|w| (100_000 + w * 10..100_000 + w * 10 + 10).sum::<i64>()).sum();
+    assert_eq!(count_and_sum(&lake.read(&t, None).await.unwrap()), (rows + 40, sum + appended));
+}

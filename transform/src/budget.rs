@@ -25,8 +25,8 @@ pub struct Budget {
 }
 
 /// The query's memory against its budget. The pool counts what DataFusion's operators reserve
-/// (hash tables, sort buffers, aggregation state); the output rows waiting for their commit are
-/// not in it.
+/// (hash tables, sort buffers, aggregation state); the Parquet encoders' open row groups (a
+/// quarter of the budget in all, at most) are outside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MemoryUse {
     pub budget_bytes: u64,
@@ -43,7 +43,14 @@ pub(crate) fn session(budget: Option<&Budget>) -> Result<(SessionContext, Option
     use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let config = SessionConfig::new().with_target_partitions(cores);
+    // DataFusion's own `DATAFUSION_*` variables (e.g. `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS`)
+    // tune a worker without a rebuild; target partitions default to the cores.
+    let mut config = SessionConfig::from_env().map_err(|e| {
+        Error::internal(format!("a DATAFUSION_* variable of the worker's environment is not valid: {e}"))
+    })?;
+    if std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() {
+        config = config.with_target_partitions(cores);
+    }
     let Some(budget) = budget else {
         return Ok((SessionContext::new_with_config(config), None));
     };

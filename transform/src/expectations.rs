@@ -31,15 +31,23 @@ pub struct Counted {
 }
 
 /// Splits batches (output columns followed by one boolean column per expectation) into kept rows
-/// and quarantined rows, counting violations.
+/// and quarantined rows, counting violations. It holds no rows: each batch's parts go on to the
+/// writers as they come.
 #[derive(Debug)]
 pub(crate) struct Checker {
     rules: Vec<(String, String, OnViolation)>,
     counts: Vec<u64>,
     output: SchemaRef,
     quarantine: SchemaRef,
-    pub(crate) kept: Vec<RecordBatch>,
-    pub(crate) quarantined: Vec<RecordBatch>,
+    quarantined: u64,
+}
+
+/// One batch's rows, split.
+#[derive(Debug, Default)]
+pub(crate) struct Split {
+    pub(crate) kept: Option<RecordBatch>,
+    /// With [`FAILED_CHECKS_COLUMN`].
+    pub(crate) quarantined: Option<RecordBatch>,
 }
 
 pub(crate) fn action(on: OnViolation) -> &'static str {
@@ -68,17 +76,20 @@ impl Checker {
             counts: vec![0; expectations.len()],
             output,
             quarantine: Arc::new(Schema::new(fields)),
-            kept: Vec::new(),
-            quarantined: Vec::new(),
+            quarantined: 0,
         }
     }
 
-    pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<(), Error> {
+    /// The schema of quarantined rows: the output's columns and [`FAILED_CHECKS_COLUMN`].
+    pub(crate) fn quarantine_schema(&self) -> SchemaRef {
+        self.quarantine.clone()
+    }
+
+    pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<Split, Error> {
         let width = self.output.fields().len();
         let arrow = |e: switchyard_lake::arrow::error::ArrowError| Error::internal(e.to_string());
         if self.rules.is_empty() {
-            self.kept.push(batch);
-            return Ok(());
+            return Ok(Split { kept: Some(batch), quarantined: None });
         }
         // valid[i] is true where check i holds (NULL counts as not holding).
         let mut failed: Vec<BooleanArray> = Vec::with_capacity(self.rules.len());
@@ -113,14 +124,11 @@ impl Checker {
         let data = batch.project(&(0..width).collect::<Vec<_>>()).map_err(arrow)?;
         let data = RecordBatch::try_new(self.output.clone(), data.columns().to_vec()).map_err(arrow)?;
         if removed.true_count() == 0 {
-            self.kept.push(data);
-            return Ok(());
+            return Ok(Split { kept: Some(data), quarantined: None });
         }
         let keep = not(&removed).map_err(arrow)?;
         let kept = filter_record_batch(&data, &keep).map_err(arrow)?;
-        if kept.num_rows() > 0 {
-            self.kept.push(kept);
-        }
+        let mut split = Split { kept: (kept.num_rows() > 0).then_some(kept), quarantined: None };
         if to_quarantine.true_count() > 0 {
             let mut names = ListBuilder::new(StringBuilder::new());
             for row in 0..rows {
@@ -134,9 +142,11 @@ impl Checker {
             let mut columns: Vec<ArrayRef> = data.columns().to_vec();
             columns.push(Arc::new(names.finish()));
             let all = RecordBatch::try_new(self.quarantine.clone(), columns).map_err(arrow)?;
-            self.quarantined.push(filter_record_batch(&all, &to_quarantine).map_err(arrow)?);
+            let quarantined = filter_record_batch(&all, &to_quarantine).map_err(arrow)?;
+            self.quarantined += quarantined.num_rows() as u64;
+            split.quarantined = Some(quarantined);
         }
-        Ok(())
+        Ok(split)
     }
 
     /// The counts, or the error of the first `fail` expectation that was violated.
@@ -166,6 +176,6 @@ impl Checker {
     }
 
     pub(crate) fn quarantined_rows(&self) -> u64 {
-        self.quarantined.iter().map(|b| b.num_rows() as u64).sum()
+        self.quarantined
     }
 }

@@ -10,7 +10,7 @@ use deltalake::datafusion::common::config::Dialect;
 use deltalake::datafusion::datasource::TableProvider;
 use deltalake::datafusion::prelude::SessionContext;
 use switchyard_config::value::TableName;
-use switchyard_lake::{Lake, deltalake};
+use switchyard_lake::deltalake;
 
 use crate::Error;
 
@@ -62,18 +62,14 @@ fn outside_lake(part: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Registers `table` at `version` under its `schema.table` name; with `files`, only those of the
-/// version's data files are read.
+/// Registers `delta` (the table at the version the run reads) under its `schema.table` name;
+/// with `files`, only those of the version's data files are read.
 pub(crate) async fn register(
     ctx: &SessionContext,
-    lake: &Lake,
     table: &TableName,
-    version: u64,
+    delta: &deltalake::DeltaTable,
     files: Option<&[String]>,
 ) -> Result<(), Error> {
-    let missing =
-        || Error::MissingInput { table: table.to_string(), location: lake.location(table).to_string() };
-    let delta = lake.table(table, Some(version)).await?.ok_or_else(missing)?;
     let state = ctx.state();
     delta.update_datafusion_session(&state).map_err(|cause| lake_error(table, cause))?;
     let mut builder = delta.table_provider().with_session(Arc::new(state));

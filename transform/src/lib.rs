@@ -6,8 +6,10 @@
 //! - Idempotent: the output commit carries a `txn` whose app id is the task plus a fingerprint of
 //!   its query, expectations and sink, and whose version is the sum of the input versions — which
 //!   grows whenever any input gains a version. Re-running on the same inputs commits nothing.
-//! - Expectations (`warn`, `drop`, `fail`, `quarantine`) are evaluated on the output rows before
-//!   anything is committed; see [`expectations`].
+//! - Expectations (`warn`, `drop`, `fail`, `quarantine`) are evaluated on the output rows as they
+//!   stream to the writers, before anything is committed; see [`expectations`].
+//! - Output is written as it is produced, and visible only in the commit at the end (see
+//!   the `write` module), so a result larger than the worker's memory is fine.
 //! - Incremental refresh when inputs only had appends and the query allows it; see [`refresh`].
 //!
 //! Depends on `switchyard-config` and `switchyard-lake`, and never on `switchyard-gateway`: a
@@ -20,6 +22,7 @@ mod budget;
 mod error;
 pub mod expectations;
 mod inputs;
+mod profile;
 mod refresh;
 mod shape;
 mod write;
@@ -37,6 +40,7 @@ use switchyard_lake::{Lake, Position, deltalake};
 pub use budget::{Budget, MemoryUse};
 pub use error::Error;
 pub use expectations::Counted;
+pub use profile::{OperatorTime, Profile};
 
 /// One transform run.
 #[derive(Debug, Clone)]
@@ -63,6 +67,9 @@ pub struct Outcome {
     /// Against a [`Budget`]: what the query's operators held at most and spilled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryUse>,
+    /// Where the time went (absent when the run was skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,20 +114,30 @@ pub async fn run_within(
     request: &Request<'_>,
     budget: Option<&Budget>,
 ) -> Result<Outcome, Error> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = move || {
+        let now = std::time::Instant::now();
+        profile::ms(now - std::mem::replace(&mut clock, now))
+    };
+    let mut spent = Profile::default();
     let (ctx, peak) = budget::session(budget)?;
     let inputs = inputs::referenced(&ctx, request.sql)?;
+    // Each input's log is replayed once: the handle that tells its version is the one scanned.
     let mut versions: BTreeMap<TableName, u64> = BTreeMap::new();
+    let mut handles = BTreeMap::new();
     for table in &inputs {
-        let version = match request.input_versions.get(table.as_str()) {
+        let pinned = match request.input_versions.get(table.as_str()) {
             Some(&v) => {
-                u64::try_from(v).map_err(|_| Error::internal(format!("negative version for {table}")))?
+                Some(u64::try_from(v).map_err(|_| Error::internal(format!("negative version for {table}")))?)
             }
-            None => lake.version(table).await?.ok_or_else(|| Error::MissingInput {
-                table: table.to_string(),
-                location: lake.location(table).to_string(),
-            })?,
+            None => None,
         };
-        versions.insert(table.clone(), version);
+        let handle = lake.table(table, pinned).await?.ok_or_else(|| Error::MissingInput {
+            table: table.to_string(),
+            location: lake.location(table).to_string(),
+        })?;
+        versions.insert(table.clone(), handle.version().unwrap_or(0));
+        handles.insert(table.clone(), handle);
     }
     let input_versions: BTreeMap<String, u64> = versions.iter().map(|(t, v)| (t.to_string(), *v)).collect();
     let app_id = format!("switchyard/{}/{}/{}", request.job, request.task, fingerprint(request));
@@ -140,18 +157,24 @@ pub async fn run_within(
                 expectations: vec![],
                 quarantined: 0,
                 memory: None,
+                profile: None,
             });
         }
     }
-    for (table, version) in &versions {
-        inputs::register(&ctx, lake, table, *version, None).await?;
+    for (table, handle) in &handles {
+        inputs::register(&ctx, table, handle, None).await?;
     }
+    spent.inputs_ms = lap();
     let df = ctx.sql(request.sql).await.map_err(Error::query)?;
+    spent.plan_ms = lap();
     let plan = refresh::decide(lake, request, &app_id, &versions, shape::shape(df.logical_plan())).await?;
+    spent.refresh_ms = lap();
     let df = match &plan {
         refresh::Plan::Full { .. } => df,
         refresh::Plan::Incremental { table, files, .. } => {
-            inputs::register(&ctx, lake, table, versions[table], Some(files)).await?;
+            let handle =
+                handles.get(table).ok_or_else(|| Error::internal(format!("{table} is not an input")))?;
+            inputs::register(&ctx, table, handle, Some(files)).await?;
             ctx.sql(request.sql).await.map_err(Error::query)?
         }
     };
@@ -169,20 +192,42 @@ pub async fn run_within(
     }
     let df = df.select(selected).map_err(Error::query)?;
     let physical = df.create_physical_plan().await.map_err(Error::query)?;
-    let mut stream = deltalake::datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())
-        .map_err(Error::query)?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(Error::query)?;
-        let batch = switchyard_lake::plain_types(&batch).map_err(|e| Error::internal(e.to_string()))?;
-        checker.push(batch)?;
+    spent.plan_ms += lap();
+    let mut sink =
+        write::Sink::open(lake, request, &plan, output, checker.quarantine_schema(), budget).await?;
+    spent.inputs_ms += lap();
+    // Rows go to the writers as the query yields them; nothing becomes visible before the
+    // commits below, and whatever was written is deleted if the run fails first.
+    let mut writing = std::time::Duration::ZERO;
+    let streamed = async {
+        let mut stream =
+            deltalake::datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())
+                .map_err(Error::query)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::query)?;
+            let started = std::time::Instant::now();
+            let batch = switchyard_lake::plain_types(&batch).map_err(|e| Error::internal(e.to_string()))?;
+            sink.push(checker.push(batch)?).await?;
+            writing += started.elapsed();
+        }
+        checker.finish()
     }
-    drop(stream);
+    .await;
+    let streaming = lap();
+    spent.write_ms = profile::ms(writing);
+    spent.query_ms = (streaming - spent.write_ms).max(0.0);
+    let counts = match streamed {
+        Ok(counts) => counts,
+        Err(e) => {
+            sink.abort().await;
+            return Err(e);
+        }
+    };
     let memory = budget.map(|b| MemoryUse {
         budget_bytes: b.memory_bytes,
         peak_pool_bytes: peak.as_ref().map_or(0, |p| p.peak()),
         spilled_bytes: budget::spilled_bytes(physical.as_ref()),
     });
-    let counts = checker.finish()?;
     let quarantined = checker.quarantined_rows();
     let (mode, reason) = match &plan {
         refresh::Plan::Full { reason } => (RefreshMode::Full, reason.clone()),
@@ -195,7 +240,9 @@ pub async fn run_within(
         "job": request.job,
         "task": request.task,
     });
-    let written = write::write(lake, &ctx, request, &plan, &position, note, output, checker).await?;
+    let written = sink.commit(&ctx, request, &position, note).await?;
+    spent.commit_ms = lap();
+    spent.operators = profile::operators(physical.as_ref());
     Ok(Outcome {
         refresh: Refresh { mode: if written.is_some() { mode } else { RefreshMode::Skipped }, reason },
         input_versions,
@@ -203,6 +250,7 @@ pub async fn run_within(
         expectations: counts,
         quarantined,
         memory,
+        profile: Some(spent),
     })
 }
 
