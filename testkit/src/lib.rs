@@ -127,7 +127,9 @@ impl Nginx {
                 "-c",
                 dir.join("nginx.conf").to_str().unwrap(),
                 "-g",
-                "daemon off;",
+                // One process: the guard's SIGKILL then stops all of nginx. With a master, its
+                // workers outlived every test run (seen: 16 orphaned workers after one CI run).
+                "daemon off; master_process off;",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
