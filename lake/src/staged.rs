@@ -25,7 +25,7 @@ use object_store::ObjectStoreExt as _;
 use switchyard_config::value::TableName;
 
 use crate::encoders::Encoders;
-use crate::table::{commit_properties, describe_arrow, is_conflict};
+use crate::table::{already_committed, commit_properties, describe_arrow, is_conflict};
 use crate::{Committed, Error, Lake, Position, WriteMode};
 
 /// Files roll over at this size: large enough for efficient scans, small enough that one file
@@ -140,11 +140,6 @@ impl StagedWrite {
         Ok(())
     }
 
-    /// Rows written so far.
-    pub fn rows(&self) -> u64 {
-        self.target.rows
-    }
-
     /// Makes the written rows visible with `positions` and `note`, in one version: added to the
     /// table, or replacing all of its rows for an overwrite. Skipped (and the files deleted)
     /// when every position is already committed.
@@ -253,27 +248,10 @@ impl Target {
         positions: &[Position],
         note: Option<serde_json::Value>,
     ) -> Result<Option<Committed>, Error> {
-        let state = t.snapshot().map_err(|cause| delta(&self.name, cause))?;
-        let mut done = 0;
-        for p in positions {
-            let committed = state
-                .transaction_version(t.log_store().as_ref(), &p.app_id)
-                .await
-                .map_err(|cause| delta(&self.name, cause))?;
-            if committed.is_some_and(|c| c >= p.version) {
-                done += 1;
-            }
-        }
-        if done > 0 && done == positions.len() {
-            tracing::info!(table = %self.name, positions = ?positions, "Positions already committed; skipping.");
+        if already_committed(t, &self.name, positions).await? {
             return Ok(None);
         }
-        if done > 0 {
-            return Err(Error::PositionConflict {
-                table: self.name.to_string(),
-                detail: format!("{done} of {} positions are already committed", positions.len()),
-            });
-        }
+        let state = t.snapshot().map_err(|cause| delta(&self.name, cause))?;
         let mut actions: Vec<Action> = Vec::with_capacity(adds.len());
         if self.mode == WriteMode::Overwrite {
             actions.extend(state.log_data().iter().map(|f| Action::Remove(f.remove_action(true))));

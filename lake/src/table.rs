@@ -246,26 +246,8 @@ impl Lake {
     ) -> Result<Committed, Error> {
         let delta = |cause| Error::Delta { table: table.to_string(), cause };
         let t = self.open(table).await?;
-        if let (false, Some(version)) = (positions.is_empty(), t.version()) {
-            let state = t.snapshot().map_err(delta)?;
-            let mut done = 0;
-            for p in positions {
-                let committed =
-                    state.transaction_version(t.log_store().as_ref(), &p.app_id).await.map_err(delta)?;
-                if committed.is_some_and(|c| c >= p.version) {
-                    done += 1;
-                }
-            }
-            if done == positions.len() {
-                tracing::info!(table = %table, positions = ?positions, "Positions already committed; skipping.");
-                return Ok(Committed { table_version: version, skipped: true, rows: 0 });
-            }
-            if done > 0 {
-                return Err(Error::PositionConflict {
-                    table: table.to_string(),
-                    detail: format!("{done} of {} positions are already committed", positions.len()),
-                });
-            }
+        if already_committed(&t, table, positions).await? {
+            return Ok(Committed { table_version: t.version().unwrap_or(0), skipped: true, rows: 0 });
         }
         let t = match (mode, t.version(), batches.first()) {
             // Overwriting a table that does not exist yet: create it empty first, so that the
@@ -314,6 +296,39 @@ impl Lake {
             Err(cause) => Err(delta(cause)),
         }
     }
+}
+
+/// Whether `t` already holds every one of `positions` (a retry of a commit that landed: skip
+/// it). None of them: go on. Some but not all: two writers raced for the same source, which
+/// fails rather than guess.
+pub(crate) async fn already_committed(
+    t: &DeltaTable,
+    table: &TableName,
+    positions: &[Position],
+) -> Result<bool, Error> {
+    if positions.is_empty() || t.version().is_none() {
+        return Ok(false);
+    }
+    let delta = |cause| Error::Delta { table: table.to_string(), cause };
+    let state = t.snapshot().map_err(delta)?;
+    let mut done = 0;
+    for p in positions {
+        let committed = state.transaction_version(t.log_store().as_ref(), &p.app_id).await.map_err(delta)?;
+        if committed.is_some_and(|c| c >= p.version) {
+            done += 1;
+        }
+    }
+    if done == positions.len() {
+        tracing::info!(table = %table, positions = ?positions, "Positions already committed; skipping.");
+        return Ok(true);
+    }
+    if done > 0 {
+        return Err(Error::PositionConflict {
+            table: table.to_string(),
+            detail: format!("{done} of {} positions are already committed", positions.len()),
+        });
+    }
+    Ok(false)
 }
 
 /// The `txn` actions for `positions`, and the Switchyard note in `commitInfo`.

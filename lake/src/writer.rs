@@ -10,7 +10,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as MergeMode};
 use switchyard_config::value::TableName;
 
-use crate::table::{describe_arrow, describe_table, is_schema_error};
+use crate::table::{already_committed, describe_arrow, describe_table, is_schema_error};
 use crate::{Committed, Error, Lake, Position, StagedWrite, WriteMode};
 
 /// Appends to one table in commits that carry source positions.
@@ -153,14 +153,7 @@ impl TableWriter {
             // Another writer may have committed since we opened: decide on the latest state.
             self.table.update_state().await.map_err(|c| self.delta(c))?;
         }
-        let mut done = 0;
-        for p in positions {
-            if self.position(&p.app_id).await?.is_some_and(|v| v >= p.version) {
-                done += 1;
-            }
-        }
-        if done > 0 && done == positions.len() {
-            tracing::info!(table = %self.name, positions = ?positions, "Positions already committed; skipping.");
+        if already_committed(&self.table, &self.name, positions).await? {
             *self.writer.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
             let pending = self.pending_overwrite.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(staged) = pending.take() {
@@ -170,12 +163,6 @@ impl TableWriter {
                 table_version: self.table.version().unwrap_or(0),
                 skipped: true,
                 rows: 0,
-            });
-        }
-        if done > 0 {
-            return Err(Error::PositionConflict {
-                table: self.name.to_string(),
-                detail: format!("{done} of {} positions are already committed", positions.len()),
             });
         }
         if self.overwrite {
