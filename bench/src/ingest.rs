@@ -65,14 +65,14 @@ fn machine() -> String {
     format!("{} cores, {model}", super::cores())
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
 /// `1234567` → `1,234,567`.
-fn grouped(n: f64) -> String {
+pub(super) fn grouped(n: f64) -> String {
     let digits = format!("{:.0}", n.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -84,12 +84,12 @@ fn grouped(n: f64) -> String {
     out
 }
 
-fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// Bytes of the files under `dir`.
-fn size(dir: &Path) -> u64 {
+pub(super) fn size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .flatten()
@@ -101,7 +101,7 @@ fn size(dir: &Path) -> u64 {
 }
 
 /// A gateway dialer leaving from 127.0.0.1 whose policy allows `host:port` only.
-fn dialer(host: &str, port: u16) -> Dialer {
+pub(super) fn dialer(host: &str, port: u16) -> Dialer {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("egress.yaml");
     std::fs::write(
@@ -128,7 +128,7 @@ fn dialer(host: &str, port: u16) -> Dialer {
 
 /// Progress goes nowhere: the summary has the counts.
 #[derive(Debug)]
-struct Quiet;
+pub(super) struct Quiet;
 
 impl Progress for Quiet {
     fn rows(&self, _total: u64, _per_second: f64) {}
@@ -338,6 +338,7 @@ pub(crate) fn kafka() {
         median(&commit_rates),
         100.0 * median(&commit_rates) / small
     );
+    super::kdi::compare(&broker, &topic, KAFKA_MESSAGES, KAFKA_FLUSH_ROWS, RUNS);
     let _ = rt.block_on(delete_topic(&broker, &topic));
 }
 

@@ -4,7 +4,7 @@
 //! with 10,000 tasks, an egress policy of 5,000 rules (exact hosts, `*.suffix` wildcards, CIDRs)
 //! and 200 pools, then times `switchyard plan`'s work in-process — reading and checking every file,
 //! classifying, building the DAGs, placing — and the JSON rendering, over several runs.
-//! `dispatch`, `cold-start` and `proxy` time the lease API, serverless cold starts and the egress
+//! `dispatch`, `load` (100 node agents against a `switchyard serve`), `cold-start` and `proxy` time the lease API, serverless cold starts and the egress
 //! proxy; `kafka-ingest` and `pg-ingest` time ingestion into Delta next to the source alone
 //! (see `ingest.rs`).
 
@@ -12,6 +12,8 @@ mod cold;
 mod dispatch;
 mod generate;
 mod ingest;
+mod kdi;
+mod load;
 mod proxy;
 mod s3;
 mod transform;
@@ -34,11 +36,20 @@ fn main() {
         "dispatch" => bench_dispatch(),
         "cold-start" => bench_cold_start(),
         "proxy" => bench_proxy(),
+        "load" => load::run(),
         "kafka-ingest" => ingest::kafka(),
         "pg-ingest" => ingest::postgres(),
         "transform" => transform::run(),
         "transform-large" => transform_large::large(),
         "transform-wide" => transform_large::wide(),
+        "proxy-child" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            proxy::child(&args);
+        }
+        "kafka-child" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            kdi::child(&args);
+        }
         "transform-child" => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             transform::child(&args);
@@ -54,7 +65,7 @@ fn main() {
         }
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; available: plan, dispatch, cold-start, proxy, kafka-ingest, pg-ingest, transform, transform-large, transform-wide, all"
+                "unknown benchmark `{other}`; available: plan, dispatch, load, cold-start, proxy, kafka-ingest, pg-ingest, transform, transform-large, transform-wide, all"
             );
             std::process::exit(2);
         }
@@ -228,8 +239,8 @@ fn bench_cold_start() {
 
 fn bench_proxy() {
     println!(
-        "egress proxy: the gateway vs tinyproxy, CONNECT tunnels to a loopback origin, 5 s each (machine: {} cores)",
+        "egress proxy: the gateway vs tinyproxy vs direct, CONNECT tunnels to a loopback origin, load from a separate process (machine: {} cores)",
         cores()
     );
-    runtime().block_on(proxy::run());
+    proxy::run();
 }

@@ -199,32 +199,45 @@ async fn tunnel(
     Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed())
 }
 
-/// Copies both ways until either side closes or nothing moves for `idle`. Returns bytes each way.
+/// Copies both ways until either side closes (RFC 9110 §9.3.6: a tunnel ends when either side
+/// does) or nothing moves for `idle`. Returns bytes each way. The idle timer is armed once and
+/// re-armed only when it fires, not around every read: a timer per read was a timer-wheel insert
+/// and removal per request over a long-lived tunnel.
 async fn pipe<A, B>(a: A, b: B, idle: Duration) -> (u64, u64)
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
     let (mut up, mut down) = (0u64, 0u64);
     let mut abuf = vec![0u8; 16 * 1024];
     let mut bbuf = vec![0u8; 16 * 1024];
+    let mut last = Instant::now();
+    let timer = tokio::time::sleep_until(last + idle);
+    tokio::pin!(timer);
     loop {
-        let step = tokio::time::timeout(idle, async {
-            tokio::select! {
-                n = ar.read(&mut abuf) => match n { Ok(0) | Err(_) => None, Ok(n) => bw.write_all(&abuf[..n]).await.ok().map(|_| (n, 0)) },
-                n = br.read(&mut bbuf) => match n { Ok(0) | Err(_) => None, Ok(n) => aw.write_all(&bbuf[..n]).await.ok().map(|_| (0, n)) },
+        let step = tokio::select! {
+            n = ar.read(&mut abuf) => match n { Ok(0) | Err(_) => None, Ok(n) => bw.write_all(&abuf[..n]).await.ok().map(|_| (n, 0)) },
+            n = br.read(&mut bbuf) => match n { Ok(0) | Err(_) => None, Ok(n) => aw.write_all(&bbuf[..n]).await.ok().map(|_| (0, n)) },
+            () = &mut timer => {
+                if last.elapsed() >= idle {
+                    None
+                } else {
+                    timer.as_mut().reset(last + idle);
+                    continue;
+                }
             }
-        })
-        .await;
+        };
         match step {
-            Ok(Some((u, d))) => {
+            Some((u, d)) => {
                 up += u as u64;
                 down += d as u64;
+                last = Instant::now();
             }
-            _ => break,
+            None => break,
         }
     }
     let _ = aw.shutdown().await;

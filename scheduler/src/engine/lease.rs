@@ -69,33 +69,38 @@ impl Engine {
         }
         let now = now_ms();
         let expires = now + self.config.lease_ttl.as_millis() as i64;
-        let mut tx = self.store.begin().await?;
-        // Candidates are read without locks; the task rows are then locked with SKIP LOCKED, so
-        // replicas leasing the same task through different pools never wait on each other (a lock
-        // order that would otherwise deadlock), and a task claimed elsewhere simply drops out.
-        let candidates: Vec<i64> = sqlx::query_scalar(
-            "SELECT task_run_id FROM queue WHERE pool = $1 AND not_before <= $2 ORDER BY task_run_id LIMIT $3",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(max as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(Error::store)?;
-        if candidates.is_empty() {
+        // A look before the transaction: an idle long poll must not take SQLite's write lock (or a
+        // PostgreSQL transaction) every time it wakes.
+        let any: Option<i64> =
+            sqlx::query_scalar("SELECT task_run_id FROM queue WHERE pool = $1 AND not_before <= $2 LIMIT 1")
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.store.pool)
+                .await
+                .map_err(Error::store)?;
+        if any.is_none() {
             return Ok(vec![]);
         }
+        let mut tx = self.store.begin().await?;
+        // One statement finds and claims: the task rows are locked with SKIP LOCKED, so nodes of a
+        // pool leasing at once get disjoint batches (PostgreSQL scans past rows another
+        // transaction holds instead of returning them and leaving the caller empty-handed), and
+        // replicas leasing the same task through different pools never wait on each other (a lock
+        // order that would otherwise deadlock): a task claimed elsewhere simply drops out.
         let sql = format!(
-            "SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job, r.options FROM task_runs t \
-             JOIN job_runs r ON r.id = t.run_id WHERE t.id IN ({}) AND t.state IN ('queued', 'retrying') ORDER BY t.id{}",
-            placeholders(1, candidates.len()),
+            "SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job, r.options FROM queue q \
+             JOIN task_runs t ON t.id = q.task_run_id JOIN job_runs r ON r.id = t.run_id \
+             WHERE q.pool = $1 AND q.not_before <= $2 AND t.state IN ('queued', 'retrying') \
+             ORDER BY q.task_run_id LIMIT $3{}",
             self.store.dialect.lock_skip_of("t")
         );
-        let mut q = sqlx::query(&sql);
-        for id in &candidates {
-            q = q.bind(*id);
-        }
-        let rows = q.fetch_all(&mut *tx).await.map_err(Error::store)?;
+        let rows = sqlx::query(&sql)
+            .bind(key)
+            .bind(now)
+            .bind(max as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(Error::store)?;
         if rows.is_empty() {
             return Ok(vec![]);
         }
@@ -178,7 +183,7 @@ impl Engine {
         // Checks every transition against the table before recording it.
         record_events(&mut tx, &events, now).await?;
         if !leases.is_empty() {
-            sqlx::query("UPDATE nodes SET first_lease_at = COALESCE(first_lease_at, $1) WHERE id = $2")
+            sqlx::query("UPDATE nodes SET first_lease_at = $1 WHERE id = $2 AND first_lease_at IS NULL")
                 .bind(now)
                 .bind(node_id)
                 .execute(&mut *tx)

@@ -200,6 +200,7 @@ impl Engine {
         .fetch_all(&self.store.pool)
         .await
         .map_err(Error::store)?;
+        let mut changed: HashMap<String, Vec<i64>> = HashMap::new();
         for row in &waiting {
             let id: i64 = row.try_get("id").map_err(Error::store)?;
             let state: TaskState = parse_state(row, "state")?;
@@ -236,16 +237,30 @@ impl Engine {
                 }
             };
             if old.as_deref() != Some(reason.as_str()) {
-                sqlx::query(
-                    "UPDATE task_runs SET waiting = $1 WHERE id = $2 AND state IN ('queued', 'retrying')",
-                )
-                .bind(&reason)
-                .bind(id)
-                .execute(&self.store.pool)
-                .await
-                .map_err(Error::store)?;
+                changed.entry(reason).or_default().push(id);
             }
         }
+        // One statement per reason and chunk, in one transaction: a burst of thousands of queued
+        // tasks was thousands of single-row commits, each a turn of SQLite's one writer (or an
+        // fsync on PostgreSQL) that lease and report calls queued behind.
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.store.begin().await?;
+        for (reason, ids) in &changed {
+            for chunk in ids.chunks(500) {
+                let sql = format!(
+                    "UPDATE task_runs SET waiting = $1 WHERE state IN ('queued', 'retrying') AND id IN ({})",
+                    super::placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(&sql).bind(reason);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *tx).await.map_err(Error::store)?;
+            }
+        }
+        tx.commit().await.map_err(Error::store)?;
         Ok(())
     }
 }
