@@ -228,7 +228,13 @@ pub(crate) fn run() {
         }
     });
     let mut rows: Vec<(Kind, Vec<Figures>)> = Vec::new();
+    // `SWITCHYARD_BENCH_STORES=postgres` (or `sqlite`) runs one store only, e.g. under a profiler.
+    let stores = std::env::var("SWITCHYARD_BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
     for kind in [Kind::Sqlite, Kind::Postgres] {
+        let label = kind.label().to_lowercase();
+        if !stores.split(',').map(str::trim).any(|s| !s.is_empty() && label.starts_with(&s.to_lowercase())) {
+            continue;
+        }
         if kind == Kind::Postgres && !pg_reachable {
             println!("PostgreSQL: skipped (cannot reach {admin})");
             continue;

@@ -100,7 +100,6 @@ impl Inputs {
 /// Reads and checks all inputs. `Err` only for I/O problems (missing paths, unreadable files);
 /// problems inside files are diagnostics.
 pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
-    let sink = Sink::default();
     let mut notes = Vec::new();
     let mut files = Vec::new();
 
@@ -110,80 +109,92 @@ pub fn load(options: &LoadOptions) -> Result<Inputs, Error> {
         [&settings_path, &egress_path].into_iter().flatten().filter_map(|p| p.canonicalize().ok()).collect();
     let manifest_paths = discover(&options.paths, &skip)?;
 
-    // Manifests are independent: read and check them on every core, then merge in file order.
     files.extend(manifest_paths.iter().cloned());
     files.extend(options.inline.iter().map(|(path, _)| path.clone()));
+    files.extend(egress_path.iter().cloned());
+    files.extend(settings_path.iter().cloned());
+    if egress_path.is_none() {
+        notes.push(format!("no {DEFAULT_EGRESS} here and no --egress given: the policy is empty, so every destination is denied"));
+    }
+    if settings_path.is_none() {
+        notes.push(format!(
+            "no {DEFAULT_SETTINGS} here and no --settings given: built-in defaults, which define no pools"
+        ));
+    }
     let sources: Vec<(&PathBuf, Option<&[u8]>)> = manifest_paths
         .iter()
         .map(|p| (p, None))
         .chain(options.inline.iter().map(|(p, bytes)| (p, Some(bytes.as_slice()))))
         .collect();
-    let read: Vec<Result<ReadManifest, Error>> = sources
-        .par_iter()
-        .map(|(path, bytes)| {
-            let local = Sink::default();
-            let doc = match bytes {
-                Some(bytes) => parse_document(path, bytes, Format::Yaml, &local),
-                None => read_document(path, Format::Yaml, &local)?,
-            };
-            let manifest = match doc {
-                Some(doc) => load_manifest(doc, &local),
-                None => None,
-            };
-            let mut diagnostics = local.into_inner();
-            if let Some(m) = &manifest {
-                check_manifest(m, &mut diagnostics);
-            }
-            Ok((manifest, diagnostics))
-        })
-        .collect();
-    let mut manifests = Vec::with_capacity(read.len());
-    let mut manifest_diagnostics = Vec::new();
-    for result in read {
-        let (manifest, diagnostics) = result?;
-        manifests.extend(manifest);
-        manifest_diagnostics.extend(diagnostics);
-    }
-
-    let policy = match &egress_path {
-        Some(path) => {
-            files.push(path.clone());
-            match read_document(path, Format::Yaml, &sink)? {
-                Some(doc) => load_policy(doc, &sink),
-                None => LoadedPolicy { clean: false, ..LoadedPolicy::empty() },
-            }
-        }
-        None => {
-            notes.push(format!("no {DEFAULT_EGRESS} here and no --egress given: the policy is empty, so every destination is denied"));
-            LoadedPolicy::empty()
-        }
-    };
-
     let env = options.env.clone().unwrap_or_else(|| std::env::vars().collect());
-    let settings = match &settings_path {
-        Some(path) => {
-            files.push(path.clone());
-            match read_document(path, Format::Toml, &sink)? {
-                Some(doc) => load_settings(Some(doc), &env, &sink),
-                None => LoadedSettings::unreadable(),
-            }
-        }
-        None => {
-            notes.push(format!(
-                "no {DEFAULT_SETTINGS} here and no --settings given: built-in defaults, which define no pools"
-            ));
-            load_settings(None, &env, &sink)
-        }
-    };
 
-    let mut diagnostics = manifest_diagnostics;
-    diagnostics.extend(sink.into_inner());
+    // Manifests are independent: read and check them on every core, then merge in file order.
+    // The policy and the settings (one big file each, read on one core) are read alongside them
+    // instead of after, when all but one core would sit idle.
+    let (read, side) = rayon::join(
+        || {
+            sources
+                .par_iter()
+                .map(|(path, bytes)| {
+                    let local = Sink::default();
+                    let doc = match bytes {
+                        Some(bytes) => parse_document(path, bytes, Format::Yaml, &local),
+                        None => read_document(path, Format::Yaml, &local)?,
+                    };
+                    let manifest = match doc {
+                        Some(doc) => load_manifest(doc, &local),
+                        None => None,
+                    };
+                    let mut diagnostics = local.into_inner();
+                    if let Some(m) = &manifest {
+                        check_manifest(m, &mut diagnostics);
+                    }
+                    Ok((manifest, diagnostics))
+                })
+                .collect::<Vec<Result<ReadManifest, Error>>>()
+        },
+        || read_policy_and_settings(egress_path.as_deref(), settings_path.as_deref(), &env),
+    );
+    let mut manifests = Vec::with_capacity(read.len());
+    let mut diagnostics = Vec::new();
+    // I/O errors in reading order: a manifest's before the policy's before the settings'.
+    for result in read {
+        let (manifest, found) = result?;
+        manifests.extend(manifest);
+        diagnostics.extend(found);
+    }
+    let (policy, settings, found) = side?;
+    diagnostics.extend(found);
     check_duplicate_jobs(&manifests, &mut diagnostics);
     // Each runs on what could be read; references into the other file only when it read cleanly.
     check_policy(&policy, settings.clean.then_some(&settings.settings), &mut diagnostics);
     check_settings(&settings, &mut diagnostics);
     sort_in_reading_order(&mut diagnostics, &files);
     Ok(Inputs { manifests, policy, settings, diagnostics, notes, files })
+}
+
+/// The egress policy and the settings, with the problems found reading them.
+fn read_policy_and_settings(
+    egress_path: Option<&Path>,
+    settings_path: Option<&Path>,
+    env: &BTreeMap<String, String>,
+) -> Result<(LoadedPolicy, LoadedSettings, Vec<Diagnostic>), Error> {
+    let sink = Sink::default();
+    let policy = match egress_path {
+        Some(path) => match read_document(path, Format::Yaml, &sink)? {
+            Some(doc) => load_policy(doc, &sink),
+            None => LoadedPolicy { clean: false, ..LoadedPolicy::empty() },
+        },
+        None => LoadedPolicy::empty(),
+    };
+    let settings = match settings_path {
+        Some(path) => match read_document(path, Format::Toml, &sink)? {
+            Some(doc) => load_settings(Some(doc), env, &sink),
+            None => LoadedSettings::unreadable(),
+        },
+        None => load_settings(None, env, &sink),
+    };
+    Ok((policy, settings, sink.into_inner()))
 }
 
 fn check_duplicate_jobs(manifests: &[LoadedManifest], out: &mut Vec<Diagnostic>) {
@@ -247,18 +258,29 @@ fn discover(paths: &[PathBuf], skip: &[PathBuf]) -> Result<Vec<PathBuf>, Error> 
 
 fn walk(dir: &Path, skip: &[PathBuf], out: &mut Vec<PathBuf>) -> Result<(), Error> {
     let read_err = |cause| Error::Read { path: dir.to_path_buf(), cause };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+    let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(dir)
         .map_err(read_err)?
-        .map(|e| e.map(|e| e.path()))
+        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
         .collect::<Result<_, _>>()
         .map_err(read_err)?;
-    entries.sort();
-    for path in entries {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    // The directory is resolved once; an entry's own path then only needs resolving when it is a
+    // symbolic link (a thousand manifests were a thousand `canonicalize` calls, several stats each).
+    let resolved_dir = dir.canonicalize().ok();
+    for (path, kind) in entries {
         let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if hidden || path.canonicalize().is_ok_and(|c| skip.contains(&c)) {
+        if hidden {
             continue;
         }
-        if path.is_dir() {
+        let resolved = match (&resolved_dir, path.file_name()) {
+            (Some(d), Some(name)) if !kind.is_symlink() => Some(d.join(name)),
+            _ => path.canonicalize().ok(),
+        };
+        if resolved.is_some_and(|c| skip.contains(&c)) {
+            continue;
+        }
+        let is_dir = if kind.is_symlink() { path.is_dir() } else { kind.is_dir() };
+        if is_dir {
             walk(&path, skip, out)?;
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(path);
@@ -282,7 +304,7 @@ fn read_document(path: &Path, format: Format, sink: &Sink) -> Result<Option<Docu
         sink.borrow_mut().push(too_large(size).in_file(path));
         return Ok(None);
     }
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(size.min(MAX_INPUT_BYTES as u64) as usize + 1);
     // Read one byte past the limit: enough to know the file is too big, without reading 50 MB.
     file.take(MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use crate::Error;
@@ -92,6 +92,9 @@ pub async fn serve(
             accepted = listener.accept() => accepted?,
             _ = shutdown.changed() => return Ok(()),
         };
+        // Tunnels carry request/response traffic: a small write must not wait for the previous
+        // one's ACK (Nagle), which costs a delayed-ACK round trip per exchange.
+        let _ = stream.set_nodelay(true);
         let dialer = dialer.clone();
         let config = config.clone();
         tokio::spawn(async move {
@@ -189,7 +192,35 @@ async fn tunnel(
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let started = std::time::Instant::now();
-                let (up, down) = pipe(TokioIo::new(upgraded), dialed.stream, idle).await;
+                let (up, down) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    // The client's own socket back from hyper: the copy then reads and writes the
+                    // two sockets directly, not through hyper's boxed IO and a shared-half lock.
+                    Ok(parts) => {
+                        let (mut client, mut upstream) = (parts.io.into_inner(), dialed.stream);
+                        let early = parts.read_buf;
+                        let sent = if early.is_empty() {
+                            Ok(())
+                        } else {
+                            tokio::io::AsyncWriteExt::write_all(&mut upstream, &early).await
+                        };
+                        match sent {
+                            Ok(()) => {
+                                let (cr, cw) = client.split();
+                                let (ur, uw) = upstream.split();
+                                // Both sockets are closed right after, which sends their
+                                // FINs: no `shutdown` calls first (two syscalls a tunnel).
+                                let (up, down) = pipe(cr, cw, ur, uw, idle, false).await;
+                                (up + early.len() as u64, down)
+                            }
+                            Err(_) => (0, 0),
+                        }
+                    }
+                    Err(upgraded) => {
+                        let (cr, cw) = tokio::io::split(TokioIo::new(upgraded));
+                        let (ur, uw) = tokio::io::split(dialed.stream);
+                        pipe(cr, cw, ur, uw, idle, true).await
+                    }
+                };
                 dialer.closed(&target, &dialed.info, up + down, started.elapsed().as_millis() as u64);
                 tracing::debug!(%peer, destination = %target.label(), bytes_up = up, bytes_down = down, ms = started.elapsed().as_millis() as u64, "Tunnel closed.");
             }
@@ -200,18 +231,26 @@ async fn tunnel(
 }
 
 /// Copies both ways until either side closes (RFC 9110 §9.3.6: a tunnel ends when either side
-/// does) or nothing moves for `idle`. Returns bytes each way. The idle timer is armed once and
+/// does) or nothing moves for `idle`, then shuts both write sides down when `shutdown` (a caller
+/// about to close the sockets needs not). Returns bytes each way. The idle timer is armed once and
 /// re-armed only when it fires, not around every read: a timer per read was a timer-wheel insert
 /// and removal per request over a long-lived tunnel.
-async fn pipe<A, B>(a: A, b: B, idle: Duration) -> (u64, u64)
+async fn pipe<AR, AW, BR, BW>(
+    mut ar: AR,
+    mut aw: AW,
+    mut br: BR,
+    mut bw: BW,
+    idle: Duration,
+    shutdown: bool,
+) -> (u64, u64)
 where
-    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    AR: tokio::io::AsyncRead + Unpin,
+    AW: tokio::io::AsyncWrite + Unpin,
+    BR: tokio::io::AsyncRead + Unpin,
+    BW: tokio::io::AsyncWrite + Unpin,
 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::time::Instant;
-    let (mut ar, mut aw) = tokio::io::split(a);
-    let (mut br, mut bw) = tokio::io::split(b);
     let (mut up, mut down) = (0u64, 0u64);
     let mut abuf = vec![0u8; 16 * 1024];
     let mut bbuf = vec![0u8; 16 * 1024];
@@ -240,8 +279,10 @@ where
             None => break,
         }
     }
-    let _ = aw.shutdown().await;
-    let _ = bw.shutdown().await;
+    if shutdown {
+        let _ = aw.shutdown().await;
+        let _ = bw.shutdown().await;
+    }
     (up, down)
 }
 

@@ -312,7 +312,7 @@ impl Engine {
     async fn export_cursor(&self) -> Result<(i64, i64), Error> {
         let row = sqlx::query("SELECT assigned, exported FROM event_log_export WHERE name = $1")
             .bind(CURSOR)
-            .fetch_one(&self.store.pool)
+            .fetch_one(&self.store.read)
             .await
             .map_err(Error::store)?;
         Ok((row.try_get("assigned").map_err(Error::store)?, row.try_get("exported").map_err(Error::store)?))
@@ -320,7 +320,7 @@ impl Engine {
 
     async fn unsequenced_events(&self) -> Result<bool, Error> {
         let row = sqlx::query("SELECT id FROM event_log WHERE sequence IS NULL LIMIT 1")
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.store.read)
             .await
             .map_err(Error::store)?;
         Ok(row.is_some())
@@ -384,7 +384,7 @@ impl Engine {
         .bind(after)
         .bind(upto)
         .bind(limit as i64)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter().map(to_event).collect()
@@ -419,7 +419,7 @@ impl Engine {
     /// Events recorded in the store (exported or not), newest last: for tests and diagnostics.
     pub async fn recorded_events(&self) -> Result<Vec<(i64, Option<i64>, String)>, Error> {
         let rows = sqlx::query("SELECT id, sequence, event_type FROM event_log ORDER BY id")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.read)
             .await
             .map_err(Error::store)?;
         rows.iter()

@@ -266,6 +266,96 @@ async fn many_tasks_never_double_leased(db: &TestDb) {
 }
 both_stores!(no_double_lease, many_tasks_never_double_leased);
 
+/// Two reports that commit at the same moment on PostgreSQL each see the other's task still
+/// running, so neither queues the dependent nor finishes the run. The store is put in exactly the
+/// state such a pair leaves (both tasks succeeded, nothing else done), and the tick must settle it.
+async fn tick_settles_what_racing_reports_left_open(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    e.upsert_jobs(&[job(
+        "fan-in",
+        vec![
+            task("a", Compute::Dedicated, &["egress-a"], &[]),
+            task("b", Compute::Dedicated, &["egress-a"], &[]),
+            task("c", Compute::Serverless, &[], &["a", "b"]),
+        ],
+    )])
+    .await
+    .unwrap();
+    let run = e.trigger("fan-in").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let leases = e.lease(&n, 4, NO_WAIT).await.unwrap();
+    assert_eq!(leases.len(), 2);
+    let sql = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let finish_behind_the_engines_back = |names: &'static str| {
+        let sql = sql.clone();
+        async move {
+            sqlx::query(&format!(
+                "UPDATE attempts SET state = 'succeeded' WHERE task_run_id IN \
+                 (SELECT id FROM task_runs WHERE run_id = {run} AND task IN ({names}))"
+            ))
+            .execute(&sql)
+            .await
+            .unwrap();
+            sqlx::query(&format!(
+                "UPDATE task_runs SET state = 'succeeded' WHERE run_id = {run} AND task IN ({names})"
+            ))
+            .execute(&sql)
+            .await
+            .unwrap();
+        }
+    };
+    finish_behind_the_engines_back("'a', 'b'").await;
+    let state_of = |view: &switchyard_scheduler::engine::RunView, name: &str| {
+        view.tasks.iter().find(|t| t.task == name).unwrap().state
+    };
+    assert_eq!(state_of(&e.run(run).await.unwrap(), "c"), TaskState::Pending, "nothing queued c yet");
+    e.tick().await.unwrap();
+    assert_eq!(state_of(&e.run(run).await.unwrap(), "c"), TaskState::Queued, "the tick queues c");
+    e.tick().await.unwrap();
+    let lc = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    assert_eq!(lc.len(), 1, "queued once, leased once: {lc:?}");
+    finish_behind_the_engines_back("'c'").await;
+    assert_eq!(e.run(run).await.unwrap().state, RunState::Running);
+    e.tick().await.unwrap();
+    let view = e.run(run).await.unwrap();
+    assert_eq!(view.state, RunState::Succeeded, "the tick finishes the run");
+    assert!(view.finished_at.is_some());
+    sql.close().await;
+    e.store().close().await;
+}
+both_stores!(settle, tick_settles_what_racing_reports_left_open);
+
+/// Heartbeats carry the output tails of running attempts (all of them in one statement); a tail
+/// for an attempt the node does not hold changes nothing.
+async fn heartbeat_keeps_output_tails(db: &TestDb) {
+    let e = engine(db, Duration::from_secs(30)).await;
+    let tasks = (0..3).map(|i| task(&format!("t{i}"), Compute::Dedicated, &["egress-a"], &[])).collect();
+    e.upsert_jobs(&[job("tails", tasks)]).await.unwrap();
+    let run = e.trigger("tails").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let other = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let mine = e.lease(&n, 2, NO_WAIT).await.unwrap();
+    let theirs = e.lease(&other, 1, NO_WAIT).await.unwrap();
+    let tails: Vec<(i64, String)> = mine
+        .iter()
+        .chain(&theirs)
+        .map(|l| (l.attempt, format!("line of {} with 'quotes'", l.spec.name)))
+        .collect();
+    let attempts: Vec<i64> = mine.iter().map(|l| l.attempt).collect();
+    assert!(e.heartbeat(&n, &attempts, &tails).await.unwrap().stop.is_empty());
+    let view = e.run(run).await.unwrap();
+    let tail_of = |attempt: i64| {
+        view.tasks.iter().flat_map(|t| &t.attempts).find(|a| a.id == attempt).unwrap().log_tail.clone()
+    };
+    for l in &mine {
+        assert_eq!(tail_of(l.attempt), Some(format!("line of {} with 'quotes'", l.spec.name)));
+    }
+    assert_eq!(tail_of(theirs[0].attempt), None, "another node's attempt is not touched");
+    e.store().close().await;
+}
+both_stores!(tails, heartbeat_keeps_output_tails);
+
 async fn cron_slot_fires_once_across_replicas(db: &TestDb) {
     let e1 = engine(db, Duration::from_secs(30)).await;
     let e2 = engine(db, Duration::from_secs(30)).await;

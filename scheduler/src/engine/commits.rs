@@ -53,7 +53,7 @@ impl Engine {
              JOIN job_runs r ON r.id = t.run_id
              ORDER BY c.table_name",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter()

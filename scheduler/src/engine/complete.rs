@@ -9,7 +9,7 @@ use switchyard_config::FailureClass;
 use super::submit::{enqueue, keys_of};
 use super::{AttemptState, Engine, RunState, TaskState, Tx, backoff_ms, parse_state, transition};
 use crate::Error;
-use crate::store::now_ms;
+use crate::store::{Dialect, now_ms};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,12 +173,27 @@ async fn complete_successes(
         })
         .collect();
     record_events(tx, &events, now).await?;
-    // Dependents whose dependencies have now all succeeded.
-    let mut ready: Vec<(i64, Vec<String>)> = Vec::new();
+    // Dependents whose dependencies have now all succeeded. First only whether there are any, on
+    // the dependency index alone: most tasks have none (a wide run has no edges at all), and the
+    // join with the readiness check cost a millisecond a batch even when it found nothing.
+    let mut dependents: Vec<i64> = Vec::new();
     for chunk in tasks.chunks(CHUNK) {
         let sql = format!(
-            "SELECT DISTINCT t.id, t.pools FROM task_deps d JOIN task_runs t ON t.id = d.task_run_id \
-             WHERE d.dep_id IN ({}) AND t.state = 'pending' AND NOT EXISTS ( \
+            "SELECT DISTINCT task_run_id FROM task_deps WHERE dep_id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        dependents.extend(q.fetch_all(&mut **tx).await.map_err(Error::store)?);
+    }
+    dependents.sort_unstable();
+    dependents.dedup();
+    let mut ready: Vec<(i64, Vec<String>)> = Vec::new();
+    for chunk in dependents.chunks(CHUNK) {
+        let sql = format!(
+            "SELECT t.id, t.pools FROM task_runs t WHERE t.id IN ({}) AND t.state = 'pending' AND NOT EXISTS ( \
                SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
                WHERE d2.task_run_id = t.id AND u.state <> 'succeeded')",
             super::placeholders(1, chunk.len())
@@ -188,12 +203,10 @@ async fn complete_successes(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut **tx).await.map_err(Error::store)? {
-            let id: i64 = row.try_get("id").map_err(Error::store)?;
-            if !ready.iter().any(|(x, _)| *x == id) {
-                ready.push((id, keys_of(&row)?));
-            }
+            ready.push((row.try_get("id").map_err(Error::store)?, keys_of(&row)?));
         }
     }
+    let ready = lock_pending(tx, engine.store.dialect, ready).await?;
     if !ready.is_empty() {
         enqueue_many(tx, &ready, TaskState::Pending, now, Some("dependencies succeeded")).await?;
         *queued_any = true;
@@ -309,7 +322,7 @@ async fn apply_report(
         }
         Outcome::Succeeded if continuous == 0 => {
             finish_task(tx, task_run, Some(report.attempt), from, TaskState::Succeeded, now, report).await?;
-            promote_dependents(tx, task_run, now, queued_any).await?;
+            promote_dependents(tx, engine.store.dialect, task_run, now, queued_any).await?;
             TaskState::Succeeded
         }
         Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut => {
@@ -439,6 +452,7 @@ async fn propagate(tx: &mut Tx, task_run: i64, to: TaskState, now: i64) -> Resul
 /// Queues the dependents of a task that just succeeded whose dependencies have all succeeded.
 async fn promote_dependents(
     tx: &mut Tx,
+    dialect: Dialect,
     task_run: i64,
     now: i64,
     queued_any: &mut bool,
@@ -453,12 +467,43 @@ async fn promote_dependents(
     .fetch_all(&mut **tx)
     .await
     .map_err(Error::store)?;
+    let mut candidates = Vec::with_capacity(ready.len());
     for row in &ready {
-        let id: i64 = row.try_get("id").map_err(Error::store)?;
-        enqueue(tx, id, TaskState::Pending, &keys_of(row)?, now, now, Some("dependencies succeeded")).await?;
+        candidates.push((row.try_get::<i64, _>("id").map_err(Error::store)?, keys_of(row)?));
+    }
+    for (id, keys) in lock_pending(tx, dialect, candidates).await? {
+        enqueue(tx, id, TaskState::Pending, &keys, now, now, Some("dependencies succeeded")).await?;
         *queued_any = true;
     }
     Ok(())
+}
+
+/// Of the dependents found ready, those still `pending`, locked until this transaction ends. A
+/// report and the tick's sweep (`Engine::settle`) can find the same dependent ready at once; on
+/// PostgreSQL the lock waits for the other and then re-reads the row, so only one of them queues
+/// it (twice would run it twice). SQLite has one writer, so the row is simply re-read.
+pub(crate) async fn lock_pending(
+    tx: &mut Tx,
+    dialect: Dialect,
+    candidates: Vec<(i64, Vec<String>)>,
+) -> Result<Vec<(i64, Vec<String>)>, Error> {
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let mut still = std::collections::HashSet::new();
+    for chunk in candidates.chunks(super::batch::CHUNK) {
+        let sql = format!(
+            "SELECT id FROM task_runs WHERE state = 'pending' AND id IN ({}){}",
+            super::placeholders(1, chunk.len()),
+            dialect.for_update()
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for (id, _) in chunk {
+            q = q.bind(*id);
+        }
+        still.extend(q.fetch_all(&mut **tx).await.map_err(Error::store)?);
+    }
+    Ok(candidates.into_iter().filter(|(id, _)| still.contains(id)).collect())
 }
 
 /// Whether some task of the run is in one of `states` (a quoted SQL list).
@@ -474,9 +519,12 @@ async fn any_task_in(tx: &mut Tx, run_id: i64, states: &str) -> Result<bool, Err
 }
 
 /// Ends the run when none of its tasks can change any more.
+/// The states in which a task can still change; a run with none of them left is over.
+pub(crate) const UNFINISHED: &str = "'pending', 'queued', 'running', 'retrying'";
+
 pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Result<(), Error> {
     // Index seeks on (run_id, state), not a count over the whole run: this runs on every report.
-    if any_task_in(tx, run_id, "'pending', 'queued', 'running', 'retrying'").await? {
+    if any_task_in(tx, run_id, UNFINISHED).await? {
         return Ok(());
     }
     let state = if any_task_in(tx, run_id, "'failed', 'timed_out', 'upstream_failed'").await? {

@@ -256,7 +256,7 @@ impl Engine {
         )
         .bind(until)
         .bind(from)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut spans = Vec::with_capacity(rows.len());
@@ -296,7 +296,7 @@ impl Engine {
         )
         .bind(from - ttl)
         .bind(until)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut busy_by_node: HashMap<&str, i64> = HashMap::new();
@@ -625,7 +625,7 @@ impl Engine {
             for id in chunk {
                 q = q.bind(*id);
             }
-            for row in q.fetch_all(&self.store.pool).await.map_err(Error::store)? {
+            for row in q.fetch_all(&self.store.read).await.map_err(Error::store)? {
                 let id: i64 = row.try_get("id").map_err(Error::store)?;
                 let spec: String = row.try_get("spec").map_err(Error::store)?;
                 // A spec this version cannot read only loses the "why not serverless" text.

@@ -13,7 +13,7 @@ impl Engine {
     pub(crate) async fn fire_due_schedules(&self) -> Result<(), Error> {
         let now = now_ms();
         let jobs = sqlx::query("SELECT name, schedule, created_at FROM jobs WHERE schedule IS NOT NULL")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.read)
             .await
             .map_err(Error::store)?;
         for row in &jobs {

@@ -154,7 +154,7 @@ impl Engine {
              FROM jobs j LEFT JOIN job_runs r ON r.id = (SELECT MAX(id) FROM job_runs WHERE job = j.name) \
              ORDER BY j.name",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter()
@@ -190,7 +190,7 @@ impl Engine {
         )
         .bind(since)
         .bind(limit)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter()
@@ -218,7 +218,7 @@ impl Engine {
             "SELECT compute, pools, waiting, COUNT(*) AS n FROM task_runs \
              WHERE state IN ('queued', 'retrying') GROUP BY compute, pools, waiting",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut depths: BTreeMap<(String, Option<String>), QueueDepth> = BTreeMap::new();
@@ -264,7 +264,7 @@ impl Engine {
              WHERE kind = 'serverless' AND heartbeat_at >= $1",
         )
         .bind(start)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut spans = Vec::with_capacity(rows.len());
@@ -303,7 +303,7 @@ impl Engine {
              FROM egress_audit WHERE at >= $1 GROUP BY destination ORDER BY destination",
         )
         .bind(now - DAY_MS)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut destinations = Vec::with_capacity(rows.len());
@@ -320,7 +320,7 @@ impl Engine {
         let rows = sqlx::query(
             "SELECT id, pool, certificates FROM nodes WHERE state = 'active' AND certificates IS NOT NULL ORDER BY id",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut identities = Vec::new();

@@ -84,7 +84,7 @@ impl Engine {
         )
         .bind(i64::from(denied_only))
         .bind(limit)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter()
@@ -127,7 +127,7 @@ impl Engine {
     /// The latest applied version, if any was applied through the control plane.
     pub async fn current_policy(&self) -> Result<Option<PolicyVersion>, Error> {
         let row = sqlx::query("SELECT version, yaml, mode, applied_at, applied_by FROM egress_policies ORDER BY version DESC LIMIT 1")
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.store.read)
             .await
             .map_err(Error::store)?;
         row.map(|r| {

@@ -231,7 +231,7 @@ impl Engine {
     /// Health as of `now` (epoch ms).
     pub async fn health_at(&self, now: i64) -> Result<Health, Error> {
         let jobs = sqlx::query("SELECT spec, created_at FROM jobs ORDER BY name")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.read)
             .await
             .map_err(Error::store)?;
         let nodes = self.live_nodes(now).await?;

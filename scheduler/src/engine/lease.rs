@@ -51,21 +51,33 @@ impl Engine {
     pub async fn lease(&self, node_id: &str, max: usize, wait: Duration) -> Result<Vec<Lease>, Error> {
         let key = self.node_queue_key(node_id).await?;
         let deadline = tokio::time::Instant::now() + wait;
+        let mut quick_retries = 5;
         loop {
             // Register interest before looking, so a notify between the look and the wait is not lost.
             let notified = self.work.notified();
-            let leases = self.try_lease(node_id, &key, max).await?;
+            let (leases, contended) = self.try_lease(node_id, &key, max).await?;
             if !leases.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(leases);
+            }
+            if contended && quick_retries > 0 {
+                // There is work, but other nodes of the pool held every candidate for the moment
+                // of the look: look again shortly rather than sleep a poll interval with work
+                // queued (that sleep was most of the lease p99 with 25 nodes to a pool). Bounded,
+                // so a queue row that can never be claimed does not spin the poll.
+                quick_retries -= 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                continue;
             }
             let until = (tokio::time::Instant::now() + POLL).min(deadline);
             let _ = tokio::time::timeout_at(until, notified).await;
         }
     }
 
-    async fn try_lease(&self, node_id: &str, key: &str, max: usize) -> Result<Vec<Lease>, Error> {
+    /// Leases up to `max` tasks; also says whether work was queued but all of it was being
+    /// claimed by others at that moment.
+    async fn try_lease(&self, node_id: &str, key: &str, max: usize) -> Result<(Vec<Lease>, bool), Error> {
         if max == 0 {
-            return Ok(vec![]);
+            return Ok((vec![], false));
         }
         let now = now_ms();
         let expires = now + self.config.lease_ttl.as_millis() as i64;
@@ -75,11 +87,11 @@ impl Engine {
             sqlx::query_scalar("SELECT task_run_id FROM queue WHERE pool = $1 AND not_before <= $2 LIMIT 1")
                 .bind(key)
                 .bind(now)
-                .fetch_optional(&self.store.pool)
+                .fetch_optional(&self.store.read)
                 .await
                 .map_err(Error::store)?;
         if any.is_none() {
-            return Ok(vec![]);
+            return Ok((vec![], false));
         }
         let mut tx = self.store.begin().await?;
         // One statement finds and claims: the task rows are locked with SKIP LOCKED, so nodes of a
@@ -87,22 +99,32 @@ impl Engine {
         // transaction holds instead of returning them and leaving the caller empty-handed), and
         // replicas leasing the same task through different pools never wait on each other (a lock
         // order that would otherwise deadlock): a task claimed elsewhere simply drops out.
+        //
+        // The candidates are the pool's first few queue rows, taken in key order from the queue's
+        // primary key (pool, task_run_id) before any join: a bulk submit leaves the planner's
+        // statistics saying the queue is small, and with the join and ORDER BY over the whole
+        // pool PostgreSQL sorted every queued task of the pool on every lease (95 ms a call with
+        // 10,000 queued tasks). The window is wide enough for the batches other nodes of the pool
+        // hold locked at the same moment; a node that finds it all taken asks again.
         let sql = format!(
-            "SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job, r.options FROM queue q \
-             JOIN task_runs t ON t.id = q.task_run_id JOIN job_runs r ON r.id = t.run_id \
-             WHERE q.pool = $1 AND q.not_before <= $2 AND t.state IN ('queued', 'retrying') \
-             ORDER BY q.task_run_id LIMIT $3{}",
+            "WITH c AS MATERIALIZED (SELECT task_run_id FROM queue WHERE pool = $1 AND not_before <= $2 \
+               ORDER BY task_run_id LIMIT $4) \
+             SELECT t.id, t.run_id, t.spec, t.attempts, t.queued_at, t.state, r.job, r.options FROM c \
+             JOIN task_runs t ON t.id = c.task_run_id JOIN job_runs r ON r.id = t.run_id \
+             WHERE t.state IN ('queued', 'retrying') ORDER BY t.id LIMIT $3{}",
             self.store.dialect.lock_skip_of("t")
         );
+        let window = (max * 8).max(64) as i64;
         let rows = sqlx::query(&sql)
             .bind(key)
             .bind(now)
             .bind(max as i64)
+            .bind(window)
             .fetch_all(&mut *tx)
             .await
             .map_err(Error::store)?;
         if rows.is_empty() {
-            return Ok(vec![]);
+            return Ok((vec![], true));
         }
         let ids: Vec<i64> =
             rows.iter().map(|r| r.try_get::<i64, _>("id")).collect::<Result<_, _>>().map_err(Error::store)?;
@@ -194,6 +216,6 @@ impl Engine {
         for lease in &leases {
             tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, node = node_id, "Leased.");
         }
-        Ok(leases)
+        Ok((leases, false))
     }
 }

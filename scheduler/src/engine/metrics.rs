@@ -139,7 +139,7 @@ impl Engine {
     /// Each registered job's task → workload class, for labelling task runs.
     pub(crate) async fn task_classes(&self) -> Result<HashMap<(String, String), String>, Error> {
         let rows = sqlx::query("SELECT name, spec FROM jobs")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.read)
             .await
             .map_err(Error::store)?;
         let mut classes = HashMap::new();
@@ -459,7 +459,7 @@ impl Engine {
         )
         .bind(since.unwrap_or(0))
         .bind(job)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -480,7 +480,7 @@ impl Engine {
              WHERE state = 'active' AND heartbeat_at >= $1 ORDER BY id",
         )
         .bind(live_after)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter()

@@ -19,6 +19,7 @@ mod maintenance;
 mod metrics;
 mod nodes;
 mod query;
+mod settle;
 pub mod state;
 mod submit;
 mod tick;
@@ -67,11 +68,18 @@ pub struct Engine {
     /// Wakes long-polling lease requests when work is queued (in this process; other replicas'
     /// waiters notice within their poll interval).
     pub(crate) work: Arc<Notify>,
+    /// Tokens already authenticated (every API call presents one): see `Engine::authenticate`.
+    pub(crate) known_tokens: tokens::KnownTokens,
 }
 
 impl Engine {
     pub fn new(store: Store, config: EngineConfig) -> Self {
-        Engine { store, config: Arc::new(config), work: Arc::new(Notify::new()) }
+        Engine {
+            store,
+            config: Arc::new(config),
+            work: Arc::new(Notify::new()),
+            known_tokens: tokens::KnownTokens::default(),
+        }
     }
 
     pub fn store(&self) -> &Store {

@@ -125,7 +125,7 @@ impl Engine {
         .bind(job)
         .bind(since)
         .bind(limit)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut runs = Vec::with_capacity(rows.len());
@@ -152,7 +152,7 @@ impl Engine {
     pub async fn run_state(&self, id: i64) -> Result<RunState, Error> {
         let state: String = sqlx::query_scalar("SELECT state FROM job_runs WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.store.read)
             .await
             .map_err(Error::store)?
             .ok_or_else(|| Error::NotFound { what: "run", id: id.to_string() })?;
@@ -164,7 +164,7 @@ impl Engine {
             "SELECT id, job, state, trigger, slot, created_at, finished_at, options FROM job_runs WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.read)
         .await
         .map_err(Error::store)?
         .ok_or_else(|| Error::NotFound { what: "run", id: id.to_string() })?;
@@ -187,7 +187,7 @@ impl Engine {
              FROM task_runs WHERE run_id = $1 ORDER BY position",
         )
         .bind(run_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let attempts = sqlx::query(
@@ -197,7 +197,7 @@ impl Engine {
              WHERE t.run_id = $1 ORDER BY a.id",
         )
         .bind(run_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut tasks = Vec::with_capacity(rows.len());
@@ -256,7 +256,7 @@ impl Engine {
              (SELECT COUNT(*) FROM attempts a WHERE a.node_id = n.id AND a.state = 'running') AS busy \
              FROM nodes n ORDER BY n.registered_at",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         rows.iter()
@@ -285,13 +285,13 @@ impl Engine {
             sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE pool = $1 AND not_before <= $2")
                 .bind(crate::spec::SERVERLESS)
                 .bind(now_ms())
-                .fetch_one(&self.store.pool)
+                .fetch_one(&self.store.read)
                 .await
                 .map_err(Error::store)?;
         let running: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.state = 'running' AND n.kind = 'serverless'",
         )
-        .fetch_one(&self.store.pool)
+        .fetch_one(&self.store.read)
         .await
         .map_err(Error::store)?;
         Ok((queued, running))
@@ -303,7 +303,7 @@ impl Engine {
             "SELECT id FROM task_runs WHERE run_id = $1 AND state IN ('pending', 'queued', 'running', 'retrying')",
         )
         .bind(run_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         self.cancel_tasks(&ids, "run cancelled").await?;
@@ -371,7 +371,7 @@ impl Engine {
     pub async fn start_latencies(&self, since: i64) -> Result<Vec<i64>, Error> {
         sqlx::query_scalar("SELECT started_at - queued_at FROM attempts WHERE started_at >= $1 ORDER BY id")
             .bind(since)
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.read)
             .await
             .map_err(Error::store)
     }
@@ -381,7 +381,7 @@ impl Engine {
         let n: Option<i64> = sqlx::query_scalar(
             "SELECT MAX(c) FROM (SELECT COUNT(*) AS c FROM attempts WHERE state = 'running' GROUP BY task_run_id) x",
         )
-        .fetch_one(&self.store.pool)
+        .fetch_one(&self.store.read)
         .await
         .map_err(Error::store)?;
         Ok(n.unwrap_or(0))

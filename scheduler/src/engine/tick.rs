@@ -1,5 +1,6 @@
-//! The engine's periodic work: reclaim leases whose heartbeats stopped, retire silent nodes, fire
-//! cron slots and data triggers, and explain why queued tasks are not running.
+//! The engine's periodic work: reclaim leases whose heartbeats stopped, settle runs and dependents
+//! that concurrent reports left open, retire silent nodes, fire cron slots and data triggers, and
+//! explain why queued tasks are not running.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,7 @@ impl Engine {
     /// Runs every periodic duty once. The control plane calls this about every second.
     pub async fn tick(&self) -> Result<(), Error> {
         self.reclaim_expired().await?;
+        self.settle().await?;
         self.retire_silent_nodes().await?;
         self.fire_due_schedules().await?;
         self.fire_due_triggers().await?;
@@ -32,7 +34,7 @@ impl Engine {
             "SELECT id, task_run_id, node_id FROM attempts WHERE state = 'running' AND lease_expires_at < $1 LIMIT 500",
         )
         .bind(now)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut reclaimed = 0;
@@ -115,7 +117,7 @@ impl Engine {
         // A read first: the write transaction (SQLite's one writer) only when a node went silent.
         let silent = sqlx::query("SELECT id FROM nodes WHERE state = 'active' AND heartbeat_at < $1 LIMIT 1")
             .bind(cutoff)
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.store.read)
             .await
             .map_err(Error::store)?;
         if silent.is_none() {
@@ -165,13 +167,13 @@ impl Engine {
             "SELECT id, kind, pool, slots FROM nodes WHERE state = 'active' AND heartbeat_at >= $1",
         )
         .bind(live_after)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let busy_rows = sqlx::query(
             "SELECT node_id, COUNT(*) AS n FROM attempts WHERE state = 'running' GROUP BY node_id",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut busy: HashMap<String, i64> = HashMap::new();
@@ -197,7 +199,7 @@ impl Engine {
         let waiting = sqlx::query(
             "SELECT id, state, pools, queued_at, waiting FROM task_runs WHERE state IN ('queued', 'retrying') ORDER BY id LIMIT 5000",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut changed: HashMap<String, Vec<i64>> = HashMap::new();
@@ -249,9 +251,13 @@ impl Engine {
         let mut tx = self.store.begin().await?;
         for (reason, ids) in &changed {
             for chunk in ids.chunks(500) {
+                // Rows a lease is claiming right now are skipped, not waited for: the lease is
+                // about to clear their reason anyway, and the tick must not hold up the nodes.
                 let sql = format!(
-                    "UPDATE task_runs SET waiting = $1 WHERE state IN ('queued', 'retrying') AND id IN ({})",
-                    super::placeholders(2, chunk.len())
+                    "UPDATE task_runs SET waiting = $1 WHERE id IN (SELECT id FROM task_runs \
+                     WHERE state IN ('queued', 'retrying') AND id IN ({}){})",
+                    super::placeholders(2, chunk.len()),
+                    self.store.dialect.lock_skip_of("task_runs")
                 );
                 let mut q = sqlx::query(&sql).bind(reason);
                 for id in chunk {

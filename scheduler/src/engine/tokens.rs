@@ -2,7 +2,10 @@
 //! a role. Roles nest: admin ⊃ operator ⊃ viewer; `node` is separate (it can lease and report,
 //! nothing else).
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -61,15 +64,49 @@ fn new_token() -> String {
     format!("sy_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// Hashes of tokens found in the store, with their role, for [`KNOWN_FOR`]. Every API call presents
+/// a token; 100 nodes long-polling made the token lookup a store round trip per call (and on
+/// SQLite a turn of its one connection). Tokens are never changed or removed once stored, so a
+/// cached answer cannot be wrong; the expiry bounds how long one would outlive a future
+/// revocation. Unknown tokens are not cached (a stream of made-up tokens cannot grow it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KnownTokens(Arc<Mutex<HashMap<String, (Role, Instant)>>>);
+
+/// How long an authenticated token is trusted without asking the store again.
+const KNOWN_FOR: Duration = Duration::from_secs(60);
+
+impl KnownTokens {
+    fn get(&self, hash: &str) -> Option<Role> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(hash).filter(|(_, at)| at.elapsed() < KNOWN_FOR).map(|(role, _)| *role)
+    }
+
+    fn insert(&self, hash: String, role: Role) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= 10_000 {
+            known.retain(|_, (_, at)| at.elapsed() < KNOWN_FOR);
+        }
+        known.insert(hash, (role, Instant::now()));
+    }
+}
+
 impl Engine {
     /// The role of a presented token, if it is known.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Role>, Error> {
+        let hash = hash_token(token);
+        if let Some(role) = self.known_tokens.get(&hash) {
+            return Ok(Some(role));
+        }
         let role: Option<String> = sqlx::query_scalar("SELECT role FROM tokens WHERE hash = $1")
-            .bind(hash_token(token))
-            .fetch_optional(&self.store.pool)
+            .bind(&hash)
+            .fetch_optional(&self.store.read)
             .await
             .map_err(Error::store)?;
-        Ok(role.as_deref().and_then(Role::parse))
+        let role = role.as_deref().and_then(Role::parse);
+        if let Some(role) = role {
+            self.known_tokens.insert(hash, role);
+        }
+        Ok(role)
     }
 
     /// Creates a token; only its hash is stored. The caller shows the token once.

@@ -36,7 +36,7 @@ impl Engine {
     /// there are any, a pipeline started by `switchyard run` is not over yet.
     pub async fn pending_trigger_count(&self) -> Result<i64, Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM pending_triggers")
-            .fetch_one(&self.store.pool)
+            .fetch_one(&self.store.read)
             .await
             .map_err(Error::store)
     }
@@ -152,7 +152,7 @@ impl Engine {
         )
         .bind(now)
         .bind(BATCH)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut started = Vec::new();

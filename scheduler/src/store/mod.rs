@@ -52,6 +52,11 @@ impl Dialect {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(crate) pool: AnyPool,
+    /// For reads outside transactions on the hot paths (a waiting lease looking for work, a
+    /// node's pool): on SQLite, connections of their own, so they do not queue behind the one
+    /// writer (WAL lets readers run beside it and see every committed write); on PostgreSQL the
+    /// same pool.
+    pub(crate) read: AnyPool,
     pub(crate) dialect: Dialect,
 }
 
@@ -68,7 +73,7 @@ impl Store {
             return Err(Error::StoreUrl { url: redact(url) });
         };
         let pool = match dialect {
-            Dialect::Sqlite => open_sqlite(url).await?,
+            Dialect::Sqlite => open_sqlite(url, Access::Write).await?,
             Dialect::Postgres => AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
@@ -76,8 +81,12 @@ impl Store {
                 .await
                 .map_err(|e| Error::store_connect(url, e))?,
         };
-        let store = Store { pool, dialect };
+        let mut store = Store { read: pool.clone(), pool, dialect };
         migrate::run(&store).await?;
+        if dialect == Dialect::Sqlite {
+            // After the migrations, so the readers find the schema in place.
+            store.read = open_sqlite(url, Access::Read).await?;
+        }
         Ok(store)
     }
 
@@ -107,14 +116,22 @@ impl Store {
 
     /// Closes all connections (tests drop their databases afterwards).
     pub async fn close(&self) {
+        self.read.close().await;
         self.pool.close().await;
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Write,
+    Read,
+}
+
 /// SQLite runs as one writer: a single connection serializes transactions without `SQLITE_BUSY`,
 /// and WAL with `synchronous = NORMAL` makes each commit durable against process crashes (the
-/// "kill -9 at any moment" promise) at a fraction of the cost of `FULL`.
-async fn open_sqlite(url: &str) -> Result<AnyPool, Error> {
+/// "kill -9 at any moment" promise) at a fraction of the cost of `FULL`. Readers get a few
+/// connections of their own that refuse writes (`query_only`).
+async fn open_sqlite(url: &str, access: Access) -> Result<AnyPool, Error> {
     let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or(path);
     if let Some(dir) = std::path::Path::new(path).parent() {
@@ -127,16 +144,20 @@ async fn open_sqlite(url: &str) -> Result<AnyPool, Error> {
     let options = AnyConnectOptions::from_str(&url)
         .map_err(|e| Error::store_connect(&url, e))?
         .disable_statement_logging();
+    let (connections, pragmas) = match access {
+        Access::Write => (
+            1,
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+             PRAGMA foreign_keys = ON;",
+        ),
+        Access::Read => (4, "PRAGMA busy_timeout = 10000; PRAGMA query_only = ON;"),
+    };
     AnyPoolOptions::new()
-        .max_connections(1)
+        .max_connections(connections)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-                     PRAGMA foreign_keys = ON;",
-                )
-                .await?;
+                conn.execute(pragmas).await?;
                 Ok(())
             })
         })
