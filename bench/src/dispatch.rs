@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use switchyard_scheduler::api::types::{LeaseRequest, ReportRequest};
 use switchyard_scheduler::api::{AppState, PlanningInputs, router, serve};
 use switchyard_scheduler::client::Client;
-use switchyard_scheduler::engine::{
-    Engine, EngineConfig, NodeInfo, NodeKind, Outcome, Report, Role, RunState,
-};
+use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind, Report, Role, RunState};
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::spec::{JobSpec, TaskSpec};
 use switchyard_scheduler::store::{Store, now_ms};
@@ -100,18 +98,7 @@ pub(crate) async fn run(url: &str, tasks: usize, trickle: usize) -> Figures {
                 if *done.borrow() {
                     return;
                 }
-                let reports: Vec<Report> = leases
-                    .iter()
-                    .map(|l| Report {
-                        attempt: l.attempt,
-                        outcome: Outcome::Succeeded,
-                        exit_code: Some(0),
-                        error_class: None,
-                        message: None,
-                        log_tail: None,
-                        details: None,
-                    })
-                    .collect();
+                let reports: Vec<Report> = leases.iter().map(|l| Report::succeeded(l.attempt)).collect();
                 let request =
                     ReportRequest { reports, lease: Some(LeaseRequest { max: BATCH, wait_ms: 1000 }) };
                 leases = tokio::select! {

@@ -283,7 +283,7 @@ pub(crate) fn run(r: &Run<'_>) -> Result<Figures, String> {
         std::thread::sleep(POLL);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let peak_rss_bytes = peak_kib(pid) * 1024;
+    let peak_rss_bytes = super::transform::peak_kib(pid) * 1024;
     drop(child);
     Ok(Figures {
         rows: log_state.rows,
@@ -356,18 +356,6 @@ fn tail(path: &Path) -> String {
     format!("last lines of {}:\n      {}", path.display(), lines[start..].join("\n      "))
 }
 
-/// VmHWM of a live process, in KiB (0 when unreadable).
-fn peak_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Switchyard in its own process
 
@@ -408,7 +396,7 @@ pub(crate) fn child(args: &[String]) {
             "{}",
             serde_json::json!({
                 "seconds": seconds, "rows": s.rows, "commits": s.commits,
-                "dead_letters": s.dead_letters, "peak_kib": peak_kib(std::process::id()),
+                "dead_letters": s.dead_letters, "peak_kib": super::transform::peak_kib(std::process::id()),
             })
         ),
         Err(e) => {

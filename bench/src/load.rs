@@ -46,7 +46,7 @@ use switchyard_scheduler::Error as SchedulerError;
 use switchyard_scheduler::api::types::{HeartbeatRequest, LeaseRequest, LogTail, ReportRequest};
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{
-    Engine, EngineConfig, NodeInfo, NodeKind, Outcome, Report, ReportResult, Role, TaskState,
+    Engine, EngineConfig, NodeInfo, NodeKind, Report, ReportResult, Role, TaskState,
 };
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::spec::{JobSpec, TaskSpec};
@@ -661,18 +661,7 @@ async fn agent(client: Client, node: String, shared: Shared, mut go: watch::Rece
             Err(e) => s.failed("heartbeat", &e),
         }
 
-        let reports: Vec<Report> = attempts
-            .iter()
-            .map(|&attempt| Report {
-                attempt,
-                outcome: Outcome::Succeeded,
-                exit_code: Some(0),
-                error_class: None,
-                message: None,
-                log_tail: None,
-                details: None,
-            })
-            .collect();
+        let reports: Vec<Report> = attempts.iter().map(|&attempt| Report::succeeded(attempt)).collect();
         let t = Instant::now();
         match client.report(&node, &ReportRequest { reports, lease: None }).await {
             Ok(response) => {

@@ -137,13 +137,14 @@ pub(crate) fn child(args: &[String]) {
     let spilled = outcome.memory.map_or(0, |m| m.spilled_bytes);
     println!(
         "{}",
-        serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib(), "spilled": spilled, "profile": outcome.profile})
+        serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib(std::process::id()), "spilled": spilled, "profile": outcome.profile})
     );
 }
 
 /// VmHWM of this process, in KiB.
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A process's peak resident set (VmHWM), KiB; 0 where /proc cannot tell.
+pub(crate) fn peak_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{TestDb, job, task};
 use switchyard_config::settings::{Pool, Settings};
-use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind, Outcome, Report};
+use switchyard_scheduler::engine::{Engine, EngineConfig, NodeInfo, NodeKind, Report};
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::spec::Work;
 use switchyard_scheduler::store::Store;
@@ -58,15 +58,7 @@ fn info(kind: NodeKind, pool: Option<&str>, ip: Option<&str>) -> NodeInfo {
 }
 
 fn ok(attempt: i64) -> Report {
-    Report {
-        attempt,
-        outcome: Outcome::Succeeded,
-        exit_code: Some(0),
-        error_class: None,
-        message: None,
-        log_tail: None,
-        details: None,
-    }
+    Report::succeeded(attempt)
 }
 
 /// Direct SQL on the store, to put history at chosen times.

@@ -10,15 +10,7 @@ use switchyard_scheduler::engine::{Outcome, Report, ReportResult, RunState, Task
 use switchyard_scheduler::plan::Compute;
 
 fn ok(attempt: i64) -> Report {
-    Report {
-        attempt,
-        outcome: Outcome::Succeeded,
-        exit_code: Some(0),
-        error_class: None,
-        message: None,
-        log_tail: None,
-        details: None,
-    }
+    Report::succeeded(attempt)
 }
 
 fn failed(attempt: i64) -> Report {

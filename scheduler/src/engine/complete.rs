@@ -43,6 +43,21 @@ pub struct Report {
     pub details: Option<serde_json::Value>,
 }
 
+impl Report {
+    /// A plain success (exit code 0, nothing else to say): what a no-op task reports.
+    pub fn succeeded(attempt: i64) -> Report {
+        Report {
+            attempt,
+            outcome: Outcome::Succeeded,
+            exit_code: Some(0),
+            error_class: None,
+            message: None,
+            log_tail: None,
+            details: None,
+        }
+    }
+}
+
 /// The answer to one report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
