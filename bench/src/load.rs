@@ -525,6 +525,9 @@ async fn measure(url: &str, dir: &Path, exe: &Path, cfg: Config) -> Result<Figur
         stats.push(h.await.map_err(|e| format!("a node task failed: {e}"))?);
     }
     watchdog.abort();
+    // Two reports committing at once can leave the run's end to the server's next tick (about a
+    // second; `Engine::settle`), so give it a few before reading what the store holds.
+    wait_for_run_end(url, run_id, Duration::from_secs(5)).await;
     drop(server);
 
     let check = check_store(url, run_id).await?;
@@ -702,6 +705,26 @@ struct StoreCheck {
 
 fn db(e: sqlx::Error) -> String {
     format!("checking the store: {e}")
+}
+
+/// Waits until the run is no longer `running`, or `limit`; errors are left to `check_store`.
+async fn wait_for_run_end(url: &str, run: i64, limit: Duration) {
+    sqlx::any::install_default_drivers();
+    let Ok(pool) = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await else { return };
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM job_runs WHERE id = $1")
+            .bind(run)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+        if state.as_deref() != Some("running") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pool.close().await;
 }
 
 /// What the store recorded of the run, read after the server stopped.
