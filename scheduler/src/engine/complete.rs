@@ -208,9 +208,7 @@ async fn complete_successes(
     let mut ready: Vec<(i64, Vec<String>)> = Vec::new();
     for chunk in dependents.chunks(CHUNK) {
         let sql = format!(
-            "SELECT t.id, t.pools FROM task_runs t WHERE t.id IN ({}) AND t.state = 'pending' AND NOT EXISTS ( \
-               SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
-               WHERE d2.task_run_id = t.id AND u.state <> 'succeeded')",
+            "SELECT t.id, t.pools FROM task_runs t WHERE t.id IN ({}) AND t.state = 'pending' AND {READY}",
             super::placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
@@ -472,12 +470,10 @@ async fn promote_dependents(
     now: i64,
     queued_any: &mut bool,
 ) -> Result<(), Error> {
-    let ready = sqlx::query(
+    let ready = sqlx::query(&format!(
         "SELECT t.id, t.pools FROM task_deps d JOIN task_runs t ON t.id = d.task_run_id \
-         WHERE d.dep_id = $1 AND t.state = 'pending' AND NOT EXISTS ( \
-           SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
-           WHERE d2.task_run_id = t.id AND u.state <> 'succeeded')",
-    )
+         WHERE d.dep_id = $1 AND t.state = 'pending' AND {READY}"
+    ))
     .bind(task_run)
     .fetch_all(&mut **tx)
     .await
@@ -534,6 +530,10 @@ async fn any_task_in(tx: &mut Tx, run_id: i64, states: &str) -> Result<bool, Err
 }
 
 /// Ends the run when none of its tasks can change any more.
+/// SQL condition on task run `t`: every task it depends on has succeeded, so it may be queued.
+pub(crate) const READY: &str = "NOT EXISTS (SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
+     WHERE d2.task_run_id = t.id AND u.state <> 'succeeded')";
+
 /// The states in which a task can still change; a run with none of them left is over.
 pub(crate) const UNFINISHED: &str = "'pending', 'queued', 'running', 'retrying'";
 

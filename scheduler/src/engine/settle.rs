@@ -9,11 +9,10 @@
 
 use sqlx::Row;
 
-use super::Engine;
-use super::TaskState;
 use super::batch::enqueue_many;
-use super::complete::{UNFINISHED, lock_pending, maybe_finish_run};
+use super::complete::{READY, UNFINISHED, lock_pending, maybe_finish_run};
 use super::submit::keys_of;
+use super::{Engine, TaskState};
 use crate::Error;
 use crate::store::now_ms;
 
@@ -37,9 +36,7 @@ impl Engine {
         let ready = sqlx::query(&format!(
             "SELECT t.id, t.pools FROM task_runs t WHERE t.state = 'pending' \
              AND EXISTS (SELECT 1 FROM task_deps d WHERE d.task_run_id = t.id) \
-             AND NOT EXISTS (SELECT 1 FROM task_deps d2 JOIN task_runs u ON u.id = d2.dep_id \
-                             WHERE d2.task_run_id = t.id AND u.state <> 'succeeded') \
-             ORDER BY t.id LIMIT {PER_TICK}"
+             AND {READY} ORDER BY t.id LIMIT {PER_TICK}"
         ))
         .fetch_all(&self.store.read)
         .await
