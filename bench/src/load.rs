@@ -230,6 +230,14 @@ pub(crate) fn run() {
     let mut rows: Vec<(Kind, Vec<Figures>)> = Vec::new();
     // `SWITCHYARD_BENCH_STORES=postgres` (or `sqlite`) runs one store only, e.g. under a profiler.
     let stores = std::env::var("SWITCHYARD_BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
+    let known =
+        |s: &str| !s.is_empty() && ["sqlite", "postgresql"].iter().any(|k| k.starts_with(&s.to_lowercase()));
+    if let Some(bad) = stores.split(',').map(str::trim).find(|s| !known(s)) {
+        eprintln!(
+            "SWITCHYARD_BENCH_STORES: unknown store `{bad}` in `{stores}`; use sqlite, postgres or both, comma-separated"
+        );
+        std::process::exit(2);
+    }
     for kind in [Kind::Sqlite, Kind::Postgres] {
         let label = kind.label().to_lowercase();
         if !stores.split(',').map(str::trim).any(|s| !s.is_empty() && label.starts_with(&s.to_lowercase())) {
