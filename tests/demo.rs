@@ -18,18 +18,30 @@ const NEGATIVE: usize = 6;
 const NO_MEMBER: usize = 5;
 
 fn demo(dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+    let (code, stdout, stderr, _) = demo_with(dir, &[]);
+    (code, stdout, stderr)
+}
+
+/// Runs the demo; also returns its pid (network namespaces it makes are named after it).
+fn demo_with(dir: &Path, more: &[&str]) -> (i32, String, String, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .args(["demo", "--dir"])
         .arg(dir)
+        .args(more)
         .env("NO_COLOR", "1")
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run switchyard demo");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("run switchyard demo");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        pid,
     )
 }
 
@@ -94,6 +106,12 @@ async fn the_demo_tells_the_healthcare_story_and_leaves_checked_tables() {
     assert!(stdout.contains("positive_amount (drop) 6"), "{stdout}");
     assert!(stdout.lines().last().unwrap_or("").starts_with("ok"), "{stdout}");
 
+    check_tables(&dir).await;
+}
+
+/// The tables the demo leaves: bronze the whole feed, silver without the bad rows, the
+/// quarantine, gold's totals equal to silver's.
+async fn check_tables(dir: &Path) {
     let lake = Lake::new(dir.join("lake").to_str().unwrap()).unwrap();
     let bronze = table(&lake, "bronze.claims").await;
     assert_eq!(rows(&bronze), CLAIMS, "bronze holds the whole feed, bad rows included");
@@ -127,6 +145,29 @@ async fn the_demo_tells_the_healthcare_story_and_leaves_checked_tables() {
         assert_eq!(claims, want_claims, "{provider}");
         assert!((total - want_total).abs() < 1e-6, "{provider}: {total} vs {want_total}");
     }
+}
+
+/// `switchyard demo --netns`: the same pipeline with the partner behind a real firewall in its
+/// own network namespace, the node holding 203.0.113.10 on a real interface, workers with no
+/// route out. Needs root, iproute2 and nftables (scripts/test provides them and makes this run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_in_network_namespaces() {
+    switchyard_netns::require_netns!();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let (code, stdout, stderr, pid) = demo_with(&dir, &["--netns"]);
+    assert_eq!(code, 0, "switchyard demo --netns failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(stdout.contains("dedicated partner-egress (203.0.113.10)"), "{stdout}");
+    assert!(stdout.contains("workers' routes    none"), "{stdout}");
+    assert!(stdout.contains("direct connect     failed (access)"), "{stdout}");
+    assert!(stdout.contains("Network is unreachable"), "{stdout}");
+    assert!(stdout.contains("sources seen: 203.0.113.10 ("), "{stdout}");
+    assert!(stdout.lines().last().unwrap_or("").starts_with("ok"), "{stdout}");
+    check_tables(&dir).await;
+    // The demo's namespaces are gone with it.
+    let listed = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(!listed.lines().any(|l| l.starts_with(&format!("sy-{pid}-"))), "left behind: {listed}");
 }
 
 #[test]

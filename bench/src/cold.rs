@@ -38,6 +38,7 @@ pub(crate) async fn run(exe: PathBuf, rounds: usize) -> Vec<i64> {
         ],
         env: vec![("RUST_LOG".into(), "error".into())],
         stdin: None,
+        netns: None,
     };
     let launcher = Arc::new(LocalProcessLauncher::new(command));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

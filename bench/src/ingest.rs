@@ -3,7 +3,9 @@
 //!
 //! - `kafka-ingest`: 1,000,000 JSON messages of ~200 bytes produced to a fresh topic on the local
 //!   broker (`SWITCHYARD_TEST_KAFKA`, default 127.0.0.1:19092), read by plain rdkafka consumers
-//!   (count only), then ingested in `triggered` mode into a fresh lake, several times.
+//!   (count only), then ingested in `triggered` mode into a fresh lake, several times; then the
+//!   same messages replayed from memory through the Kafka source's decoder and commits (no
+//!   broker), the ceiling of Switchyard's own part of the path.
 //! - `pg-ingest`: 5,000,000 rows of 5 columns in a fresh database on `SWITCHYARD_TEST_POSTGRES`
 //!   (default `postgres://postgres@127.0.0.1:5432/postgres`), read by a binary `COPY` through
 //!   tokio-postgres alone, then ingested without and with a `watermark`; the database is dropped.
@@ -29,7 +31,7 @@ use switchyard_gateway::audit::AuditSink;
 use switchyard_gateway::dial::{Dialer, DialerConfig};
 use switchyard_gateway::identity::Identities;
 use switchyard_gateway::policy::{Enforcer, Mode};
-use switchyard_ingest::{Context, Progress, Summary};
+use switchyard_ingest::{Context, Limits, Progress, Summary, kafka};
 use switchyard_lake::arrow::array::{ArrayRef, Int64Array};
 use switchyard_lake::arrow::record_batch::RecordBatch;
 use switchyard_lake::{Lake, Position, WriteMode};
@@ -338,8 +340,52 @@ pub(crate) fn kafka() {
         median(&commit_rates),
         100.0 * median(&commit_rates) / small
     );
+    let ceiling = rt.block_on(without_broker());
+    println!(
+        "  without the broker (the same messages from memory: decode + encode + commit): median {} msgs/s = {:.2}× end to end",
+        grouped(ceiling),
+        ceiling / e2e
+    );
     super::kdi::compare(&broker, &topic, KAFKA_MESSAGES, KAFKA_FLUSH_ROWS, RUNS);
     let _ = rt.block_on(delete_topic(&broker, &topic));
+}
+
+/// The consumer path's own ceiling: the benchmark's messages, partitioned as `produce` sends
+/// them, replayed from memory through the Kafka source's decoder, commit points and Delta
+/// commits (`switchyard_ingest::kafka::replay`), into a fresh local table per run.
+async fn without_broker() -> f64 {
+    let mut rates = Vec::new();
+    for i in 0..RUNS {
+        let messages: Vec<kafka::Message> = (0..KAFKA_MESSAGES)
+            .map(|n| kafka::Message {
+                partition: (n as i32) % KAFKA_PARTITIONS,
+                offset: (n / KAFKA_PARTITIONS as u64) as i64,
+                payload: message(n),
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::new(dir.path().to_str().expect("UTF-8 path")).expect("lake");
+        let ctx = Context {
+            lake,
+            dialer: dialer("127.0.0.1", 9),
+            job: "bench".into(),
+            task: "replay".into(),
+            run: 1,
+            continuous: false,
+        };
+        let table: TableName = "bronze.events".parse().expect("table name");
+        let limits = Limits { rows: KAFKA_FLUSH_ROWS, ..Limits::default() };
+        let started = Instant::now();
+        let s =
+            kafka::replay("events", messages, &table, limits, &ctx, Arc::new(Quiet)).await.expect("replay");
+        let wall = started.elapsed();
+        print_run("without the broker", i, &s, wall, size(dir.path()));
+        if s.rows != KAFKA_MESSAGES || s.dead_letters != 0 {
+            println!("    (expected {KAFKA_MESSAGES} rows and no dead letters; got {:?})", s);
+        }
+        rates.push(s.rows as f64 / wall.as_secs_f64());
+    }
+    median(&rates)
 }
 
 async fn create_topic(broker: &str, topic: &str) -> Result<(), String> {

@@ -1,5 +1,6 @@
-//! `kafka-ingest` next to kafka-delta-ingest (KDI, the delta-io/kafka-delta-ingest daemon, built
-//! from its public source by `bench/kdi-build.sh` under `target/`, never committed): the same
+//! `kafka-ingest` next to kafka-delta-ingest (KDI, the delta-io/kafka-delta-ingest daemon, a
+//! binary built from its public source by whoever runs the benchmark, named by
+//! `SWITCHYARD_BENCH_KDI`; nothing of KDI is kept in this repository): the same
 //! topic on the same broker, each run from the start of its own fresh consumer group into a fresh
 //! local Delta table, both in their own processes so that each peak RSS is its own. Rounds
 //! alternate Switchyard (this binary's `kafka-child`) and KDI so both see the same machine.
@@ -160,11 +161,11 @@ impl Figures {
     }
 }
 
-/// The KDI binary: `SWITCHYARD_BENCH_KDI` (`bench/run` sets it from `bench/kdi-build.sh`).
+/// The KDI binary: `SWITCHYARD_BENCH_KDI`.
 pub(crate) fn binary() -> Result<PathBuf, String> {
     let Some(path) = std::env::var_os("SWITCHYARD_BENCH_KDI") else {
         return Err(
-            "SWITCHYARD_BENCH_KDI is not set; bench/kdi-build.sh builds KDI and prints its path".into()
+            "SWITCHYARD_BENCH_KDI is not set: build kafka-delta-ingest from github.com/delta-io/kafka-delta-ingest and set it to the binary's path".into()
         );
     };
     let path = PathBuf::from(path);
@@ -174,7 +175,8 @@ pub(crate) fn binary() -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// What `bench/kdi-build.sh` recorded beside the binary (commit, features, rustc), if anything.
+/// What the builder noted beside the binary in `<binary>.source` (commit, features, rustc), if
+/// anything: printed with the figures so they say which KDI they compare with.
 pub(crate) fn build_label(binary: &Path) -> String {
     let mut note = binary.as_os_str().to_owned();
     note.push(".source");

@@ -13,12 +13,20 @@
 //! **The burst.** The job (10,000 tasks eligible on all four pools, `true` each) and a node token
 //! are written into the store by this process; once the 100 nodes are registered the run is
 //! triggered here too, straight into the store (as another replica would), and the nodes are
-//! released together. Each node then loops as the real agent does, minus executing anything:
-//! long-poll for up to `BATCH` leases (`wait_ms` 2 s, the agent's poll), one heartbeat renewing
-//! them (running attempts and their — empty — output tails, as the agent sends), one report of
-//! them all (`lease: None`, as the agent's report loop); a node without work still heartbeats
-//! every third of the lease TTL. Tasks/s is tasks completed over the time from the release (the
+//! released together. Each node then loops as the real agent does, minus executing anything: a
+//! long poll for up to `BATCH` leases (`wait_ms` 2 s, the agent's poll) when it holds none; the
+//! report of a finished batch asks for the next batch in the same call (`lease` with `wait_ms`
+//! 0, as the agent's report loop does for its free slots); heartbeats every third of the lease
+//! TTL, naming the attempts held. Tasks/s is tasks completed over the time from the release (the
 //! first lease calls) to the last accepted report.
+//!
+//! **Two loads.** *Drain*: no-op tasks reported at once, a closed loop — every node always has a
+//! call in flight, so the mean call latency is about nodes ÷ calls per second (Little's law) and
+//! only more throughput lowers it; this measures how fast 10,000 queued tasks drain. *Paced*:
+//! each batch is held 0.5–1.5 × `SWITCHYARD_BENCH_HOLD_MS` (1,000) before its report and the
+//! nodes start at spread-out moments within the first hold, as independent nodes would: an
+//! offered load of about nodes × batch ÷ hold tasks/s (1,600/s) below capacity, at which the
+//! latencies are what a node waits for the API in an ordinary deployment.
 //!
 //! **Latency** is per call as the node sees it (serialize, HTTP round trip, handler, store). Lease
 //! calls that returned work are counted; long polls that found nothing and waited out `wait_ms`
@@ -32,6 +40,7 @@
 //!
 //! Knobs: `SWITCHYARD_BENCH_RUNS` (default 3; medians are printed), `SWITCHYARD_BENCH_NODES`
 //! (100), `SWITCHYARD_BENCH_TASKS` (10,000), `SWITCHYARD_BENCH_BATCH` (16, also the pools' slots),
+//! `SWITCHYARD_BENCH_HOLD_MS` (1,000),
 //! `SWITCHYARD_BENCH_SERVER_LOG` (the server's `RUST_LOG`), `SWITCHYARD_TEST_POSTGRES`.
 
 use std::collections::HashSet;
@@ -72,6 +81,29 @@ struct Config {
     tasks: usize,
     batch: usize,
     runs: usize,
+    /// How long each batch "runs" in the paced phase.
+    hold: Duration,
+}
+
+/// How the nodes use their leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// No-op tasks reported at once: a closed loop measuring how fast the queue drains. Every
+    /// node always has a call in flight, so the mean call latency is about nodes ÷ calls per
+    /// second whatever the server does (Little's law): only throughput can lower it.
+    Drain,
+    /// Each batch runs this long before it is reported: an offered load below capacity (nodes ×
+    /// batch ÷ hold tasks/s), at which the API's latency is what a node waits.
+    Hold(Duration),
+}
+
+impl Pace {
+    fn label(self) -> String {
+        match self {
+            Pace::Drain => "drain".to_owned(),
+            Pace::Hold(d) => format!("paced ({} ms a batch)", d.as_millis()),
+        }
+    }
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -202,17 +234,24 @@ pub(crate) fn run() {
         tasks: env_usize("SWITCHYARD_BENCH_TASKS", 10_000),
         batch: env_usize("SWITCHYARD_BENCH_BATCH", 16),
         runs: env_usize("SWITCHYARD_BENCH_RUNS", 3),
+        hold: Duration::from_millis(env_usize("SWITCHYARD_BENCH_HOLD_MS", 1_000) as u64),
     };
     assert!(cfg.nodes <= POOLS * 254, "at most {} nodes (254 loopback egress IPs per pool)", POOLS * 254);
     println!(
         "control plane under load: {} node agents ({} pools; one process, each node its own HTTP client and connection) \
-         against a `switchyard serve` process, {} queued no-op tasks, leases of up to {}, one heartbeat and one report per lease batch; \
-         {} runs per store (machine: {} cores, shared by the nodes and the server)",
+         against a `switchyard serve` process, {} queued tasks, leases of up to {}; each report asks for the next batch in the \
+         same call, a long poll only when that finds nothing, heartbeats every {} s; per store {} runs draining no-op tasks \
+         (closed loop) and {} runs paced (each batch held {} ms: {:.0} tasks/s offered) (machine: {} cores, shared by the nodes \
+         and the server)",
         cfg.nodes,
         POOLS,
         cfg.tasks,
         cfg.batch,
+        LEASE_TTL_S as f64 / 3.0,
         cfg.runs,
+        cfg.runs,
+        cfg.hold.as_millis(),
+        (cfg.nodes * cfg.batch) as f64 / cfg.hold.as_secs_f64(),
         super::cores()
     );
     let rt = super::runtime();
@@ -227,7 +266,7 @@ pub(crate) fn run() {
             Err(_) => false,
         }
     });
-    let mut rows: Vec<(Kind, Vec<Figures>)> = Vec::new();
+    let mut rows: Vec<(Kind, Pace, Vec<Figures>)> = Vec::new();
     // `SWITCHYARD_BENCH_STORES=postgres` (or `sqlite`) runs one store only, e.g. under a profiler.
     let stores = std::env::var("SWITCHYARD_BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
     let known =
@@ -247,19 +286,21 @@ pub(crate) fn run() {
             println!("PostgreSQL: skipped (cannot reach {admin})");
             continue;
         }
-        println!("{}:", kind.label());
-        let mut figures = Vec::new();
-        for i in 0..cfg.runs {
-            match rt.block_on(once(kind, &admin, &exe, cfg, i)) {
-                Ok(f) => {
-                    f.print(i + 1, cfg.tasks);
-                    figures.push(f);
+        for pace in [Pace::Drain, Pace::Hold(cfg.hold)] {
+            println!("{}, {}:", kind.label(), pace.label());
+            let mut figures = Vec::new();
+            for i in 0..cfg.runs {
+                match rt.block_on(once(kind, pace, &admin, &exe, cfg, i)) {
+                    Ok(f) => {
+                        f.print(i + 1, cfg.tasks);
+                        figures.push(f);
+                    }
+                    Err(e) => println!("  run {}: failed: {e}", i + 1),
                 }
-                Err(e) => println!("  run {}: failed: {e}", i + 1),
             }
-        }
-        if !figures.is_empty() {
-            rows.push((kind, figures));
+            if !figures.is_empty() {
+                rows.push((kind, pace, figures));
+            }
         }
     }
     if rows.is_empty() {
@@ -267,10 +308,10 @@ pub(crate) fn run() {
     }
 
     println!(
-        "medians of the runs (lease losses: the sum over the runs)\n  store        nodes   tasks   tasks/s   lease p50 / p99   heartbeat p50 / p99   report p50 / p99 (ms)   lease losses"
+        "medians of the runs (lease losses: the sum over the runs; report = report + the next lease in one call)\n  store       load                        nodes   tasks   tasks/s   lease p50 / p99   heartbeat p50 / p99   report p50 / p99 (ms)   lease losses"
     );
     let mut verdicts = Vec::new();
-    for (kind, runs) in &rows {
+    for (kind, pace, runs) in &rows {
         let tps = median_of(runs, |f| f.tasks_per_s);
         let (l50, l99) = (median_of(runs, |f| f.lease.p50), median_of(runs, |f| f.lease.p99));
         let (h50, h99) = (median_of(runs, |f| f.heartbeat.p50), median_of(runs, |f| f.heartbeat.p99));
@@ -278,8 +319,9 @@ pub(crate) fn run() {
         let losses: usize = runs.iter().map(|f| f.losses).sum();
         let incomplete = runs.iter().filter(|f| f.completed < cfg.tasks).count();
         println!(
-            "  {:<11} {:>6}  {:>6}  {:>8.0}   {:>6.1} / {:>6.1}     {:>6.1} / {:>6.1}       {:>6.1} / {:>6.1}         {:>6}{}",
+            "  {:<11} {:<26} {:>6}  {:>6}  {:>8.0}   {:>6.1} / {:>6.1}     {:>6.1} / {:>6.1}       {:>6.1} / {:>6.1}         {:>6}{}",
             kind.label(),
+            pace.label(),
             cfg.nodes,
             cfg.tasks,
             tps,
@@ -294,16 +336,21 @@ pub(crate) fn run() {
         );
         let worst_p99 = l99.max(h99).max(r99);
         let met = |ok: bool| if ok { "met" } else { "NOT met" };
-        let throughput = match kind {
-            Kind::Postgres => format!(
+        let throughput = match (kind, pace) {
+            (Kind::Postgres, Pace::Drain) => format!(
                 "≥ {GOAL_PG_TASKS_PER_S:.0} tasks/s {} ({tps:.0}; 4,335/s with 4 nodes before)",
                 met(tps >= GOAL_PG_TASKS_PER_S)
             ),
-            Kind::Sqlite => format!("{tps:.0} tasks/s (the throughput goal is PostgreSQL's)"),
+            (_, Pace::Drain) => format!("{tps:.0} tasks/s (the throughput goal is PostgreSQL's)"),
+            (_, Pace::Hold(_)) => format!(
+                "{tps:.0} tasks/s of {:.0} offered",
+                (cfg.nodes * cfg.batch) as f64 / cfg.hold.as_secs_f64()
+            ),
         };
         verdicts.push(format!(
-            "  {}: API p99 ≤ {GOAL_P99_MS:.0} ms {} (worst call p99 {worst_p99:.1} ms); 0 lost leases {}; {throughput}",
+            "  {}, {}: API p99 ≤ {GOAL_P99_MS:.0} ms {} (worst call p99 {worst_p99:.1} ms); 0 lost leases {}; {throughput}",
             kind.label(),
+            pace.label(),
             met(worst_p99 <= GOAL_P99_MS),
             met(losses == 0 && incomplete == 0)
         ));
@@ -315,7 +362,14 @@ pub(crate) fn run() {
 }
 
 /// One run on a fresh store: a new SQLite file, or a new PostgreSQL database dropped afterwards.
-async fn once(kind: Kind, admin: &str, exe: &Path, cfg: Config, index: usize) -> Result<Figures, String> {
+async fn once(
+    kind: Kind,
+    pace: Pace,
+    admin: &str,
+    exe: &Path,
+    cfg: Config,
+    index: usize,
+) -> Result<Figures, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
     let (url, database) = match kind {
         Kind::Sqlite => (format!("sqlite://{}/state.db", dir.path().display()), None),
@@ -331,7 +385,7 @@ async fn once(kind: Kind, admin: &str, exe: &Path, cfg: Config, index: usize) ->
             (format!("{}/{name}", &admin[..admin.rfind('/').unwrap_or(admin.len())]), Some(name))
         }
     };
-    let result = measure(&url, dir.path(), exe, cfg).await;
+    let result = measure(&url, dir.path(), exe, cfg, pace).await;
     if let Some(name) = database {
         if let Ok(pool) = sqlx::PgPool::connect(admin).await {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await;
@@ -441,7 +495,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-async fn measure(url: &str, dir: &Path, exe: &Path, cfg: Config) -> Result<Figures, String> {
+async fn measure(url: &str, dir: &Path, exe: &Path, cfg: Config, pace: Pace) -> Result<Figures, String> {
     let names: Vec<String> = (0..POOLS).map(pool_name).collect();
     let pools: Vec<&str> = names.iter().map(String::as_str).collect();
 
@@ -516,7 +570,7 @@ async fn measure(url: &str, dir: &Path, exe: &Path, cfg: Config) -> Result<Figur
     for (client, node) in agents {
         let shared =
             Shared { completed: completed.clone(), done: done.clone(), target: cfg.tasks, batch: cfg.batch };
-        handles.push(tokio::spawn(agent(client, node, shared, go_rx.clone())));
+        handles.push(tokio::spawn(agent(client, node, shared, pace, handles.len(), go_rx.clone())));
     }
     let started = Instant::now();
     let _ = go_tx.send(true);
@@ -618,68 +672,90 @@ impl NodeStats {
     }
 }
 
-/// One node agent: lease, heartbeat, report, until every task is done.
-async fn agent(client: Client, node: String, shared: Shared, mut go: watch::Receiver<bool>) -> NodeStats {
+/// One node agent, until every task is done: a long poll for leases when it holds none, then,
+/// as `switchyard node` does, each report of a finished batch asks for the next batch in the same
+/// call (`lease` with `wait_ms: 0`), going back to a long poll only when that finds nothing.
+/// Heartbeats go out every third of the TTL on their own, naming the attempts held. Under
+/// `Pace::Hold` each batch "runs" that long before it is reported.
+async fn agent(
+    client: Client,
+    node: String,
+    shared: Shared,
+    pace: Pace,
+    seed: usize,
+    mut go: watch::Receiver<bool>,
+) -> NodeStats {
     let mut s = NodeStats::default();
     let _ = go.wait_for(|go| *go).await;
-    // As the agent, a node heartbeats at least every third of the TTL even without work, so that
-    // one that leases nothing for a while is not declared gone.
+    // Paced nodes are independent, as in a deployment: each starts at its own moment within the
+    // first hold and holds each batch 0.5–1.5× the hold (a reproducible sequence per node), so
+    // calls arrive spread out rather than in lock-step waves of 100.
+    let mut rng = Jitter(0x9e37_79b9_7f4a_7c15 ^ (seed as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    if let Pace::Hold(hold) = pace {
+        tokio::time::sleep(hold.mul_f64(rng.unit())).await;
+    }
     let every = Duration::from_secs(LEASE_TTL_S) / 3;
     let mut last_beat = Instant::now();
+    let mut held: Vec<i64> = Vec::new();
+    // When the batch held now is done "running" (paced).
+    let mut batch_due = Instant::now();
+    let mut hold_for = move || match pace {
+        Pace::Hold(hold) => hold.mul_f64(0.5 + rng.unit()),
+        Pace::Drain => Duration::ZERO,
+    };
     while !shared.done.load(Ordering::Acquire) && s.errors.len() < MAX_ERRORS {
         if last_beat.elapsed() >= every {
+            let request = HeartbeatRequest {
+                running: held.clone(),
+                tails: held.iter().map(|&attempt| LogTail { attempt, text: String::new() }).collect(),
+                ..HeartbeatRequest::default()
+            };
             let t = Instant::now();
-            match client.heartbeat(&node, &HeartbeatRequest::default()).await {
-                Ok(_) => s.heartbeat.push(t.elapsed()),
+            match client.heartbeat(&node, &request).await {
+                Ok(reply) => {
+                    s.heartbeat.push(t.elapsed());
+                    for stop in reply.stop {
+                        s.lost.push((
+                            stop.attempt,
+                            format!("a heartbeat told the node to stop it ({})", stop.reason),
+                        ));
+                    }
+                }
                 Err(e) => s.failed("heartbeat", &e),
             }
             last_beat = Instant::now();
         }
-        let t = Instant::now();
-        let leases = match client.lease(&node, &LeaseRequest { max: shared.batch, wait_ms: WAIT_MS }).await {
-            Ok(leases) => leases,
-            Err(e) => {
-                s.failed("lease", &e);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if leases.is_empty() {
-            s.empty_polls += 1;
-            continue;
-        }
-        s.lease.push(t.elapsed());
-        let attempts: Vec<i64> = leases.iter().map(|l| l.attempt).collect();
-
-        // "Running": one heartbeat renewing the leases, with the output tails the agent sends.
-        let request = HeartbeatRequest {
-            running: attempts.clone(),
-            tails: attempts.iter().map(|&attempt| LogTail { attempt, text: String::new() }).collect(),
-            ..HeartbeatRequest::default()
-        };
-        let t = Instant::now();
-        last_beat = t;
-        match client.heartbeat(&node, &request).await {
-            Ok(reply) => {
-                s.heartbeat.push(t.elapsed());
-                for stop in reply.stop {
-                    s.lost.push((
-                        stop.attempt,
-                        format!("a heartbeat told the node to stop it ({})", stop.reason),
-                    ));
+        if held.is_empty() {
+            let t = Instant::now();
+            match client.lease(&node, &LeaseRequest { max: shared.batch, wait_ms: WAIT_MS }).await {
+                Ok(leases) if leases.is_empty() => s.empty_polls += 1,
+                Ok(leases) => {
+                    s.lease.push(t.elapsed());
+                    held = leases.iter().map(|l| l.attempt).collect();
+                    batch_due = Instant::now() + hold_for();
+                }
+                Err(e) => {
+                    s.failed("lease", &e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-            Err(e) => s.failed("heartbeat", &e),
+            continue;
         }
-
-        let reports: Vec<Report> = attempts.iter().map(|&attempt| Report::succeeded(attempt)).collect();
+        if batch_due > Instant::now() {
+            tokio::time::sleep_until(batch_due.min(last_beat + every).into()).await;
+            if Instant::now() < batch_due {
+                continue; // heartbeat first, then go on "running"
+            }
+        }
+        let reports: Vec<Report> = held.iter().map(|&attempt| Report::succeeded(attempt)).collect();
+        let request = ReportRequest { reports, lease: Some(LeaseRequest { max: shared.batch, wait_ms: 0 }) };
         let t = Instant::now();
-        match client.report(&node, &ReportRequest { reports, lease: None }).await {
+        match client.report(&node, &request).await {
             Ok(response) => {
                 s.report.push(t.elapsed());
                 s.last_report = Some(Instant::now());
                 let mut accepted = 0;
-                for (attempt, result) in attempts.iter().zip(&response.results) {
+                for (attempt, result) in held.iter().zip(&response.results) {
                     match result {
                         ReportResult::Accepted { task_state: TaskState::Succeeded } => accepted += 1,
                         ReportResult::Accepted { task_state } => {
@@ -694,11 +770,26 @@ async fn agent(client: Client, node: String, shared: Shared, mut go: watch::Rece
                 if shared.completed.fetch_add(accepted, Ordering::AcqRel) + accepted >= shared.target {
                     shared.done.store(true, Ordering::Release);
                 }
+                held = response.leases.iter().map(|l| l.attempt).collect();
+                batch_due = Instant::now() + hold_for();
             }
             Err(e) => s.failed("report", &e),
         }
     }
     s
+}
+
+/// xorshift64*: a reproducible spread of start times and holds per node, without a dependency.
+struct Jitter(u64);
+
+impl Jitter {
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 #[derive(Debug)]

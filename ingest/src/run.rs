@@ -106,7 +106,7 @@ pub async fn run(
 /// without holding more than a few chunks of rows in memory.
 const READ_AHEAD: usize = 2;
 
-async fn drive<S: Source + 'static>(
+pub(crate) async fn drive<S: Source + 'static>(
     mut source: S,
     mut writer: TableWriter,
     mut dlq: Option<(TableWriter, TableName)>,

@@ -35,6 +35,10 @@ pub struct WorkerCommand {
     /// Written to the worker's standard input, then closed: its API token (`--token-file -`), so
     /// the worker reads no file the control plane wrote and `run` programs inherit no variable.
     pub stdin: Option<switchyard_config::Secret<String>>,
+    /// Start the worker inside this Linux network namespace (`[serverless] netns`): with routes
+    /// to the control plane and the lake only, a program that ignores the proxy variables finds
+    /// no route to anything else.
+    pub netns: Option<String>,
 }
 
 /// Starts `switchyard worker` processes on this machine, each in a fresh temporary directory
@@ -75,7 +79,21 @@ impl Launcher for LocalProcessLauncher {
                 .prefix("switchyard-worker-")
                 .tempdir()
                 .map_err(io("no temporary directory"))?;
-            let mut child = tokio::process::Command::new(&self.command.exe)
+            let mut command = match &self.command.netns {
+                // `ip netns exec` execs the worker in place: the child is the worker itself, so
+                // kill_on_drop and `live` act on it; its directory, input and environment stay.
+                Some(ns) => {
+                    let ip = netns_exec(ns).map_err(|cause| Error::Io {
+                        what: format!("cannot start a worker in network namespace {ns}"),
+                        cause,
+                    })?;
+                    let mut c = tokio::process::Command::new(ip);
+                    c.args(["netns", "exec", ns]).arg(&self.command.exe);
+                    c
+                }
+                None => tokio::process::Command::new(&self.command.exe),
+            };
+            let mut child = command
                 .args(&self.command.args)
                 .envs(self.command.env.iter().map(|(k, v)| (k, v)))
                 .env("SWITCHYARD_LAUNCHED_AT", now_ms().to_string())
@@ -111,6 +129,27 @@ impl Launcher for LocalProcessLauncher {
     fn name(&self) -> &'static str {
         "local-process"
     }
+}
+
+/// The `ip` binary that starts a worker in namespace `ns`, after checking that the namespace
+/// exists: otherwise `ip` would start, fail, and the launcher would count a worker that never
+/// registers.
+fn netns_exec(ns: &str) -> std::io::Result<&'static str> {
+    if !std::path::Path::new("/run/netns").join(ns).exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no network namespace {ns} (`ip netns list` shows the ones that exist)"),
+        ));
+    }
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "`ip` is not installed (Debian: apt-get install iproute2)",
+            )
+        })
 }
 
 /// Scaling policy inputs.

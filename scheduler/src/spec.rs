@@ -53,6 +53,10 @@ pub struct TaskSpec {
     /// Why the plan placed it where it did, for the dashboard's run view.
     #[serde(default)]
     pub reasons: Vec<String>,
+    /// Where the task is declared, `FILE:LINE`, so advice about it (the cost report's) can name
+    /// the line to change. Absent from specs stored before it was recorded.
+    #[serde(default)]
+    pub manifest: Option<String>,
 }
 
 impl TaskSpec {
@@ -80,6 +84,7 @@ impl TaskSpec {
             writes: vec![],
             trigger: None,
             reasons: vec![],
+            manifest: None,
         }
     }
 
@@ -139,8 +144,11 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
             .tasks
             .iter()
             .filter_map(|tp| {
-                let task = m.manifest.tasks.iter().find(|t| t.name == tp.task)?;
+                let index = m.manifest.tasks.iter().position(|t| t.name == tp.task)?;
+                let task = &m.manifest.tasks[index];
+                let line = m.doc.locate(&m.task_path(index)).line;
                 Some(TaskSpec {
+                    manifest: Some(format!("{}:{line}", m.doc.file().display())),
                     name: tp.task.clone(),
                     class: tp.class.as_str().to_owned(),
                     compute: tp.compute,

@@ -287,6 +287,14 @@ async fn cost_from_hand_computed_history(db: &TestDb) {
     let (a, b) = (&r.recommendations[0], &r.recommendations[1]);
     assert_eq!((a.task.as_str(), a.to.as_str(), a.allowed, a.saving), ("stream", "dedicated", true, 3.786));
     assert!(a.message.contains("runs continuously"), "{}", a.message);
+    // The advice names the manifest change (this store's specs carry no file: the job instead).
+    assert_eq!(
+        a.change.as_deref(),
+        Some(
+            "add `compute: dedicated` to task `stream` in the manifest of job `stream_job` (and `pool: NAME` to choose the pool)"
+        )
+    );
+    assert_eq!(b.change, None, "ingest may not move");
     assert_eq!((b.task.as_str(), b.to.as_str(), b.allowed, b.saving), ("ingest", "serverless", false, 0.638));
     assert!(
         b.message.contains("cannot move") && b.message.contains("api.partner.example:443"),

@@ -261,6 +261,66 @@ async fn many_tasks_never_double_leased(db: &TestDb) {
 }
 both_stores!(no_double_lease, many_tasks_never_double_leased);
 
+async fn reports_lease_the_next_batch(db: &TestDb) {
+    // A report that asks for leases gets the next queued tasks in the same call and transaction,
+    // a dependent its own report just queued included; nodes doing so at once never share a task.
+    let e = engine(db, Duration::from_secs(30)).await;
+    e.upsert_jobs(&[job(
+        "chain",
+        vec![
+            task("a", Compute::Dedicated, &["egress-a"], &[]),
+            task("b", Compute::Dedicated, &["egress-a"], &["a"]),
+        ],
+    )])
+    .await
+    .unwrap();
+    let run = e.trigger("chain").await.unwrap();
+    let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+    let first = e.lease(&n, 4, NO_WAIT).await.unwrap();
+    assert_eq!(first.iter().map(|l| l.spec.name.as_str()).collect::<Vec<_>>(), ["a"]);
+    let (results, next) = e.complete_then_lease(&n, &[ok(first[0].attempt)], 4).await.unwrap();
+    assert_eq!(results, vec![ReportResult::Accepted { task_state: TaskState::Succeeded }]);
+    assert_eq!(next.iter().map(|l| l.spec.name.as_str()).collect::<Vec<_>>(), ["b"]);
+    let (_, none) = e.complete_then_lease(&n, &[ok(next[0].attempt)], 4).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(e.run(run).await.unwrap().state, RunState::Succeeded);
+
+    let tasks: Vec<_> =
+        (0..200).map(|i| task(&format!("t{i}"), Compute::Dedicated, &["egress-a"], &[])).collect();
+    e.upsert_jobs(&[job("wide", tasks)]).await.unwrap();
+    let run = e.trigger("wide").await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..4 {
+        let e = e.clone();
+        let id = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
+        handles.push(tokio::spawn(async move {
+            let mut done = Vec::new();
+            let mut leases = e.lease(&id, 8, Duration::from_millis(200)).await.unwrap();
+            while !leases.is_empty() {
+                let reports: Vec<Report> = leases.iter().map(|l| ok(l.attempt)).collect();
+                done.extend(leases.iter().map(|l| l.task_run));
+                let (results, next) = e.complete_then_lease(&id, &reports, 8 - i).await.unwrap();
+                assert!(results.iter().all(|r| matches!(r, ReportResult::Accepted { .. })), "{results:?}");
+                leases = next;
+            }
+            done
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a task was leased twice");
+    assert_eq!(all.len(), 200);
+    e.tick().await.unwrap();
+    assert_eq!(e.run(run).await.unwrap().state, RunState::Succeeded);
+    e.store().close().await;
+}
+both_stores!(report_leases, reports_lease_the_next_batch);
+
 /// Two reports that commit at the same moment on PostgreSQL each see the other's task still
 /// running, so neither queues the dependent nor finishes the run. The store is put in exactly the
 /// state such a pair leaves (both tasks succeeded, nothing else done), and the tick must settle it.

@@ -188,6 +188,26 @@ pub(crate) async fn execute(
                      hint: declare it in `run.destinations` so the task runs on a dedicated node whose egress IP the destination allows"
                 )))
             });
+            // A program that ignored the proxy and connected itself: where the network has no
+            // route out (a worker's namespace or NetworkPolicy), its own error says so.
+            let refusal = match (refusal, refusing) {
+                (None, Some(guard)) if !matches!(&status, Ok(s) if s.success()) => {
+                    match super::no_route::no_route(&errors.text()) {
+                        Some(found) => {
+                            let to = found.destination.as_deref().map(|d| format!(" to {d}")).unwrap_or_default();
+                            guard.audit_no_route(&lease.job, &lease.spec.name, found.destination.clone()).await;
+                            Some((FailureClass::Access, format!(
+                                "no egress: the program's own connection{to} failed with `{}` (this worker's network \
+                                 has no route out) and was audited; hint: declare it in `run.destinations` so the task \
+                                 runs on a dedicated node whose egress IP the destination allows",
+                                found.error
+                            )))
+                        }
+                        None => None,
+                    }
+                }
+                (refusal, _) => refusal,
+            };
             if let Some(guard) = refusing {
                 guard.unregister(lease.attempt);
             }

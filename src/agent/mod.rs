@@ -7,10 +7,12 @@
 mod exec;
 mod ingest;
 mod no_egress;
+mod no_route;
 mod output;
 mod transform;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,10 +43,10 @@ pub(crate) struct AgentConfig {
     pub(crate) proxy: Option<ProxyAccess>,
     /// The node's dialer and lake, for ingestion tasks. `None` for serverless workers.
     pub(crate) ingest: Option<IngestSetup>,
-    /// The lake, for transforms. Serverless workers only: they also give `run` tasks a proxy
-    /// that refuses and audits every outbound request, as they have no egress.
-    pub(crate) serverless_lake: Option<switchyard_lake::Lake>,
-    /// What a transform's query may hold in memory (serverless workers).
+    /// The lake, for SQL transforms: serverless workers run them, and so do nodes for transforms
+    /// a manifest pins to dedicated compute (`compute: dedicated`).
+    pub(crate) transform_lake: Option<switchyard_lake::Lake>,
+    /// What a transform's query may hold in memory.
     pub(crate) transform_budget: Option<switchyard_transform::Budget>,
     /// Where `run` tasks start.
     pub(crate) run_dir: RunDir,
@@ -99,6 +101,7 @@ pub(crate) struct AgentSummary {
     pub(crate) handed_back: usize,
 }
 
+#[derive(Debug)]
 struct Running {
     stop: watch::Sender<Option<Stop>>,
     tail: Tail,
@@ -118,23 +121,26 @@ pub(crate) async fn run(
     let running: RunningMap = Arc::default();
     let freed = Arc::new(Notify::new());
     let (reports_tx, reports_rx) = mpsc::unbounded_channel::<Report>();
-    let reporter = tokio::spawn(report_loop(client.clone(), node.clone(), reports_rx));
     let (hb_stop_tx, hb_stop_rx) = watch::channel(false);
     let (commits_tx, commits_rx) = mpsc::unbounded_channel();
-    let transform = config.serverless_lake.as_ref().map(|lake| transform::TransformAccess {
+    // How attempts' log lines and the egress audit name where they run: the static egress IP,
+    // or `serverless`.
+    let egress_label = config.info.egress_ip.map_or_else(|| "serverless".to_owned(), |ip| ip.to_string());
+    let transform = config.transform_lake.as_ref().map(|lake| transform::TransformAccess {
         lake: lake.clone(),
+        egress_ip: egress_label.clone(),
         budget: config.transform_budget.clone(),
         commits: commits_tx.clone(),
         client: client.clone(),
     });
-    let no_egress = match &config.serverless_lake {
-        Some(_) => Some(
-            no_egress::NoEgress::start(client.clone())
-                .await
-                .context("starting the serverless worker's refusal proxy on 127.0.0.1")?,
-        ),
-        None => None,
-    };
+    // Tasks without destinations get a proxy that refuses and audits every outbound request: on
+    // workers, which have no egress, and on nodes, where such a task (`compute: dedicated`) has
+    // none either — the node's egress is for declared destinations only.
+    let no_egress = Some(
+        no_egress::NoEgress::start(client.clone(), egress_label.clone())
+            .await
+            .context("starting the refusal proxy for tasks without destinations on 127.0.0.1")?,
+    );
     let ingest = config.ingest.as_ref().map(|s| ingest::IngestAccess {
         dialer: s.dialer.clone(),
         lake: s.lake.clone(),
@@ -149,9 +155,24 @@ pub(crate) async fn run(
         commits_rx,
         hb_stop_rx,
     ));
-    let slots = config.info.slots.max(1) as usize;
-    // How attempts' log lines name where they run: the static egress IP, or `serverless`.
-    let egress_label = config.info.egress_ip.map_or_else(|| "serverless".to_owned(), |ip| ip.to_string());
+    let launcher = Launcher {
+        running: running.clone(),
+        slots: Arc::new(Slots { total: config.info.slots.max(1) as usize, promised: Mutex::new(0) }),
+        reports: reports_tx.downgrade(),
+        freed: freed.clone(),
+        shutdown: shutdown.clone(),
+        leased: Arc::default(),
+        access: Access {
+            node: node.clone(),
+            egress_ip: egress_label,
+            proxy: config.proxy.clone(),
+            ingest: ingest.clone(),
+            transform: transform.clone(),
+            no_egress: no_egress.clone(),
+            run_dir: config.run_dir.clone(),
+        },
+    };
+    let reporter = tokio::spawn(report_loop(client.clone(), node.clone(), reports_rx, launcher.clone()));
     let mut last_work = Instant::now();
     loop {
         if *shutdown.borrow() {
@@ -167,10 +188,15 @@ pub(crate) async fn run(
                 break;
             }
         }
-        let free = slots.saturating_sub(busy);
+        // Slots that neither run an attempt nor are promised to the report loop's request.
+        // Interest is registered first, so a slot freed right after the look is not missed.
+        let notified = freed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let free = launcher.slots.promise(&running);
         if free == 0 {
             tokio::select! {
-                _ = freed.notified() => {}
+                _ = notified => {}
                 _ = shutdown.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
@@ -179,26 +205,19 @@ pub(crate) async fn run(
         let wait_ms = config.poll.as_millis() as u64;
         // A poll in flight is never abandoned: leases granted to a dropped request would sit
         // unused until their TTL ran out. Shutdown takes effect when the poll returns.
-        match client.lease(&node, &LeaseRequest { max: free, wait_ms }).await {
+        let result = client.lease(&node, &LeaseRequest { max: free, wait_ms }).await;
+        match result {
             Ok(leases) => {
                 if !leases.is_empty() {
                     last_work = Instant::now();
                 }
-                summary.leased += leases.len();
                 for lease in leases {
-                    let access = Access {
-                        node: node.clone(),
-                        egress_ip: egress_label.clone(),
-                        proxy: config.proxy.clone(),
-                        ingest: ingest.clone(),
-                        transform: transform.clone(),
-                        no_egress: no_egress.clone(),
-                        run_dir: config.run_dir.clone(),
-                    };
-                    start(lease, &running, &reports_tx, &freed, *shutdown.borrow(), access);
+                    launcher.start(lease);
                 }
+                launcher.slots.release(free);
             }
             Err(e) if e.retryable() => {
+                launcher.slots.release(free);
                 tracing::warn!(node = %node, error = %e, "Control plane unreachable; retrying.");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -209,6 +228,8 @@ pub(crate) async fn run(
     drop(ingest);
     drop(reports_tx);
     let _ = reporter.await;
+    summary.leased = launcher.leased.load(Ordering::Relaxed);
+    drop(launcher);
     let _ = hb_stop_tx.send(true);
     let _ = heartbeat.await;
     if let Err(e) = client.deregister(&node).await {
@@ -250,41 +271,91 @@ pub(crate) struct Access {
     pub(crate) run_dir: RunDir,
 }
 
-fn start(
-    lease: Lease,
-    running: &RunningMap,
-    reports: &mpsc::UnboundedSender<Report>,
-    freed: &Arc<Notify>,
-    draining: bool,
+/// Starts leased attempts. Shared by the lease loop and the report loop, which asks for the next
+/// leases in the same call as its reports: a node whose tasks finish quickly then needs one call
+/// per batch instead of a report and a lease.
+#[derive(Debug, Clone)]
+struct Launcher {
+    running: RunningMap,
+    slots: Arc<Slots>,
+    /// Weak, so the report loop (which holds a launcher) ends once every attempt has reported.
+    reports: mpsc::WeakUnboundedSender<Report>,
+    /// Told when an attempt ended without a report or a report call is done: slots may be free.
+    freed: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+    leased: Arc<AtomicUsize>,
     access: Access,
-) {
-    let (stop_tx, stop_rx) = watch::channel(draining.then_some(Stop::HandBack));
-    let tail = Tail::default();
-    if let Ok(mut r) = running.lock() {
-        r.insert(lease.attempt, Running { stop: stop_tx, tail: tail.clone() });
+}
+
+/// The node's slots: held by running attempts, or promised to a lease request in flight, so the
+/// lease loop's long poll and the report loop's request never ask for more than the node has.
+#[derive(Debug)]
+struct Slots {
+    total: usize,
+    promised: Mutex<usize>,
+}
+
+impl Slots {
+    /// Promises every slot that is neither running an attempt nor promised; returns how many.
+    fn promise(&self, running: &RunningMap) -> usize {
+        let Ok(mut promised) = self.promised.lock() else { return 0 };
+        let busy = running.lock().map_or(self.total, |r| r.len());
+        let free = self.total.saturating_sub(busy + *promised);
+        *promised += free;
+        free
     }
-    let running = running.clone();
-    let reports = reports.clone();
-    let freed = freed.clone();
-    let span = attempt_span(&lease, &access);
-    tokio::spawn(
-        async move {
-            tracing::info!(class = %lease.spec.class, number = lease.number, "Starting attempt.");
-            let report = execute(&lease, tail, stop_rx, &access).await;
-            match &report {
-                Some(r) => tracing::info!(outcome = ?r.outcome, class = ?r.error_class, "Attempt finished."),
-                None => tracing::info!("Attempt stopped; nothing to report."),
-            }
-            if let Some(report) = report {
-                let _ = reports.send(report);
-            }
-            if let Ok(mut r) = running.lock() {
-                r.remove(&lease.attempt);
-            }
-            freed.notify_waiters();
+
+    /// Gives back a promise once its request's leases are started (they hold their slots now).
+    fn release(&self, n: usize) {
+        if let Ok(mut promised) = self.promised.lock() {
+            *promised = promised.saturating_sub(n);
         }
-        .instrument(span),
-    );
+    }
+}
+
+impl Launcher {
+    fn start(&self, lease: Lease) {
+        self.leased.fetch_add(1, Ordering::Relaxed);
+        let Some(reports) = self.reports.upgrade() else {
+            // Only after the agent stopped: the lease runs out and another node takes the task.
+            tracing::warn!(attempt = lease.attempt, "Lease granted after the agent stopped; not started.");
+            return;
+        };
+        let draining = *self.shutdown.borrow();
+        let (stop_tx, stop_rx) = watch::channel(draining.then_some(Stop::HandBack));
+        let tail = Tail::default();
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(lease.attempt, Running { stop: stop_tx, tail: tail.clone() });
+        }
+        let running = self.running.clone();
+        let freed = self.freed.clone();
+        let access = self.access.clone();
+        let span = attempt_span(&lease, &access);
+        tokio::spawn(
+            async move {
+                tracing::info!(class = %lease.spec.class, number = lease.number, "Starting attempt.");
+                let report = execute(&lease, tail, stop_rx, &access).await;
+                match &report {
+                    Some(r) => {
+                        tracing::info!(outcome = ?r.outcome, class = ?r.error_class, "Attempt finished.")
+                    }
+                    None => tracing::info!("Attempt stopped; nothing to report."),
+                }
+                if let Ok(mut r) = running.lock() {
+                    r.remove(&lease.attempt);
+                }
+                // The slot is free: the report loop asks for its next lease with the report and
+                // then tells the lease loop; without a report, tell it now.
+                match report {
+                    Some(report) => {
+                        let _ = reports.send(report);
+                    }
+                    None => freed.notify_waiters(),
+                }
+            }
+            .instrument(span),
+        );
+    }
 }
 
 /// The span every log line of an attempt is written in: with `--log-format json`, each line
@@ -324,20 +395,32 @@ async fn drain(running: &RunningMap, freed: &Arc<Notify>, grace: Duration) -> us
     left
 }
 
-/// Sends reports in batches; retries while the control plane is unreachable (e.g. restarting).
-async fn report_loop(client: Client, node: String, mut rx: mpsc::UnboundedReceiver<Report>) {
+/// Sends reports in batches, each asking for leases for the slots free at that moment (no long
+/// poll: a report is never held back waiting for work); retries while the control plane is
+/// unreachable (e.g. restarting).
+async fn report_loop(
+    client: Client,
+    node: String,
+    mut rx: mpsc::UnboundedReceiver<Report>,
+    launcher: Launcher,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let request = ReportRequest { reports: batch, lease: None };
+        let free = if *launcher.shutdown.borrow() { 0 } else { launcher.slots.promise(&launcher.running) };
+        let lease = (free > 0).then_some(LeaseRequest { max: free, wait_ms: 0 });
+        let request = ReportRequest { reports: batch, lease };
         let mut delay = Duration::from_millis(100);
         loop {
             match client.report(&node, &request).await {
                 Ok(response) => {
                     for (report, result) in request.reports.iter().zip(&response.results) {
                         tracing::info!(attempt = report.attempt, outcome = ?report.outcome, result = ?result, "Reported.");
+                    }
+                    for lease in response.leases {
+                        launcher.start(lease);
                     }
                     break;
                 }
@@ -352,6 +435,8 @@ async fn report_loop(client: Client, node: String, mut rx: mpsc::UnboundedReceiv
                 }
             }
         }
+        launcher.slots.release(free);
+        launcher.freed.notify_waiters();
     }
 }
 
@@ -454,7 +539,7 @@ mod tests {
         }
     }
 
-    /// A real attempt (a program run by `start`, as a node runs it) logged with `--log-format
+    /// A real attempt (a program started by the launcher, as a node runs it) logged with `--log-format
     /// json`: every line it writes names the job, run, task, attempt, node and egress IP.
     #[test]
     fn json_log_lines_of_an_attempt_carry_its_identity() {
@@ -487,7 +572,17 @@ mod tests {
                 no_egress: None,
                 run_dir: RunDir::Planned,
             };
-            start(lease, &running, &reports, &Arc::new(Notify::new()), false, access);
+            let (_, shutdown) = watch::channel(false);
+            let launcher = Launcher {
+                running: running.clone(),
+                slots: Arc::new(Slots { total: 1, promised: Mutex::new(0) }),
+                reports: reports.downgrade(),
+                freed: Arc::new(Notify::new()),
+                shutdown,
+                leased: Arc::default(),
+                access,
+            };
+            launcher.start(lease);
             let report = received.recv().await.unwrap();
             assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
         });

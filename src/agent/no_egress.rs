@@ -5,8 +5,11 @@
 //! the egress page beside the nodes' denials.
 //!
 //! Programs reach it through `HTTPS_PROXY`/`HTTP_PROXY`, which curl, Python and most HTTP
-//! clients honour. A program that opens sockets directly is not stopped by this proxy; in
-//! production the worker pods' network policy allows only the lake (see `deploy/`).
+//! clients honour. A program that opens sockets directly is not stopped by this proxy but by the
+//! network: a worker in a namespace with routes to the control plane and the lake only
+//! (`[serverless] netns`), or a pod under the workers' NetworkPolicy (see `deploy/`), finds no
+//! route out; the agent recognises that failure in the program's output ([`super::no_route`]) and
+//! audits it here too, as `serverless_no_route`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,6 +25,10 @@ use super::output::Tail;
 const REASON: &str = "serverless workers have no egress";
 /// The audit code of these denials.
 pub(crate) const CODE: &str = "serverless_no_egress";
+/// The audit code of a program's own connection that found no route out.
+pub(crate) const NO_ROUTE_CODE: &str = "serverless_no_route";
+/// Its reason in the audit.
+const NO_ROUTE_REASON: &str = "no route out of the worker's network";
 /// Longest request head read before answering.
 const HEAD_LIMIT: usize = 8 * 1024;
 
@@ -36,20 +43,23 @@ pub(crate) struct NoEgress {
     attempts: Arc<Mutex<HashMap<String, Attempt>>>,
     /// The first refused destination of each attempt label, until taken.
     refused: Arc<Mutex<HashMap<String, String>>>,
+    client: Client,
+    /// Where the refused attempts run, for the audit: `serverless`, or a node's egress IP.
+    egress_ip: String,
 }
 
 impl NoEgress {
     /// Binds a loopback port and serves until the process ends.
-    pub(crate) async fn start(client: Client) -> std::io::Result<NoEgress> {
+    pub(crate) async fn start(client: Client, egress_ip: String) -> std::io::Result<NoEgress> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let guard = NoEgress { url, attempts: Arc::default(), refused: Arc::default() };
+        let guard = NoEgress { url, attempts: Arc::default(), refused: Arc::default(), client, egress_ip };
         let served = guard.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
-                let (guard, client) = (served.clone(), client.clone());
-                tokio::spawn(async move { guard.refuse(stream, &client).await });
+                let guard = served.clone();
+                tokio::spawn(async move { guard.refuse(stream).await });
             }
         });
         Ok(guard)
@@ -73,12 +83,25 @@ impl NoEgress {
         }
     }
 
+    /// Records in the control plane's audit that a program of `job`/`task` connected by itself
+    /// and found no route (its destination, when its error named one).
+    pub(crate) async fn audit_no_route(&self, job: &str, task: &str, destination: Option<String>) {
+        let destination = destination.unwrap_or_else(|| "unknown".into());
+        tracing::warn!(destination = %destination, job, task, "A program's own connection found no route out of the worker.");
+        let mut record = denial(&self.egress_ip, job, task, destination);
+        record.code = Some(NO_ROUTE_CODE.into());
+        record.reason = Some(NO_ROUTE_REASON.into());
+        if let Err(e) = self.client.post_audit(vec![record]).await {
+            tracing::warn!(error = %e, "Could not record the egress denial at the control plane.");
+        }
+    }
+
     /// The first destination refused to `attempt`, if any.
     pub(crate) fn take_refusal(&self, attempt: i64) -> Option<String> {
         self.refused.lock().ok()?.remove(&format!("attempt-{attempt}"))
     }
 
-    async fn refuse(&self, mut stream: tokio::net::TcpStream, client: &Client) {
+    async fn refuse(&self, mut stream: tokio::net::TcpStream) {
         let mut head = Vec::with_capacity(1024);
         let mut buf = [0u8; 1024];
         while head.len() < HEAD_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -111,20 +134,21 @@ impl NoEgress {
             }
             None => ("", ""),
         };
-        tracing::warn!(destination = %destination, job, task, "Egress refused on a serverless worker.");
-        if let Err(e) = client.post_audit(vec![denial(job, task, destination)]).await {
+        tracing::warn!(destination = %destination, job, task, "Egress refused to a task without destinations.");
+        if let Err(e) = self.client.post_audit(vec![denial(&self.egress_ip, job, task, destination)]).await {
             tracing::warn!(error = %e, "Could not record the egress denial at the control plane.");
         }
     }
 }
 
-/// The audit record of a refused attempt to leave a serverless worker.
-pub(crate) fn denial(job: &str, task: &str, destination: String) -> AuditRecord {
+/// The audit record of a refused attempt to leave: a serverless worker (`egress_ip`
+/// `serverless`) or a node running a task without destinations (its egress IP).
+pub(crate) fn denial(egress_ip: &str, job: &str, task: &str, destination: String) -> AuditRecord {
     AuditRecord {
         at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64),
-        egress_ip: "serverless".into(),
+        egress_ip: egress_ip.to_owned(),
         task: (!task.is_empty()).then(|| format!("{job}/{task}")),
         destination,
         verdict: "denied".into(),

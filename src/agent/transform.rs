@@ -1,4 +1,5 @@
-//! Running one leased transform attempt on a serverless worker: the SQL runs in-process against
+//! Running one leased transform attempt (on a serverless worker, or on a node for a transform
+//! pinned to dedicated compute): the SQL runs in-process against
 //! the lake (DataFusion), its outcome — refresh mode and why, input versions, rows written,
 //! expectation counts — goes into the report's `details`, and the output's committed version goes
 //! to the control plane so `on_update` readers of that table are triggered.
@@ -14,11 +15,13 @@ use tokio::sync::{mpsc, watch};
 use super::exec::Stop;
 use super::output::Tail;
 
-/// What a transform needs from the worker: the lake, and where committed versions and egress
+/// What a transform needs from the agent: the lake, and where committed versions and egress
 /// denials go.
 #[derive(Debug, Clone)]
 pub(crate) struct TransformAccess {
     pub(crate) lake: switchyard_lake::Lake,
+    /// Where it runs, for the egress audit: `serverless`, or the node's egress IP.
+    pub(crate) egress_ip: String,
     pub(crate) commits: mpsc::UnboundedSender<CommitRecord>,
     pub(crate) client: switchyard_scheduler::client::Client,
     pub(crate) budget: Option<switchyard_transform::Budget>,
@@ -43,7 +46,7 @@ pub(crate) async fn execute(
         details,
     };
     let Some(access) = access else {
-        let message = "this agent has no lake configured for transforms; transforms run on serverless workers (`switchyard worker`)".to_owned();
+        let message = "this agent has no lake configured for transforms; run transforms on serverless workers (`switchyard worker`) or on nodes (`switchyard node`)".to_owned();
         return Some(report(Outcome::Failed, Some(FailureClass::Internal), message, None, &tail));
     };
     let Some(sink) = sink else {
@@ -124,7 +127,7 @@ async fn audit_denial(access: &TransformAccess, lease: &Lease, url: &str) {
         .ok()
         .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
         .unwrap_or_else(|| url.to_owned());
-    let record = super::no_egress::denial(&lease.job, &lease.spec.name, destination);
+    let record = super::no_egress::denial(&access.egress_ip, &lease.job, &lease.spec.name, destination);
     if let Err(e) = access.client.post_audit(vec![record]).await {
         tracing::warn!(error = %e, "Could not record the egress denial at the control plane.");
     }

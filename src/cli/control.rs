@@ -168,7 +168,7 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let launcher = Arc::new(LocalProcessLauncher::new(worker_command(
         &url,
         admin_token.trim(),
-        settings.serverless.idle_timeout,
+        &settings.serverless,
         tls.is_some().then_some(settings.control_plane.tls_cert.as_deref()).flatten(),
         &settings.lake,
     )?));
@@ -259,10 +259,20 @@ fn redact(url: &str) -> String {
 pub(crate) fn worker_command(
     url: &str,
     token: &str,
-    idle: HumanDuration,
+    serverless: &switchyard_config::settings::Serverless,
     ca: Option<&Path>,
     lake: &switchyard_config::settings::Lake,
 ) -> anyhow::Result<WorkerCommand> {
+    let idle = serverless.idle_timeout;
+    if let Some(ns) = &serverless.netns {
+        // Found now rather than at the first launch, where it would only be a log line.
+        if !Path::new("/run/netns").join(ns).exists() {
+            bail!(
+                "[serverless] netns = \"{ns}\": no such network namespace (`ip netns list` shows the ones \
+                 that exist); create it, with routes to this control plane and the lake only, or remove the setting"
+            );
+        }
+    }
     let exe = std::env::current_exe().context("locating the switchyard executable for workers")?;
     let mut args = vec![
         "worker".to_owned(),
@@ -317,7 +327,13 @@ pub(crate) fn worker_command(
         stdin.push_str(&serde_json::Value::Object(from_files).to_string());
         args.push("--lake-options-on-stdin".to_owned());
     }
-    Ok(WorkerCommand { exe, args, env, stdin: Some(switchyard_config::Secret::new(stdin)) })
+    Ok(WorkerCommand {
+        exe,
+        args,
+        env,
+        stdin: Some(switchyard_config::Secret::new(stdin)),
+        netns: serverless.netns.clone(),
+    })
 }
 
 /// A client from explicit flags, falling back to the settings.
@@ -403,6 +419,9 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         Some(client.clone()),
     )
     .await?;
+    let lake = switchyard_lake::Lake::from_settings(&settings.lake)
+        .with_context(|| format!("opening the lake at {}", settings.lake.root))?;
+    let spill_dir = spill_dir();
     let config = AgentConfig {
         info: NodeInfo {
             kind: NodeKind::Dedicated,
@@ -421,18 +440,30 @@ pub(crate) async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             refusals: gateway.refusals.clone(),
             identities: gateway.identities.clone(),
         }),
-        ingest: Some(crate::agent::IngestSetup {
-            dialer: gateway.dialer.clone(),
-            lake: switchyard_lake::Lake::from_settings(&settings.lake)
-                .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
-        }),
-        serverless_lake: None,
-        transform_budget: None,
+        ingest: Some(crate::agent::IngestSetup { dialer: gateway.dialer.clone(), lake: lake.clone() }),
+        transform_lake: Some(lake),
+        transform_budget: Some(transform_budget(&settings, &spill_dir)),
         run_dir: own_run_dir(args.workdir.as_deref())?,
     };
-    let summary = agent::run(client, config, shutdown_signal()).await?;
+    let summary = agent::run(client, config, shutdown_signal()).await;
+    let _ = std::fs::remove_dir_all(&spill_dir);
+    let summary = summary?;
     tracing::info!(node = %summary.node_id, leased = summary.leased, handed_back = summary.handed_back, "Node stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where this agent's transform queries spill; removed when it exits.
+pub(crate) fn spill_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("switchyard-spill-{}", std::process::id()))
+}
+
+/// A transform query's memory budget (`[serverless] memory_limit`, on workers and on nodes
+/// running transforms pinned to dedicated compute) and where it spills beyond it.
+pub(crate) fn transform_budget(settings: &Settings, spill_dir: &Path) -> switchyard_transform::Budget {
+    switchyard_transform::Budget {
+        memory_bytes: settings.serverless.memory_limit.0,
+        spill_dir: spill_dir.to_path_buf(),
+    }
 }
 
 /// `--workdir` made absolute (it must exist), else the current directory.
@@ -451,8 +482,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (client, settings) = client_for(&args.client)?;
     let idle = args.idle_timeout.unwrap_or(settings.serverless.idle_timeout).as_std();
     let launched_at = std::env::var("SWITCHYARD_LAUNCHED_AT").ok().and_then(|v| v.parse().ok());
-    // Spill files of this worker's queries; removed when it exits.
-    let spill_dir = std::env::temp_dir().join(format!("switchyard-spill-{}", std::process::id()));
+    let spill_dir = spill_dir();
     let config = AgentConfig {
         info: NodeInfo {
             kind: NodeKind::Serverless,
@@ -468,14 +498,11 @@ pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         poll: Duration::from_millis(500).min(idle),
         proxy: None,
         ingest: None,
-        serverless_lake: Some(
+        transform_lake: Some(
             switchyard_lake::Lake::from_settings(&settings.lake)
                 .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
         ),
-        transform_budget: Some(switchyard_transform::Budget {
-            memory_bytes: settings.serverless.memory_limit.0,
-            spill_dir: spill_dir.clone(),
-        }),
+        transform_budget: Some(transform_budget(&settings, &spill_dir)),
         run_dir: if args.planned_workdir { RunDir::Planned } else { own_run_dir(args.workdir.as_deref())? },
     };
     let summary = agent::run(client, config, shutdown_signal()).await;

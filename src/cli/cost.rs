@@ -148,6 +148,9 @@ pub(crate) fn render(r: &CostReport, style: Style) -> String {
     for rec in &r.recommendations {
         let tag = if rec.allowed { "→" } else { "✗" };
         let _ = writeln!(out, "  {tag} {}", rec.message);
+        if let Some(change) = &rec.change {
+            let _ = writeln!(out, "      change: {change}");
+        }
     }
     let _ = writeln!(out, "\n{}", dim("assumptions:"));
     for a in &r.assumptions {

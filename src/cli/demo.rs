@@ -8,9 +8,11 @@
 //! - [`pki`]: the throwaway CA and certificates;
 //! - [`partner`]: the partner API;
 //! - [`inputs`]: the settings, egress policy and manifests the demo writes and runs;
+//! - [`network`]: with `--netns`, the same in Linux network namespaces behind a real firewall;
 //! - [`report`]: the summary.
 
 mod inputs;
+mod network;
 mod partner;
 mod pki;
 mod report;
@@ -51,23 +53,41 @@ pub(crate) struct DemoArgs {
     /// credentials and endpoint from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, …).
     #[arg(long, value_name = "URL")]
     lake: Option<String>,
+    /// Run it in Linux network namespaces (needs root, iproute2 and nftables): the partner behind
+    /// a firewall that admits only the pool's egress IP 203.0.113.10, the node holding that IP on
+    /// a real interface, serverless workers with no route out — and one more program that
+    /// ignores the proxy variables, which only the network can stop.
+    #[arg(long)]
+    netns: bool,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    if let Err(e) = std::net::TcpListener::bind((EGRESS_IP, 0)) {
-        bail!(
-            "the demo's static egress IP {EGRESS_IP} is not an address of this machine ({e}); the demo binds its \
-             dedicated node to it. On Linux all of 127.0.0.0/8 is loopback; elsewhere add it (macOS: \
-             `sudo ifconfig lo0 alias 127.0.0.2 up`)"
-        );
+    // Built first and dropped last: whatever happens below, the namespaces go with it.
+    let mut network = if args.netns { Some(network::Network::build()?) } else { None };
+    let egress_ip = network.as_ref().map_or(EGRESS_IP, network::Network::egress_ip);
+    if network.is_none() {
+        if let Err(e) = std::net::TcpListener::bind((EGRESS_IP, 0)) {
+            bail!(
+                "the demo's static egress IP {EGRESS_IP} is not an address of this machine ({e}); the demo binds its \
+                 dedicated node to it. On Linux all of 127.0.0.0/8 is loopback; elsewhere add it (macOS: \
+                 `sudo ifconfig lo0 alias 127.0.0.2 up`)"
+            );
+        }
     }
     let dir = std::path::absolute(&args.dir)?;
     fresh_dir(&dir)?;
     let pki = pki::create(&dir.join("certs"))?;
-    let partner = partner::start(&pki, EGRESS_IP).await?;
+    let listener = match &network {
+        Some(n) => n.partner_listener()?,
+        None => std::net::TcpListener::bind("127.0.0.1:0")
+            .context("the partner API cannot listen on 127.0.0.1")?,
+    };
+    let partner = partner::start(&pki, egress_ip, listener).await?;
     let exe = std::env::current_exe().context("locating the switchyard executable for the fetch task")?;
-    let files = inputs::write(&dir, &pki, &partner, EGRESS_IP, &exe, args.lake.as_deref())?;
+    let serverless_ns = network.as_ref().map(|n| n.serverless_ns().to_owned());
+    let files =
+        inputs::write(&dir, &pki, &partner, egress_ip, &exe, args.lake.as_deref(), serverless_ns.as_deref())?;
 
     let inputs = switchyard_config::load(&switchyard_config::LoadOptions {
         paths: vec![files.jobs.clone()],
@@ -86,10 +106,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let settings = inputs.settings.settings.clone();
     let style = Style::detect(std::io::stdout().is_terminal());
-    report::intro(&dir, &partner, &files, style);
+    report::intro(&dir, &partner, &files, egress_ip, network.is_some(), style);
 
-    let embedded = embedded::start(&inputs, &planned).await?;
+    let nodes = if network.is_some() { embedded::Nodes::External } else { embedded::Nodes::InProcess };
+    let embedded = embedded::start(&inputs, &planned, nodes).await?;
     let client = embedded.client.clone();
+    if let Some(network) = network.as_mut() {
+        network.start_node(&embedded.url, &embedded.token_file, &files, &exe, &dir, &client).await?;
+    }
     let submitted = client
         .submit(&SubmitRequest {
             manifests: read_manifests(std::slice::from_ref(&files.jobs))?,
@@ -144,6 +168,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         tables: &tables,
         interrupted,
         elapsed: started.elapsed(),
+        egress_ip,
+        network: network.as_ref().map(network::Network::observe),
     };
     let verdict = report::verdict(&facts);
     if args.keep_running {
@@ -171,6 +197,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report::render(&facts, &verdict, style));
     }
     drop(partner);
+    drop(network);
     Ok(if verdict.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 

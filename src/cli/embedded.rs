@@ -87,7 +87,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let downstream = triggered_by_upstream(&specs);
     let settings = inputs.settings.settings.clone();
-    let embedded = start(&inputs, &planned).await?;
+    let embedded = start(&inputs, &planned, Nodes::InProcess).await?;
     let client = embedded.client.clone();
 
     let started = Instant::now();
@@ -192,14 +192,26 @@ impl std::fmt::Debug for Embedded {
     }
 }
 
+/// Where the embedded default's dedicated nodes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nodes {
+    /// One per pool, in this process, bound to the pool's first egress IP.
+    InProcess,
+    /// None here: the caller starts them (`demo --netns` runs its node inside the pool's
+    /// network namespace, where the egress IP exists).
+    External,
+}
+
 /// Starts the control plane, one node per pool that a task needs (or that can bind its egress
-/// IP) and the serverless launcher, for planned inputs.
-pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Embedded> {
+/// IP) unless `nodes` says the caller starts them, and the serverless launcher, for planned
+/// inputs.
+pub(crate) async fn start(inputs: &Inputs, planned: &Plan, nodes_at: Nodes) -> anyhow::Result<Embedded> {
     let settings = inputs.settings.settings.clone();
     let needed: HashSet<&str> =
         planned.jobs.iter().flat_map(|j| &j.tasks).filter_map(|t| t.pool.as_deref()).collect();
     let mut nodes = Vec::new();
-    for pool in &settings.pools {
+    let pools = if nodes_at == Nodes::InProcess { settings.pools.as_slice() } else { &[] };
+    for pool in pools {
         let Some(ip) = pool.egress_ips.first().copied() else { continue };
         if std::net::TcpListener::bind((ip, 0)).is_err() {
             if needed.contains(pool.name.as_str()) {
@@ -219,7 +231,7 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
     let token = std::fs::read_to_string(&token_file)?.trim().to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = url_for(listener.local_addr()?, false);
-    let mut command = worker_command(&url, &token, settings.serverless.idle_timeout, None, &settings.lake)?;
+    let mut command = worker_command(&url, &token, &settings.serverless, None, &settings.lake)?;
     // Workers report through the control plane; their own logs would only clutter the summary.
     command.env.push(("RUST_LOG".into(), std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())));
     let launcher = Arc::new(LocalProcessLauncher::new(command));
@@ -262,11 +274,9 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
             refusals: gateway.refusals.clone(),
             identities: gateway.identities.clone(),
         });
-        let ingest = Some(crate::agent::IngestSetup {
-            dialer: gateway.dialer.clone(),
-            lake: switchyard_lake::Lake::from_settings(&settings.lake)
-                .with_context(|| format!("opening the lake at {}", settings.lake.root))?,
-        });
+        let lake = switchyard_lake::Lake::from_settings(&settings.lake)
+            .with_context(|| format!("opening the lake at {}", settings.lake.root))?;
+        let ingest = Some(crate::agent::IngestSetup { dialer: gateway.dialer.clone(), lake: lake.clone() });
         gateways.push(gateway);
         let config = AgentConfig {
             info: NodeInfo {
@@ -283,8 +293,8 @@ pub(crate) async fn start(inputs: &Inputs, planned: &Plan) -> anyhow::Result<Emb
             poll: Duration::from_millis(500),
             proxy,
             ingest,
-            serverless_lake: None,
-            transform_budget: None,
+            transform_lake: Some(lake),
+            transform_budget: Some(super::control::transform_budget(&settings, &super::control::spill_dir())),
             // `switchyard run` read the manifests on this machine.
             run_dir: crate::agent::RunDir::Planned,
         };

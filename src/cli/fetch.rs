@@ -1,5 +1,6 @@
-//! `switchyard fetch URL` (hidden): the smallest program that tries to reach a partner the way a
-//! team's own script would, honouring `HTTPS_PROXY` like curl does. The demo runs it on a
+//! `switchyard fetch [--direct] URL` (hidden): the smallest program that tries to reach a partner
+//! the way a team's own script would, honouring `HTTPS_PROXY` like curl does — or, with
+//! `--direct`, ignoring it like a program that opens its own sockets. The demo runs it on a
 //! serverless worker to show that such a worker has no way out; no other tool (curl, python) has
 //! to be installed for that.
 
@@ -16,6 +17,10 @@ pub(crate) struct FetchArgs {
     /// The URL to reach (only its host and port are used: the program connects, nothing more).
     #[arg(value_name = "URL")]
     url: String,
+    /// Ignore HTTPS_PROXY/HTTP_PROXY and connect directly, as a program that does not honour
+    /// them would: what only the network itself can stop.
+    #[arg(long)]
+    direct: bool,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,11 +33,13 @@ pub(crate) async fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let target = endpoint(&url).with_context(|| format!("`{}` names no host to connect to", args.url))?;
     let names: &[&str] =
         if url.scheme() == "https" { &["HTTPS_PROXY", "https_proxy"] } else { &["HTTP_PROXY", "http_proxy"] };
-    let proxy = names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()));
+    let proxy =
+        names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty())).filter(|_| !args.direct);
     let Some(proxy) = proxy else {
         return Ok(match tokio::time::timeout(TIMEOUT, TcpStream::connect(&target)).await {
             Ok(Ok(_)) => {
-                println!("connected to {target} directly (no proxy is set)");
+                let why = if args.direct { "--direct" } else { "no proxy is set" };
+                println!("connected to {target} directly ({why})");
                 ExitCode::SUCCESS
             }
             Ok(Err(e)) => {

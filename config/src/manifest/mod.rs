@@ -83,7 +83,15 @@ pub struct Task {
     /// Tasks of this job that must succeed first, beyond those inferred from tables.
     #[serde(default, deserialize_with = "recover_vec")]
     pub depends_on: Vec<String>,
-    /// Pin a dedicated task to one pool; placement then considers only that pool.
+    /// Where the task runs: `dedicated` or `serverless`. Optional: it follows from what the
+    /// task connects to. `compute: dedicated` puts a task that reaches only the lake on a pool's
+    /// node (the cost report says when that is cheaper, e.g. a task busy most of the day); it
+    /// still has no egress there. `compute: serverless` on a task that connects to something is
+    /// an error (`class_mismatch`): serverless workers have no egress.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub compute: Option<Compute>,
+    /// Pin the task to one pool; placement then considers only that pool. For a task with
+    /// destinations, or one with `compute: dedicated`.
     #[serde(default)]
     pub pool: Option<String>,
     /// Data quality checks on a transform's output.
@@ -100,6 +108,25 @@ pub struct Task {
 impl Task {
     pub fn mode(&self) -> RunMode {
         self.mode.unwrap_or_default()
+    }
+}
+
+/// Where a task runs (DESIGN §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Compute {
+    /// A node of a pool with static egress IPs.
+    Dedicated,
+    /// An ephemeral worker with no egress but the lake.
+    Serverless,
+}
+
+impl Compute {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compute::Dedicated => "dedicated",
+            Compute::Serverless => "serverless",
+        }
     }
 }
 

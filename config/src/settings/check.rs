@@ -120,6 +120,25 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
             .with_hint("set the vCPUs one worker is billed for, e.g. 1 or 0.5"),
         );
     }
+    if let Some(ns) = &settings.serverless.netns {
+        let at = [Seg::Key("serverless"), Seg::Key("netns")];
+        // A namespace name is a file name under /run/netns.
+        let valid = !ns.is_empty() && ns.len() <= 255 && ns != "." && ns != ".." && !ns.contains(['/', '\0']);
+        if !valid {
+            out.push(
+                doc.error(Code::Schema, &at, format!("`{ns}` is not a network namespace name"))
+                    .with_hint("give the name `ip netns list` shows, e.g. \"switchyard-workers\""),
+            );
+        } else if settings.serverless.launcher == super::LauncherKind::Kubernetes {
+            out.push(
+                doc.error(Code::Schema, &at, "`netns` applies to the local launcher, not to Kubernetes")
+                    .with_hint(
+                        "on Kubernetes the workers' NetworkPolicy keeps them from the network \
+                         (deploy/kubernetes/40-workers.yaml); remove `netns`",
+                    ),
+            );
+        }
+    }
     if settings.serverless.launcher == super::LauncherKind::Kubernetes && settings.serverless.max_workers > 0
     {
         check_kubernetes(doc, &settings.serverless.kubernetes, &settings.lake.root, out);

@@ -184,6 +184,13 @@ pub struct Serverless {
     /// below the worker's memory (`[serverless.kubernetes] memory`, 2Gi): the runtime and the
     /// output rows waiting for their commit are not in it.
     pub memory_limit: crate::value::ByteSize,
+    /// Local launcher only: start each worker inside this Linux network namespace (`ip netns
+    /// exec NAME switchyard worker …`; see `ip netns list`). Made with routes to nothing but the
+    /// control plane and the lake, it stops workers' programs from reaching anything else even
+    /// when they ignore the proxy variables: their connections fail with "Network is
+    /// unreachable". The control plane and the lake must be reachable from inside at the
+    /// addresses the workers are given. On Kubernetes the workers' NetworkPolicy does this.
+    pub netns: Option<String>,
 }
 
 /// What starts serverless workers.
@@ -249,6 +256,7 @@ impl Default for Serverless {
             memory_limit: crate::value::ByteSize(1 << 30),
             launcher: LauncherKind::Local,
             kubernetes: KubernetesWorkers::default(),
+            netns: None,
         }
     }
 }

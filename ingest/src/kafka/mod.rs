@@ -14,6 +14,7 @@
 //! bytes) and the stream goes on.
 
 mod decode;
+mod replay;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use switchyard_config::FailureClass;
 use switchyard_config::manifest::{KafkaSource as Spec, MessageFormat};
 use switchyard_config::value::TableName;
@@ -33,6 +34,7 @@ use crate::chunk::{Chunk, Source};
 use crate::flush::Fill;
 use crate::{Context, Error, Limits};
 use decode::Decoder;
+pub use replay::{Message, replay};
 
 /// `<table>__dlq`: where messages that cannot be decoded go.
 pub fn dead_letter_table(table: &TableName) -> TableName {

@@ -213,12 +213,17 @@ pub(super) async fn report(
 ) -> Reply<ReportResponse> {
     caller.require(Role::Node)?;
     let Json(request) = body?;
-    let results = state.engine.complete(&id, &request.reports).await?;
-    let leases = match request.lease {
-        Some(l) if l.max > 0 => {
-            state.engine.lease(&id, l.max.min(1024), Duration::from_millis(l.wait_ms).min(MAX_WAIT)).await?
+    let (results, leases) = match request.lease {
+        // Leases that need no waiting are claimed in the reports' transaction.
+        Some(l) if l.max > 0 && l.wait_ms == 0 => {
+            state.engine.complete_then_lease(&id, &request.reports, l.max.min(1024)).await?
         }
-        _ => vec![],
+        Some(l) if l.max > 0 => {
+            let results = state.engine.complete(&id, &request.reports).await?;
+            let wait = Duration::from_millis(l.wait_ms).min(MAX_WAIT);
+            (results, state.engine.lease(&id, l.max.min(1024), wait).await?)
+        }
+        _ => (state.engine.complete(&id, &request.reports).await?, vec![]),
     };
     Ok(Json(ReportResponse { results, leases }))
 }

@@ -7,7 +7,7 @@ use sqlx::Row;
 use switchyard_config::FailureClass;
 
 use super::submit::{enqueue, keys_of};
-use super::{AttemptState, Engine, RunState, TaskState, Tx, backoff_ms, parse_state, transition};
+use super::{AttemptState, Engine, Lease, RunState, TaskState, Tx, backoff_ms, parse_state, transition};
 use crate::Error;
 use crate::store::{Dialect, now_ms};
 
@@ -74,7 +74,20 @@ pub enum ReportResult {
 impl Engine {
     /// Applies a batch of reports from `node_id` in one transaction.
     pub async fn complete(&self, node_id: &str, reports: &[Report]) -> Result<Vec<ReportResult>, Error> {
+        Ok(self.complete_then_lease(node_id, reports, 0).await?.0)
+    }
+
+    /// Applies a batch of reports and, in the same transaction, leases up to `max` queued tasks
+    /// for the slots they freed (no waiting): a node whose tasks finish quickly needs one call
+    /// and one commit per batch instead of two.
+    pub async fn complete_then_lease(
+        &self,
+        node_id: &str,
+        reports: &[Report],
+        max: usize,
+    ) -> Result<(Vec<ReportResult>, Vec<Lease>), Error> {
         let now = now_ms();
+        let key = if max > 0 { Some(self.node_queue_key(node_id).await?) } else { None };
         let mut tx = self.store.begin().await?;
         let mut queued_any = false;
         // Plain successes, the common case, go through in a handful of statements for the whole
@@ -89,11 +102,16 @@ impl Engine {
             };
             results.push(result);
         }
+        let leases = match key {
+            Some(key) => self.claim(&mut tx, node_id, &key, max, now).await?.0,
+            None => vec![],
+        };
         tx.commit().await.map_err(Error::store)?;
+        super::lease::log_leases(node_id, &leases);
         if queued_any {
             self.work.notify_waiters();
         }
-        Ok(results)
+        Ok((results, leases))
     }
 }
 

@@ -55,7 +55,8 @@
 //!                "dedicated_cost": 21.0, "dedicated_arithmetic": "…",
 //!                "serverless_allowed": true, "why_not_serverless": null } ],
 //!   "recommendations": [ { "job": "claims", "task": "stream", "from": "serverless", "to": "dedicated",
-//!                          "allowed": true, "saving": 3.2, "message": "…" } ],
+//!                          "allowed": true, "saving": 3.2, "message": "…",
+//!                          "change": "add `compute: dedicated` to task `stream` in jobs/claims.yaml:14" } ],
 //!   "assumptions": [ "…" ] }
 //! ```
 
@@ -217,6 +218,10 @@ pub struct Recommendation {
     /// What moving would save over the window (its current estimate − the other).
     pub saving: f64,
     pub message: String,
+    /// The manifest change that makes the move, when it is allowed: which line of which file
+    /// (for tasks submitted before manifests' locations were recorded, the job only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
 }
 
 /// One attempt clipped to the window.
@@ -451,7 +456,15 @@ impl Engine {
                 num(price_d),
                 fmt_money(dedicated_cost)
             );
-            let why_not = specs.get(task_run).and_then(why_not_serverless);
+            let spec = specs.get(task_run);
+            let why_not = spec.and_then(why_not_serverless);
+            // Where to make a change: `in FILE:LINE`, or the job when the spec predates that.
+            let place = spec
+                .and_then(|s| s.manifest.clone())
+                .map_or_else(|| format!("in the manifest of job `{}`", key.0), |at| format!("in {at}"));
+            // A dedicated task that reaches only the lake is there because its manifest says
+            // `compute: dedicated`.
+            let pinned = dedicated && why_not.is_none();
             if dedicated {
                 moved_ms += busy_ms;
                 moved_attempts += attempts;
@@ -482,6 +495,9 @@ impl Engine {
                     allowed: why_not.is_none(),
                     saving,
                     message,
+                    change: pinned.then(|| {
+                        format!("remove `compute: dedicated` (and any `pool:`) from task `{}` {place}", key.1)
+                    }),
                 });
             } else if !dedicated && dedicated_cost < serverless_cost {
                 let saving = money(serverless_cost - dedicated_cost);
@@ -494,14 +510,17 @@ impl Engine {
                     allowed: true,
                     saving,
                     message: format!(
-                        "{name} {how} busy {}% of the window: {peak} always-on dedicated slot(s) would cost {} instead of {} serverless (saving {}). \
-                         Switchyard places tasks without external destinations on serverless workers and has no setting to pin one to a pool yet; \
-                         until it does, run it less often or on fewer vCPUs",
+                        "{name} {how} busy {}% of the window: {peak} always-on dedicated slot(s) would cost {} instead of {} serverless (saving {}); \
+                         on a pool's node it still reaches only the lake",
                         pct(busy / window_s),
                         fmt_money(dedicated_cost),
                         fmt_money(serverless_cost),
                         fmt_money(saving)
                     ),
+                    change: Some(format!(
+                        "add `compute: dedicated` to task `{}` {place} (and `pool: NAME` to choose the pool)",
+                        key.1
+                    )),
                 });
             }
             tasks.push(TaskUsage {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::batch::{Event, record_events};
-use super::{Engine, TaskState, placeholders};
+use super::{Engine, TaskState, Tx, placeholders};
 use crate::Error;
 use crate::spec::TaskSpec;
 use crate::store::now_ms;
@@ -80,7 +80,6 @@ impl Engine {
             return Ok((vec![], false));
         }
         let now = now_ms();
-        let expires = now + self.config.lease_ttl.as_millis() as i64;
         // A look before the transaction: an idle long poll must not take SQLite's write lock (or a
         // PostgreSQL transaction) every time it wakes.
         let any: Option<i64> =
@@ -94,6 +93,24 @@ impl Engine {
             return Ok((vec![], false));
         }
         let mut tx = self.store.begin().await?;
+        let (leases, contended) = self.claim(&mut tx, node_id, key, max, now).await?;
+        tx.commit().await.map_err(Error::store)?;
+        log_leases(node_id, &leases);
+        Ok((leases, contended))
+    }
+
+    /// Claims up to `max` queued tasks of the queue `key` for `node_id` in the caller's
+    /// transaction: their attempts, states and events. Also says whether work was queued but all
+    /// of it held by others at that moment.
+    pub(super) async fn claim(
+        &self,
+        tx: &mut Tx,
+        node_id: &str,
+        key: &str,
+        max: usize,
+        now: i64,
+    ) -> Result<(Vec<Lease>, bool), Error> {
+        let expires = now + self.config.lease_ttl.as_millis() as i64;
         // One statement finds and claims: the task rows are locked with SKIP LOCKED, so nodes of a
         // pool leasing at once get disjoint batches (PostgreSQL scans past rows another
         // transaction holds instead of returning them and leaving the caller empty-handed), and
@@ -120,7 +137,7 @@ impl Engine {
             .bind(now)
             .bind(max as i64)
             .bind(window)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await
             .map_err(Error::store)?;
         if rows.is_empty() {
@@ -133,7 +150,7 @@ impl Engine {
         for id in &ids {
             q = q.bind(*id);
         }
-        q.execute(&mut *tx).await.map_err(Error::store)?;
+        q.execute(&mut **tx).await.map_err(Error::store)?;
         let sql = format!(
             "UPDATE task_runs SET state = 'running', attempts = attempts + 1, waiting = NULL, \
              started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id IN ({})",
@@ -143,7 +160,7 @@ impl Engine {
         for id in &ids {
             q = q.bind(*id);
         }
-        q.execute(&mut *tx).await.map_err(Error::store)?;
+        q.execute(&mut **tx).await.map_err(Error::store)?;
 
         // One multi-row insert for the attempts and one for their events.
         let sql = format!(
@@ -168,7 +185,7 @@ impl Engine {
                 .bind(expires);
             facts.push((task_run, number, from));
         }
-        let inserted = q.fetch_all(&mut *tx).await.map_err(Error::store)?;
+        let inserted = q.fetch_all(&mut **tx).await.map_err(Error::store)?;
         let mut attempt_of = std::collections::HashMap::new();
         for row in &inserted {
             let id: i64 = row.try_get("id").map_err(Error::store)?;
@@ -203,19 +220,22 @@ impl Engine {
             });
         }
         // Checks every transition against the table before recording it.
-        record_events(&mut tx, &events, now).await?;
+        record_events(tx, &events, now).await?;
         if !leases.is_empty() {
             sqlx::query("UPDATE nodes SET first_lease_at = $1 WHERE id = $2 AND first_lease_at IS NULL")
                 .bind(now)
                 .bind(node_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(Error::store)?;
         }
-        tx.commit().await.map_err(Error::store)?;
-        for lease in &leases {
-            tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, node = node_id, "Leased.");
-        }
         Ok((leases, false))
+    }
+}
+
+/// Logged once the leases' transaction committed.
+pub(super) fn log_leases(node_id: &str, leases: &[Lease]) {
+    for lease in leases {
+        tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, node = node_id, "Leased.");
     }
 }

@@ -1,28 +1,10 @@
 //! DESIGN §4.4 rules 1–2: a task's connectivity needs follow from what it declares, and its
 //! compute follows from its needs. The class tag is a claim to check, never an override.
 
-use serde::Serialize;
 use switchyard_config::manifest::{Source, Task, WorkloadClass};
 use switchyard_config::value::{Endpoint, Host};
 
-/// Where a task runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Compute {
-    /// A node of a pool with static egress IPs.
-    Dedicated,
-    /// An ephemeral worker with no egress but the lake.
-    Serverless,
-}
-
-impl Compute {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compute::Dedicated => "dedicated",
-            Compute::Serverless => "serverless",
-        }
-    }
-}
+pub use switchyard_config::manifest::Compute;
 
 /// What a task needs from the network, derived from its declaration.
 #[derive(Debug, Clone, PartialEq, Eq)]

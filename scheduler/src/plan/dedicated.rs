@@ -44,29 +44,7 @@ impl Context<'_> {
             reasons.insert(0, format!("not placed: unknown identity {identity}"));
             return;
         }
-        let pinned = match &task.pool {
-            Some(name) => match settings.pool(name) {
-                Some(pool) => Some(pool),
-                None => {
-                    let known = settings.pools.iter().map(|p| p.name.as_str());
-                    out.push(
-                        doc.error(
-                            Code::UnknownPool,
-                            &[base[0], base[1], Seg::Key("pool")],
-                            format!("pool `{name}` is not defined in the settings"),
-                        )
-                        .with_hint(format!(
-                            "{}pools are the `[[pools]]` of the settings: {}",
-                            switchyard_config::suggest::did_you_mean(name, known),
-                            settings.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                        )),
-                    );
-                    reasons.insert(0, format!("not placed: unknown pool {name}"));
-                    return;
-                }
-            },
-            None => None,
-        };
+        let Ok(pinned) = self.pinned_pool(m, t, task, reasons, out) else { return };
         let (outcome, rules) = place(
             &needs.destinations,
             needs.identity.as_deref(),
@@ -143,6 +121,108 @@ impl Context<'_> {
         reasons.extend(rule_reasons);
         reasons.extend(session);
         reasons.extend(tail);
+    }
+}
+
+impl Context<'_> {
+    /// A task that reaches only the lake but declares `compute: dedicated`: any pool qualifies
+    /// (no destination restricts the egress IP), or the pinned one. It gets no egress there.
+    pub(super) fn place_without_destinations(
+        &self,
+        m: &LoadedManifest,
+        t: usize,
+        task: &Task,
+        plan: &mut TaskPlan,
+        reasons: &mut Vec<String>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        reasons.insert(
+            0,
+            "compute: dedicated in the manifest; it reaches only the lake, so it gets no egress on the node"
+                .to_owned(),
+        );
+        if !self.can_place {
+            reasons.insert(0, "not placed: fix the settings or egress policy errors first".to_owned());
+            return;
+        }
+        let Ok(pinned) = self.pinned_pool(m, t, task, reasons, out) else { return };
+        let settings = &self.inputs.settings.settings;
+        let pools: Vec<&switchyard_config::settings::Pool> = match pinned {
+            Some(pool) => vec![pool],
+            None => settings.pools.iter().collect(),
+        };
+        let Some(first) = pools.first() else {
+            let base = m.task_path(t);
+            out.push(
+                m.doc
+                    .error(
+                        Code::Unplaceable,
+                        &[base[0], base[1], Seg::Key("compute")],
+                        format!(
+                            "task `{}` declares `compute: dedicated` but the settings define no pools",
+                            task.name
+                        ),
+                    )
+                    .with_hint("add a `[[pools]]` entry to the settings, or remove `compute: dedicated`"),
+            );
+            reasons.insert(0, "not placed: no pools".to_owned());
+            return;
+        };
+        let ips: Vec<String> = first.egress_ips.iter().map(ToString::to_string).collect();
+        reasons.push(match pinned {
+            Some(_) => format!("pinned to pool {}, which has {}", first.name, ips.join(", ")),
+            None => format!(
+                "no destinations, so every pool qualifies; pool {} has {}",
+                first.name,
+                ips.join(", ")
+            ),
+        });
+        let others: Vec<String> = pools[1..].iter().map(|p| p.name.clone()).collect();
+        if !others.is_empty() {
+            reasons.push(format!("also eligible: {}", others.join(", ")));
+        }
+        plan.eligible_pools = pools.iter().map(|p| p.name.clone()).collect();
+        plan.pool = Some(first.name.clone());
+        plan.egress_ips = first.egress_ips.clone();
+        // As for any placement: how the class was inferred comes last.
+        if let Some(i) = reasons.iter().position(|r| r.starts_with("class inferred")) {
+            let inferred = reasons.remove(i);
+            reasons.push(inferred);
+        }
+    }
+
+    /// The pool `pool:` names, `None` when it names none; `Err` (reported) when the settings do
+    /// not define it.
+    fn pinned_pool(
+        &self,
+        m: &LoadedManifest,
+        t: usize,
+        task: &Task,
+        reasons: &mut Vec<String>,
+        out: &mut Vec<Diagnostic>,
+    ) -> Result<Option<&switchyard_config::settings::Pool>, ()> {
+        let Some(name) = &task.pool else { return Ok(None) };
+        let settings = &self.inputs.settings.settings;
+        if let Some(pool) = settings.pool(name) {
+            return Ok(Some(pool));
+        }
+        let base = m.task_path(t);
+        let known = settings.pools.iter().map(|p| p.name.as_str());
+        out.push(
+            m.doc
+                .error(
+                    Code::UnknownPool,
+                    &[base[0], base[1], Seg::Key("pool")],
+                    format!("pool `{name}` is not defined in the settings"),
+                )
+                .with_hint(format!(
+                    "{}pools are the `[[pools]]` of the settings: {}",
+                    switchyard_config::suggest::did_you_mean(name, known),
+                    settings.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+        );
+        reasons.insert(0, format!("not placed: unknown pool {name}"));
+        Err(())
     }
 }
 

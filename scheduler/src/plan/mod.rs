@@ -246,7 +246,28 @@ impl Context<'_> {
         let base = m.task_path(t);
         let at = |key: &'static str| [base[0], base[1], Seg::Key(key)];
         let needs = derive_needs(&m.manifest.job, task);
-        let compute = needs.compute();
+        let compute = match (task.compute, needs.compute()) {
+            // Serverless workers have no egress: a task that connects out cannot be sent there.
+            (Some(Compute::Serverless), Compute::Dedicated) => {
+                let destinations: Vec<String> = needs.destinations.iter().map(ToString::to_string).collect();
+                out.push(
+                    doc.error(
+                        Code::ClassMismatch,
+                        &at("compute"),
+                        format!(
+                            "task declares `compute: serverless` but its {} connects to {}; serverless workers have no egress",
+                            needs.declared,
+                            destinations.join(", ")
+                        ),
+                    )
+                    .with_hint("remove `compute`, or move the external read into an ingest task that writes a table this task reads"),
+                );
+                Compute::Dedicated
+            }
+            // Widening a lake-only task to a pool's node is the manifest's choice (cost, not egress).
+            (Some(declared), _) => declared,
+            (None, needed) => needed,
+        };
         let mut reasons = Vec::new();
         match task.class {
             Some(declared) => {
@@ -290,9 +311,15 @@ impl Context<'_> {
                             &at("pool"),
                             format!("task is pinned to pool `{pool}` but runs serverless"),
                         )
-                        .with_hint("pools hold dedicated nodes for external connections; remove `pool:`"),
+                        .with_hint(
+                            "add `compute: dedicated` to run it on that pool's nodes (it still gets no egress there), \
+                             or remove `pool:`",
+                        ),
                     );
                 }
+            }
+            Compute::Dedicated if needs.destinations.is_empty() => {
+                self.place_without_destinations(m, t, task, &mut plan, &mut reasons, out)
             }
             Compute::Dedicated => self.place_task(m, t, task, &needs, &mut plan, &mut reasons, out),
         }

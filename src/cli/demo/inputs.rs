@@ -15,6 +15,10 @@ use super::pki::{IDENTITY, Pki};
 pub(crate) const PIPELINE_JOB: &str = "claims_pipeline";
 pub(crate) const FETCH_JOB: &str = "serverless_fetch_attempt";
 pub(crate) const POOL: &str = "partner-egress";
+/// The fetch that honours the proxy variables, refused by the worker's proxy.
+pub(crate) const FETCH_TASK: &str = "fetch_claims";
+/// With `--netns`: the fetch that ignores the proxy variables and opens its own socket.
+pub(crate) const DIRECT_TASK: &str = "fetch_direct";
 /// Every table the pipeline writes, in the order data flows (the quarantine beside silver).
 pub(crate) const TABLES: [&str; 4] =
     ["bronze.claims", "silver.claims", "silver.claims__quarantine", "gold.provider_totals"];
@@ -38,6 +42,7 @@ pub(crate) fn write(
     egress_ip: IpAddr,
     exe: &Path,
     lake: Option<&str>,
+    netns: Option<&str>,
 ) -> anyhow::Result<Files> {
     let files = Files {
         settings: dir.join("switchyard.toml"),
@@ -68,7 +73,7 @@ identities = ["{IDENTITY}"]
 
 [serverless]
 max_workers = 2
-idle_timeout = "5s"
+idle_timeout = "5s"{netns}
 
 [identities.{IDENTITY}]
 cert = {cert}
@@ -81,14 +86,20 @@ ca = {ca}
         cert = q(&pki.client.cert),
         key = q(&pki.client.key),
         ca = q(&pki.client.ca),
+        netns = netns.map_or_else(String::new, |ns| {
+            format!(
+                "\n# Workers start in this network namespace: no route but to the control plane.\nnetns = {}",
+                quote(ns)
+            )
+        }),
     );
-    let port = partner.addr.port();
+    let (host, port) = (partner.addr.ip(), partner.addr.port());
     let egress = format!(
-        r#"# Written by `switchyard demo`. Deny by default: the partner API on 127.0.0.1:{port} is reached
+        r#"# Written by `switchyard demo`. Deny by default: the partner API on {host}:{port} is reached
 # only from {egress_ip}, presenting the `{IDENTITY}` client certificate. Nothing else may leave.
 destinations:
   - name: partner-api
-    host: 127.0.0.1
+    host: {host}
     ports: [{port}]
     egress_ips: [{egress_ip}]
     identity: {IDENTITY}
@@ -151,12 +162,21 @@ tasks:
 # the task fails, and the control plane's egress audit records the denial.
 job: {FETCH_JOB}
 tasks:
-  - name: fetch_claims
+  - name: {FETCH_TASK}
     run:
       command: [{exe}, "fetch", {url}]
     timeout: 1m
-"#,
+{direct}"#,
         exe = q(exe),
+        // In network namespaces, the same program ignoring the proxy: only the network stops it.
+        direct = if netns.is_some() {
+            format!(
+                "  - name: {DIRECT_TASK}\n    run:\n      command: [{}, \"fetch\", \"--direct\", {url}]\n    timeout: 1m\n",
+                q(exe)
+            )
+        } else {
+            String::new()
+        },
     );
     std::fs::create_dir_all(&files.jobs).with_context(|| format!("creating {}", files.jobs.display()))?;
     for (path, text) in [

@@ -98,9 +98,14 @@ impl Partner {
     }
 }
 
-/// Starts the API on a free port of 127.0.0.1, accepting clients with a certificate from the
-/// demo's CA that connect from `allowed`.
-pub(crate) async fn start(pki: &Pki, allowed: IpAddr) -> anyhow::Result<Partner> {
+/// Starts the API on `listener` (a free port of 127.0.0.1, or the partner's address inside its
+/// network namespace with `--netns`), accepting clients with a certificate from the demo's CA
+/// that connect from `allowed`.
+pub(crate) async fn start(
+    pki: &Pki,
+    allowed: IpAddr,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<Partner> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.clone()).context("adding the demo CA to the partner API's trust store")?;
@@ -114,8 +119,8 @@ pub(crate) async fn start(pki: &Pki, allowed: IpAddr) -> anyhow::Result<Partner>
         .with_single_cert(vec![pki.server_cert.clone()], pki.server_key())
         .context("the partner API's server certificate")?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let listener =
-        TcpListener::bind("127.0.0.1:0").await.context("the partner API cannot listen on 127.0.0.1")?;
+    listener.set_nonblocking(true).context("the partner API's listener")?;
+    let listener = TcpListener::from_std(listener).context("the partner API's listener")?;
     let addr = listener.local_addr()?;
     let log = PartnerLog::default();
     let (stop, mut stopped) = watch::channel(false);
@@ -296,7 +301,8 @@ mod tests {
     async fn setup() -> (tempfile::TempDir, Pki, Partner) {
         let dir = tempfile::tempdir().unwrap();
         let pki = super::super::pki::create(dir.path()).unwrap();
-        let partner = start(&pki, "127.0.0.2".parse().unwrap()).await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let partner = start(&pki, "127.0.0.2".parse().unwrap(), listener).await.unwrap();
         (dir, pki, partner)
     }
 

@@ -67,8 +67,12 @@ pub(crate) fn create(dir: &Path) -> anyhow::Result<Pki> {
         let cert = params.signed_by(&key, &issuer).with_context(|| fail(name))?;
         anyhow::Ok((cert, key))
     };
-    let (server, server_key) =
-        leaf("partner-api", &["127.0.0.1", "localhost"], ExtendedKeyUsagePurpose::ServerAuth, None)?;
+    let (server, server_key) = leaf(
+        "partner-api",
+        &["127.0.0.1", "localhost", "198.51.100.10"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+        None,
+    )?;
     write(&dir.join("partner-api.crt"), server.pem().as_bytes(), false)?;
     write(&dir.join("partner-api.key"), server_key.serialize_pem().as_bytes(), true)?;
     let (client, client_key) = leaf(IDENTITY, &[], ExtendedKeyUsagePurpose::ClientAuth, Some(IDENTITY_DAYS))?;

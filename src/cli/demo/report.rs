@@ -18,8 +18,9 @@ use switchyard_scheduler::{Compute, TaskPlan};
 
 use super::super::render::Style;
 use super::inputs::{self, FETCH_JOB, Files, PIPELINE_JOB};
+use super::network::Observed;
 use super::partner::Partner;
-use super::{EGRESS_IP, pki};
+use super::pki;
 
 /// A lake table after the run: `rows` is `None` when it was not written.
 #[derive(Debug)]
@@ -39,6 +40,10 @@ pub(crate) struct Facts<'a> {
     pub(crate) tables: &'a [Table],
     pub(crate) interrupted: bool,
     pub(crate) elapsed: Duration,
+    /// The pool's egress IP: 127.0.0.2, or 203.0.113.10 in network namespaces.
+    pub(crate) egress_ip: std::net::IpAddr,
+    /// With `--netns`: the routes and the partner firewall's counters.
+    pub(crate) network: Option<Observed>,
 }
 
 /// Whether the demo showed what it set out to; each problem says what did not happen.
@@ -47,12 +52,25 @@ pub(crate) struct Verdict {
     pub(crate) problems: Vec<String>,
 }
 
-pub(crate) fn intro(dir: &Path, partner: &Partner, files: &Files, style: Style) {
+pub(crate) fn intro(
+    dir: &Path,
+    partner: &Partner,
+    files: &Files,
+    egress_ip: std::net::IpAddr,
+    netns: bool,
+    style: Style,
+) {
     println!("{}", style.paint_pub("1", "Switchyard demo: the healthcare case on this machine"));
     println!(
-        "  partner API    {} (in this process): client certificate from the demo CA required; firewall allows only {EGRESS_IP}",
+        "  partner API    {} (in this process): client certificate from the demo CA required; firewall allows only {egress_ip}",
         partner.url()
     );
+    if netns {
+        println!(
+            "  network        Linux network namespaces: the partner behind an nftables firewall admitting only {egress_ip}, \
+             the node holding {egress_ip} on its own interface, workers in a namespace with no route out"
+        );
+    }
     println!("  directory      {} (wiped and made again on every run)", dir.display());
     println!(
         "  inputs         {}, {} (egress policy), {}/ (manifests)",
@@ -65,7 +83,7 @@ pub(crate) fn intro(dir: &Path, partner: &Partner, files: &Files, style: Style) 
         pki::IDENTITY
     );
     println!(
-        "  running        control plane (state {}), one dedicated node of pool `{}` bound to {EGRESS_IP}, \
+        "  running        control plane (state {}), one dedicated node of pool `{}` bound to {egress_ip}, \
          serverless workers on demand\n",
         rel(dir, &files.state_file),
         inputs::POOL
@@ -97,14 +115,16 @@ pub(crate) fn verdict(facts: &Facts<'_>) -> Verdict {
             problems.push(format!("the {PIPELINE_JOB} pipeline did not succeed: {}", failed.join("; ")));
         }
         Some(_) => {
-            if facts.partner.log.served().get(&EGRESS_IP).copied().unwrap_or(0) == 0 {
+            if facts.partner.log.served().get(&facts.egress_ip).copied().unwrap_or(0) == 0 {
                 problems.push(format!(
-                    "the pipeline succeeded but the partner API served nothing to {EGRESS_IP}"
+                    "the pipeline succeeded but the partner API served nothing to {}",
+                    facts.egress_ip
                 ));
             }
         }
     }
-    match facts.runs.iter().find(|r| r.job == FETCH_JOB).and_then(|r| r.tasks.first()) {
+    let fetch = facts.runs.iter().find(|r| r.job == FETCH_JOB);
+    match fetch.and_then(|r| r.tasks.iter().find(|t| t.task == inputs::FETCH_TASK)) {
         None => problems.push(format!("the {FETCH_JOB} job did not start a run")),
         Some(t) if t.state == TaskState::Succeeded => problems.push(format!(
             "the program on a serverless worker reached the partner API ({}), but serverless workers must have \
@@ -123,7 +143,48 @@ pub(crate) fn verdict(facts: &Facts<'_>) -> Verdict {
             Ok(_) => {}
         },
     }
+    if let Some(network) = &facts.network {
+        network_problems(facts, network, &mut problems);
+    }
     Verdict { problems }
+}
+
+/// In network namespaces: the program that ignored the proxy must have found no route (and been
+/// reported `access`), the workers' namespace must have no route at all, and the partner's
+/// firewall must have seen packets from the pool's egress IP only.
+fn network_problems(facts: &Facts<'_>, network: &Observed, problems: &mut Vec<String>) {
+    let direct = facts
+        .runs
+        .iter()
+        .filter(|r| r.job == FETCH_JOB)
+        .flat_map(|r| &r.tasks)
+        .find(|t| t.task == inputs::DIRECT_TASK);
+    match direct.and_then(|t| t.attempts.last()) {
+        None => problems.push(format!("the {} task did not run", inputs::DIRECT_TASK)),
+        Some(a) if a.error_class != Some(switchyard_config::FailureClass::Access) => problems.push(format!(
+            "the program that ignored the proxy ended {} ({}) instead of finding no route out",
+            a.state.as_str(),
+            a.message.as_deref().unwrap_or("no message")
+        )),
+        Some(_) => {}
+    }
+    if !network.serverless_routes.trim().is_empty() {
+        problems.push(format!("the workers' namespace has routes: {}", network.serverless_routes.trim()));
+    }
+    match &network.firewall {
+        Err(e) => problems.push(format!("the partner firewall's counters could not be read: {e}")),
+        Ok(counters) => {
+            let others: Vec<String> = counters
+                .sources
+                .keys()
+                .filter(|ip| std::net::IpAddr::V4(**ip) != facts.egress_ip)
+                .map(ToString::to_string)
+                .collect();
+            if !others.is_empty() {
+                problems.push(format!("the partner's firewall saw packets from {}", others.join(", ")));
+            }
+        }
+    }
 }
 
 pub(crate) fn render(facts: &Facts<'_>, verdict: &Verdict, style: Style) -> String {
@@ -132,14 +193,19 @@ pub(crate) fn render(facts: &Facts<'_>, verdict: &Verdict, style: Style) -> Stri
     denial(&mut out, facts, style);
     partner(&mut out, facts, style);
     tables(&mut out, facts, style);
+    if let Some(network) = &facts.network {
+        network_section(&mut out, facts, network, style);
+    }
     if verdict.problems.is_empty() {
         let _ = writeln!(
             out,
-            "{} in {:.1}s: the partner feed was ingested on the dedicated node from its allowlisted IP {EGRESS_IP}, \
+            "{} in {:.1}s: the partner feed was ingested on the dedicated node from its allowlisted IP {}, \
              silver and gold were built serverless from Delta, and the serverless worker's attempt to call the \
-             partner was denied and audited.",
+             partner was denied and audited{}.",
             style.paint_pub("32", "ok"),
-            facts.elapsed.as_secs_f64()
+            facts.elapsed.as_secs_f64(),
+            facts.egress_ip,
+            if facts.network.is_some() { "; its direct connection found no route out" } else { "" }
         );
     } else {
         let _ = writeln!(out, "{} the demo did not go as intended:", style.paint_pub("1;31", "FAILED:"));
@@ -148,6 +214,45 @@ pub(crate) fn render(facts: &Facts<'_>, verdict: &Verdict, style: Style) -> Stri
         }
     }
     out
+}
+
+fn network_section(out: &mut String, facts: &Facts<'_>, network: &Observed, style: Style) {
+    let _ = writeln!(out, "{}", style.paint_pub("1", "Network (Linux namespaces)"));
+    let routes = |r: &str| if r.trim().is_empty() { "none".to_owned() } else { r.trim().replace('\n', "; ") };
+    let _ = writeln!(out, "  node's routes      {}", routes(&network.pool_routes));
+    let _ = writeln!(out, "  workers' routes    {}", routes(&network.serverless_routes));
+    let direct = facts
+        .runs
+        .iter()
+        .filter(|r| r.job == FETCH_JOB)
+        .flat_map(|r| &r.tasks)
+        .find(|t| t.task == inputs::DIRECT_TASK)
+        .and_then(|t| t.attempts.last());
+    if let Some(a) = direct {
+        let class = a.error_class.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "  direct connect     {} ({class}): {}",
+            a.state.as_str(),
+            a.message.as_deref().unwrap_or("")
+        );
+    }
+    match &network.firewall {
+        Ok(c) => {
+            let sources: Vec<String> =
+                c.sources.iter().map(|(ip, n)| format!("{ip} ({n} packets)")).collect();
+            let _ = writeln!(
+                out,
+                "  partner firewall   {} connection(s) admitted, {} packet(s) refused; sources seen: {}\n",
+                c.accepted,
+                c.refused,
+                if sources.is_empty() { "none".to_owned() } else { sources.join(", ") }
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "  partner firewall   counters unreadable: {e}\n");
+        }
+    }
 }
 
 fn plan_of<'a>(facts: &'a Facts<'_>, job: &str, name: &str) -> Option<&'a TaskPlan> {

@@ -367,7 +367,7 @@ async function costPage() {
       h("h2", { id: "rec-h" }, "Recommendations"),
       table(["Task", "Move", "Saving", "Why"], c.recommendations.map((r) => h("tr", {},
         h("td", {}, `${r.job} / ${r.task}`), h("td", {}, `${r.from} → ${r.to}`, r.allowed ? "" : [" ", badge("not allowed", "warning")]),
-        h("td", { class: "num" }, money(r.saving)), h("td", {}, r.message),
+        h("td", { class: "num" }, money(r.saving)), h("td", {}, r.message, r.change ? h("div", { class: "hint" }, `Change: ${r.change}`) : null),
       )), { label: "Recommendations", empty: "Every task runs on the cheaper class it is allowed." })),
     h("section", { class: "card wide", "aria-labelledby": "nodes-cost-h" },
       h("h2", { id: "nodes-cost-h" }, "Machines (node-hours and worker vCPU-seconds, idle included)"),
