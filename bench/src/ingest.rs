@@ -14,7 +14,6 @@
 //! makes large commits matter. The sources reach the broker and the server through a gateway
 //! dialer whose policy allows exactly that address from egress IP 127.0.0.1, as on a node.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,14 +26,13 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 use switchyard_config::manifest::{SinkSpec, Source};
 use switchyard_config::value::TableName;
-use switchyard_gateway::audit::AuditSink;
-use switchyard_gateway::dial::{Dialer, DialerConfig};
-use switchyard_gateway::identity::Identities;
-use switchyard_gateway::policy::{Enforcer, Mode};
-use switchyard_ingest::{Context, Limits, Progress, Summary, kafka};
+use switchyard_gateway::dial::Dialer;
+use switchyard_ingest::{Context, Limits, Summary, kafka};
 use switchyard_lake::arrow::array::{ArrayRef, Int64Array};
 use switchyard_lake::arrow::record_batch::RecordBatch;
 use switchyard_lake::{Lake, Position, WriteMode};
+
+use super::util::{Quiet, dialer, grouped, median, mib, size, unique};
 
 /// End-to-end repetitions (each with a fresh lake and, for Kafka, a fresh consumer group).
 const RUNS: usize = 3;
@@ -65,76 +63,6 @@ fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{} cores, {model}", super::cores())
-}
-
-pub(super) fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
-
-/// `1234567` → `1,234,567`.
-pub(super) fn grouped(n: f64) -> String {
-    let digits = format!("{:.0}", n.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-pub(super) fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// Bytes of the files under `dir`.
-pub(super) fn size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => size(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
-/// A gateway dialer leaving from 127.0.0.1 whose policy allows `host:port` only.
-pub(super) fn dialer(host: &str, port: u16) -> Dialer {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("egress.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "destinations:\n  - {{ name: source, host: \"{host}\", ports: [{port}], egress_ips: [127.0.0.1] }}\n"
-        ),
-    )
-    .expect("write the egress policy");
-    let inputs = switchyard_config::load(&switchyard_config::LoadOptions {
-        egress: Some(path),
-        env: Some(Default::default()),
-        ..Default::default()
-    })
-    .expect("egress policy");
-    let (audit, _) = AuditSink::channel();
-    Dialer::new(
-        Enforcer::new(inputs.policy.policy, "127.0.0.1".parse().expect("IP"), Mode::Enforce),
-        Arc::new(Identities::default()),
-        audit,
-        DialerConfig::default(),
-    )
-}
-
-/// Progress goes nowhere: the summary has the counts.
-#[derive(Debug)]
-pub(super) struct Quiet;
-
-impl Progress for Quiet {
-    fn rows(&self, _total: u64, _per_second: f64) {}
-    fn committed(&self, _table: &TableName, _version: u64, _rows: u64) {}
 }
 
 /// One end-to-end run into a fresh local lake: the summary, the wall time and the Parquet bytes.
@@ -220,12 +148,6 @@ fn print_run(label: &str, i: usize, s: &Summary, wall: Duration, parquet: u64) {
 
 fn broker() -> String {
     std::env::var("SWITCHYARD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 /// A JSON event of exactly `KAFKA_MESSAGE_BYTES` bytes (padded by its `note`).

@@ -46,7 +46,7 @@ use switchyard_config::manifest::{SinkSpec, Source};
 use switchyard_ingest::Context;
 use switchyard_lake::Lake;
 
-use super::ingest::{Quiet, dialer, grouped, median, mib, size};
+use super::util::{Quiet, dialer, grouped, median, mib, size, unique};
 
 /// KDI's app id: its `txn` actions are `{APP_ID}-{partition}` with the last offset committed.
 const APP_ID: &str = "kdi-bench";
@@ -440,11 +440,6 @@ fn switchyard(broker: &str, topic: &str, group: &str, flush_rows: u64) -> Result
 
 // ---------------------------------------------------------------------------------------------
 // The comparison
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
 
 fn print_run(label: &str, i: usize, f: &Figures, extra: &str) {
     println!(

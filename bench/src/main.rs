@@ -18,6 +18,7 @@ mod proxy;
 mod s3;
 mod transform;
 mod transform_large;
+mod util;
 
 /// The same allocator as the `switchyard` binary, so the figures are the CLI's.
 #[global_allocator]

@@ -100,7 +100,7 @@ impl Lake {
         let rows = fresh.len() as u64;
         let batch = to_batch(&fresh).map_err(|e| delta(e.into()))?;
         let properties =
-            crate::table::commit_properties(&[Position { app_id: app_id.to_owned(), version: upto }], None);
+            crate::commit::commit_properties(&[Position { app_id: app_id.to_owned(), version: upto }], None);
         let written = t
             .write(vec![batch])
             .with_save_mode(deltalake::protocol::SaveMode::Append)

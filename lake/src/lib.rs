@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod commit;
 mod encoders;
 mod error;
 mod event_log;
@@ -21,6 +22,7 @@ mod history;
 mod maintain;
 mod merge;
 mod probe;
+mod schema;
 mod staged;
 mod store;
 mod table;

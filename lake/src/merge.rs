@@ -5,7 +5,8 @@ use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::datafusion::prelude::SessionContext;
 use switchyard_config::value::TableName;
 
-use crate::table::{commit_properties, describe_arrow, describe_table, is_schema_error};
+use crate::commit::commit_properties;
+use crate::schema::{describe_arrow, describe_table, is_schema_error};
 use crate::{Committed, Error, Lake, Position, WriteMode};
 
 impl Lake {

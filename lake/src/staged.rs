@@ -24,8 +24,9 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use object_store::ObjectStoreExt as _;
 use switchyard_config::value::TableName;
 
+use crate::commit::{already_committed, commit_properties, is_conflict};
 use crate::encoders::Encoders;
-use crate::table::{already_committed, commit_properties, describe_arrow, is_conflict};
+use crate::schema::describe_arrow;
 use crate::{Committed, Error, Lake, Position, WriteMode};
 
 /// Files roll over at this size: large enough for efficient scans, small enough that one file

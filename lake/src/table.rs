@@ -6,15 +6,14 @@ use std::sync::Arc;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use switchyard_config::value::TableName;
 use url::Url;
 
 use crate::Error;
-use crate::writer::TableWriter;
+use crate::commit::{already_committed, commit_properties, is_conflict};
+use crate::schema::{describe_arrow, describe_table, is_schema_error};
 
 /// How a commit changes the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,11 +180,6 @@ impl Lake {
         batches.iter().map(plain_types).collect::<Result<_, _>>().map_err(|e| delta(e.into()))
     }
 
-    /// A streaming writer for `table`: files as batches arrive, one commit per source position.
-    pub async fn writer(&self, table: &TableName, mode: WriteMode) -> Result<TableWriter, Error> {
-        TableWriter::open(self, table, mode).await
-    }
-
     /// Commits `batches` (creating the table on first write) in one version. The `positions` are
     /// recorded in the same Delta commit as the data; the commit is skipped if they (or later
     /// ones) are already committed.
@@ -298,50 +292,6 @@ impl Lake {
     }
 }
 
-/// Whether `t` already holds every one of `positions` (a retry of a commit that landed: skip
-/// it). None of them: go on. Some but not all: two writers raced for the same source, which
-/// fails rather than guess.
-pub(crate) async fn already_committed(
-    t: &DeltaTable,
-    table: &TableName,
-    positions: &[Position],
-) -> Result<bool, Error> {
-    if positions.is_empty() || t.version().is_none() {
-        return Ok(false);
-    }
-    let delta = |cause| Error::Delta { table: table.to_string(), cause };
-    let state = t.snapshot().map_err(delta)?;
-    let mut done = 0;
-    for p in positions {
-        let committed = state.transaction_version(t.log_store().as_ref(), &p.app_id).await.map_err(delta)?;
-        if committed.is_some_and(|c| c >= p.version) {
-            done += 1;
-        }
-    }
-    if done == positions.len() {
-        tracing::info!(table = %table, positions = ?positions, "Positions already committed; skipping.");
-        return Ok(true);
-    }
-    if done > 0 {
-        return Err(Error::PositionConflict {
-            table: table.to_string(),
-            detail: format!("{done} of {} positions are already committed", positions.len()),
-        });
-    }
-    Ok(false)
-}
-
-/// The `txn` actions for `positions`, and the Switchyard note in `commitInfo`.
-pub(crate) fn commit_properties(positions: &[Position], note: Option<serde_json::Value>) -> CommitProperties {
-    let properties = CommitProperties::default().with_application_transactions(
-        positions.iter().map(|p| Transaction::new(&p.app_id, p.version)).collect(),
-    );
-    match note {
-        Some(note) => properties.with_metadata([(crate::COMMIT_INFO_KEY.to_owned(), note)]),
-        None => properties,
-    }
-}
-
 /// The scan hands out string and binary *views*; callers get the plain types the table declares.
 pub fn plain_types(batch: &RecordBatch) -> Result<RecordBatch, deltalake::arrow::error::ArrowError> {
     use deltalake::arrow::datatypes::{DataType, Field, Schema};
@@ -363,58 +313,4 @@ pub fn plain_types(batch: &RecordBatch) -> Result<RecordBatch, deltalake::arrow:
         .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
-}
-
-/// The schema of an existing table, as a person reads it.
-pub(crate) fn describe_table(t: &DeltaTable) -> String {
-    t.snapshot()
-        .map(|s| {
-            describe(
-                s.schema()
-                    .fields()
-                    .map(|f| (f.name().to_string(), f.data_type().to_string(), f.is_nullable())),
-            )
-        })
-        .unwrap_or_default()
-}
-
-pub(crate) fn describe_arrow(schema: &deltalake::arrow::datatypes::Schema) -> String {
-    describe(schema.fields().iter().map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable())))
-}
-
-/// Whether a commit failed because another writer committed first.
-pub(crate) fn is_conflict(e: &deltalake::DeltaTableError) -> bool {
-    use deltalake::kernel::transaction::TransactionError;
-    match e {
-        deltalake::DeltaTableError::VersionAlreadyExists(_) => true,
-        deltalake::DeltaTableError::Transaction { source } => {
-            matches!(
-                source,
-                TransactionError::CommitConflict(_)
-                    | TransactionError::VersionAlreadyExists(_)
-                    | TransactionError::MaxCommitAttempts(_)
-            )
-        }
-        _ => false,
-    }
-}
-
-/// Whether a write failed because the data does not fit the table's schema.
-pub(crate) fn is_schema_error(e: &deltalake::DeltaTableError) -> bool {
-    use deltalake::arrow::error::ArrowError;
-    match e {
-        deltalake::DeltaTableError::SchemaMismatch { .. } => true,
-        deltalake::DeltaTableError::Arrow { source } => {
-            matches!(source, ArrowError::SchemaError(_) | ArrowError::CastError(_))
-        }
-        _ => false,
-    }
-}
-
-/// `(id long not null, name string)`: a schema as a person reads it in an error.
-fn describe(fields: impl Iterator<Item = (String, String, bool)>) -> String {
-    let fields: Vec<String> = fields
-        .map(|(name, ty, nullable)| format!("{name} {ty}{}", if nullable { "" } else { " not null" }))
-        .collect();
-    format!("({})", fields.join(", "))
 }

@@ -10,7 +10,8 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode as MergeMode};
 use switchyard_config::value::TableName;
 
-use crate::table::{already_committed, describe_arrow, describe_table, is_schema_error};
+use crate::commit::already_committed;
+use crate::schema::{describe_arrow, describe_table, is_schema_error};
 use crate::{Committed, Error, Lake, Position, StagedWrite, WriteMode};
 
 /// Appends to one table in commits that carry source positions.
@@ -197,5 +198,12 @@ impl TableWriter {
 
     fn delta(&self, cause: deltalake::DeltaTableError) -> Error {
         Error::Delta { table: self.name.to_string(), cause }
+    }
+}
+
+impl Lake {
+    /// A streaming writer for `table`: files as batches arrive, one commit per source position.
+    pub async fn writer(&self, table: &TableName, mode: WriteMode) -> Result<TableWriter, Error> {
+        TableWriter::open(self, table, mode).await
     }
 }

@@ -805,12 +805,7 @@ impl Drop for Forward {
     }
 }
 
-fn accept_loop(
-    listener: &TcpListener,
-    target: SocketAddr,
-    stop: &AtomicBool,
-    open: &OpenPairs,
-) {
+fn accept_loop(listener: &TcpListener, target: SocketAddr, stop: &AtomicBool, open: &OpenPairs) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((client, _)) => {

@@ -7,47 +7,19 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use switchyard_config::FailureClass;
-use switchyard_scheduler::engine::{Lease, Outcome, Report};
+use switchyard_scheduler::api::types::{Lease, Outcome, Report};
 use switchyard_scheduler::spec::Work;
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use super::output::Tail;
-
-/// Why an attempt must stop before it finishes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Stop {
-    /// The control plane no longer considers the attempt ours (cancelled or lost): stop, report nothing.
-    Revoked(String),
-    /// The node is draining and its grace period is over: stop and hand the lease back.
-    HandBack,
-}
+use super::stop::{Stop, deadline, stopped};
 
 /// A child's output stream.
 type Pipe = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
 /// Grace between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// Resolves when an attempt's timeout (if any) has passed.
-pub(crate) async fn deadline(timeout: Option<Duration>) {
-    match timeout {
-        Some(t) => tokio::time::sleep(t).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves with the reason once the attempt must stop (never, if the sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
-    loop {
-        if let Some(reason) = stop.borrow_and_update().clone() {
-            return reason;
-        }
-        if stop.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-    }
-}
 
 /// Runs the attempt to its end. `None` when it was revoked (there is nothing to report).
 pub(crate) async fn execute(

@@ -9,11 +9,11 @@ use switchyard_config::FailureClass;
 use switchyard_config::manifest::{SinkSpec, Source};
 use switchyard_config::value::TableName;
 use switchyard_scheduler::api::types::CommitRecord;
-use switchyard_scheduler::engine::{Lease, Outcome, Report};
+use switchyard_scheduler::api::types::{Lease, Outcome, Report};
 use tokio::sync::{mpsc, watch};
 
-use super::exec::Stop;
 use super::output::Tail;
+use super::stop::{Stop, deadline, stopped};
 
 /// What an ingestion needs from the node.
 #[derive(Debug, Clone)]
@@ -89,8 +89,8 @@ pub(crate) async fn execute(
     });
     tail.push(format!("ingesting from {} into {}\n", source.kind(), sink.table).as_bytes());
     let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
-    let deadline = super::exec::deadline(timeout);
-    let stopped = super::exec::stopped(&mut stop);
+    let deadline = deadline(timeout);
+    let stopped = stopped(&mut stop);
     // Dropping the ingestion future stops it between commits' effects: what is committed stays,
     // the rest is read again by the next attempt.
     tokio::select! {

@@ -9,6 +9,7 @@ mod ingest;
 mod no_egress;
 mod no_route;
 mod output;
+mod stop;
 mod transform;
 
 use std::collections::HashMap;
@@ -21,13 +22,14 @@ use switchyard_scheduler::Error as SchedulerError;
 use switchyard_scheduler::api::types::{
     CertificateExpiry, CommitRecord, HeartbeatRequest, LeaseRequest, LogTail, ReportRequest,
 };
+use switchyard_scheduler::api::types::{Lease, NodeInfo, Report};
 use switchyard_scheduler::client::Client;
-use switchyard_scheduler::engine::{Lease, NodeInfo, Report};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument;
 
-use exec::{Stop, execute};
+use exec::execute;
 use output::Tail;
+use stop::Stop;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AgentConfig {
@@ -241,7 +243,7 @@ pub(crate) async fn run(
 async fn register(
     client: &Client,
     info: &NodeInfo,
-) -> anyhow::Result<switchyard_scheduler::engine::Registration> {
+) -> anyhow::Result<switchyard_scheduler::api::types::Registration> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match client.register(info).await {
@@ -507,7 +509,7 @@ async fn heartbeat_loop(
 mod tests {
     use std::io::Write;
 
-    use switchyard_scheduler::engine::Outcome;
+    use switchyard_scheduler::api::types::Outcome;
     use switchyard_scheduler::plan::Compute;
     use switchyard_scheduler::spec::TaskSpec;
     use tracing_subscriber::EnvFilter;

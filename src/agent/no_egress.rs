@@ -14,8 +14,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use switchyard_scheduler::api::types::AuditRecord;
 use switchyard_scheduler::client::Client;
-use switchyard_scheduler::engine::AuditRecord;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

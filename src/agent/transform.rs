@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use switchyard_config::FailureClass;
 use switchyard_config::manifest::{Expectation, SinkSpec};
 use switchyard_scheduler::api::types::CommitRecord;
-use switchyard_scheduler::engine::{Lease, Outcome, Report};
+use switchyard_scheduler::api::types::{Lease, Outcome, Report};
 use tokio::sync::{mpsc, watch};
 
-use super::exec::Stop;
 use super::output::Tail;
+use super::stop::{Stop, deadline, stopped};
 
 /// What a transform needs from the agent: the lake, and where committed versions and egress
 /// denials go.
@@ -66,8 +66,8 @@ pub(crate) async fn execute(
     tail.push(format!("transforming into {}\n", sink.table).as_bytes());
     let started = Instant::now();
     let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
-    let deadline = super::exec::deadline(timeout);
-    let stopped = super::exec::stopped(&mut stop);
+    let deadline = deadline(timeout);
+    let stopped = stopped(&mut stop);
     // Dropping the transform future before its commit leaves only unreferenced files: the output
     // table changes in one Delta commit or not at all.
     tokio::select! {

@@ -2,7 +2,6 @@
 //! `worker` (serverless worker), and what they share: loading settings, opening the store, making
 //! a control-plane client, turning SIGINT/SIGTERM into a shutdown signal.
 
-use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,7 +12,6 @@ use anyhow::{Context, bail};
 use clap::Args;
 use switchyard_config::settings::{LauncherKind, Settings};
 use switchyard_config::value::Duration as HumanDuration;
-use switchyard_config::{Inputs, LoadOptions};
 use switchyard_scheduler::api::{PlanningInputs, load_server_tls};
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
@@ -23,7 +21,8 @@ use switchyard_scheduler::launcher::{Launcher, LocalProcessLauncher, ScalePolicy
 use switchyard_scheduler::store::Store;
 use tokio::sync::watch;
 
-use super::render::{Style, render_errors};
+use super::inputs::load_inputs;
+use super::shutdown::shutdown_signal;
 use super::{CA_PEM_ENV, ClientArgs, url_for};
 use crate::agent::{self, AgentConfig, RunDir};
 
@@ -93,25 +92,6 @@ pub(crate) struct WorkerArgs {
     client: ClientArgs,
 }
 
-/// Loads settings (and a policy) and refuses to go on if they have errors, printing them all.
-pub(crate) fn load_inputs(
-    settings: Option<PathBuf>,
-    egress: Option<PathBuf>,
-    paths: Vec<PathBuf>,
-) -> anyhow::Result<Inputs> {
-    let options = LoadOptions { paths, settings, egress, env: None, inline: vec![] };
-    let inputs = switchyard_config::load(&options)?;
-    let relevant: Vec<_> = inputs.diagnostics.iter().map(switchyard_scheduler::PlanError::from).collect();
-    if !relevant.is_empty() {
-        eprint!("{}", render_errors(&relevant, Style::detect(std::io::stderr().is_terminal())));
-        bail!(
-            "{} error(s) in the inputs; fix them first (`switchyard validate` shows the same)",
-            relevant.len()
-        );
-    }
-    Ok(inputs)
-}
-
 pub(crate) async fn open_engine(settings: &switchyard_config::settings::Settings) -> anyhow::Result<Engine> {
     let store = Store::open(&settings.control_plane.state).await?;
     let config = EngineConfig {
@@ -120,29 +100,6 @@ pub(crate) async fn open_engine(settings: &switchyard_config::settings::Settings
         settings: settings.clone(),
     };
     Ok(Engine::new(store, config))
-}
-
-/// A watch that turns true on SIGINT or SIGTERM.
-pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
-        }
-        tracing::info!("Shutdown requested.");
-        let _ = tx.send(true);
-    });
-    rx
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -29,10 +29,10 @@ use switchyard_config::value::TableName;
 use switchyard_scheduler::api::types::SubmitRequest;
 use switchyard_scheduler::engine::{AuditRecord, TaskState};
 
-use super::control::shutdown_signal;
 use super::embedded::{self, fetch, follow};
 use super::ops::read_manifests;
 use super::render::{Style, render_errors};
+use super::shutdown::shutdown_signal;
 
 /// The static egress IP the partner allowlists, and the demo pool's node binds.
 const EGRESS_IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));

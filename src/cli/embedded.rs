@@ -24,9 +24,10 @@ use switchyard_scheduler::store::now_ms;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::control::{WORKER_SLOTS, open_engine, shutdown_signal, worker_command};
+use super::control::{WORKER_SLOTS, open_engine, worker_command};
 use super::ops::read_manifests;
 use super::render::{Style, render_errors};
+use super::shutdown::shutdown_signal;
 use super::summary::render_runs;
 use super::url_for;
 use crate::agent::{self, AgentConfig};

@@ -25,7 +25,8 @@ use switchyard_scheduler::events::{EXPORT_APP_ID, EventSink, ExportPolicy, LogEv
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::control::{load_inputs, shutdown_signal};
+use super::inputs::load_inputs;
+use super::shutdown::shutdown_signal;
 
 /// Writes exported events to the lake's event log table.
 #[derive(Debug, Clone)]

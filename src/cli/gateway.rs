@@ -19,7 +19,8 @@ use switchyard_scheduler::client::Client;
 use switchyard_scheduler::engine::{AuditRecord, PolicyVersion};
 use tokio::sync::watch;
 
-use super::control::{load_inputs, shutdown_signal};
+use super::inputs::load_inputs;
+use super::shutdown::shutdown_signal;
 
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use switchyard_config::value::{Duration as HumanDuration, TableName};
 use switchyard_lake::Lake;
 
-use super::control::load_inputs;
+use super::inputs::load_inputs;
 use super::render::Style;
 
 #[derive(Debug, Subcommand)]

@@ -10,12 +10,14 @@ mod embedded;
 mod events;
 mod fetch;
 mod gateway;
+mod inputs;
 mod lake;
 pub(crate) mod logging;
 mod maintenance;
 mod ops;
 mod render;
 mod schema;
+mod shutdown;
 mod summary;
 
 use std::net::{IpAddr, SocketAddr};

@@ -5,7 +5,7 @@
 
 use tiberius::Row;
 
-use super::query::quote_ident;
+use super::ident::quote_ident;
 use super::types::{Kind, suggested_cast};
 
 /// One result column as SQL Server describes it.

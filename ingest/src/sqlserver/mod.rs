@@ -23,6 +23,7 @@
 mod classify;
 mod cut;
 mod describe;
+mod ident;
 mod query;
 mod session;
 mod types;

@@ -16,17 +16,8 @@
 
 use arrow::temporal_conversions::timestamp_us_to_datetime;
 
+use super::ident::{quote_ident, quote_text};
 use super::types::{Kind, MICROS_PER_DAY};
-
-/// `name` as a bracketed identifier (`]` doubled).
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("[{}]", name.replace(']', "]]"))
-}
-
-/// `text` as an N'…' literal (`'` doubled).
-pub(crate) fn quote_text(text: &str) -> String {
-    format!("N'{}'", text.replace('\'', "''"))
-}
 
 /// The manifest's query without the trailing `;` a person may add, which would break the wrapper.
 pub(crate) fn base(query: &str) -> &str {

@@ -121,8 +121,8 @@ pub(crate) fn suggested_cast(type_name: &str, column: &str) -> String {
     };
     format!(
         "CAST({} AS {target}) AS {}",
-        super::query::quote_ident(column),
-        super::query::quote_ident(column)
+        super::ident::quote_ident(column),
+        super::ident::quote_ident(column)
     )
 }
 

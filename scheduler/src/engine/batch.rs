@@ -3,11 +3,9 @@
 //! statements, not a few per task. Statements are chunked to stay far below both databases'
 //! limits on bound parameters.
 
-use super::{TaskState, Tx, placeholders, value_rows};
+use super::TaskState;
 use crate::Error;
-
-/// Rows per statement.
-pub(crate) const CHUNK: usize = 200;
+use crate::store::sql::{CHUNK, Tx, placeholders, value_rows};
 
 /// One task transition to record.
 #[derive(Debug, Clone)]
@@ -48,9 +46,9 @@ pub(crate) async fn record_events(tx: &mut Tx, events: &[Event<'_>], now: i64) -
     }
     let logged: Vec<_> = events
         .iter()
-        .map(|e| crate::events::NewEvent::task_state(e.task_run, e.attempt, e.from, e.to, e.reason))
+        .map(|e| crate::store::event_log::NewEvent::task_state(e.task_run, e.attempt, e.from, e.to, e.reason))
         .collect();
-    crate::events::emit(tx, &logged, now).await?;
+    crate::store::event_log::insert(tx, &logged, now).await?;
     Ok(())
 }
 

@@ -2,74 +2,15 @@
 //! accepted only while its attempt holds the lease (fencing): a node that lost its lease and comes
 //! back late is told so and changes nothing.
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
 use super::submit::{enqueue, keys_of};
-use super::{AttemptState, Engine, Lease, RunState, TaskState, Tx, backoff_ms, parse_state, transition};
+use super::{AttemptState, Engine, RunState, TaskState, backoff_ms, transition};
 use crate::Error;
+use crate::api::types::{Lease, Outcome, Report, ReportResult};
+use crate::store::sql::{Tx, parse_column};
 use crate::store::{Dialect, now_ms};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Succeeded,
-    Failed,
-    TimedOut,
-    /// Stopped because the task or run was cancelled.
-    Cancelled,
-    /// Not finished; the node gives the lease back (draining) for another node to run.
-    HandedBack,
-}
-
-/// What a node reports about one attempt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub attempt: i64,
-    pub outcome: Outcome,
-    #[serde(default)]
-    pub exit_code: Option<i64>,
-    #[serde(default)]
-    pub error_class: Option<FailureClass>,
-    #[serde(default)]
-    pub message: Option<String>,
-    /// The last KiB of the task's output.
-    #[serde(default)]
-    pub log_tail: Option<String>,
-    /// What the task did beyond succeeding or failing (a transform: refresh mode, versions read
-    /// and written, expectation violations), kept with the attempt for `switchyard runs`.
-    #[serde(default)]
-    pub details: Option<serde_json::Value>,
-}
-
-impl Report {
-    /// A plain success (exit code 0, nothing else to say): what a no-op task reports.
-    pub fn succeeded(attempt: i64) -> Report {
-        Report {
-            attempt,
-            outcome: Outcome::Succeeded,
-            exit_code: Some(0),
-            error_class: None,
-            message: None,
-            log_tail: None,
-            details: None,
-        }
-    }
-}
-
-/// The answer to one report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum ReportResult {
-    Accepted {
-        task_state: TaskState,
-    },
-    /// The attempt no longer holds its lease; the report changed nothing.
-    Rejected {
-        reason: String,
-    },
-}
 
 impl Engine {
     /// Applies a batch of reports from `node_id` in one transaction.
@@ -125,7 +66,8 @@ async fn complete_successes(
     now: i64,
     queued_any: &mut bool,
 ) -> Result<std::collections::HashSet<i64>, Error> {
-    use super::batch::{CHUNK, Event, enqueue_many, record_events, set_states};
+    use super::batch::{Event, enqueue_many, record_events, set_states};
+    use crate::store::sql::CHUNK;
     let wanted: Vec<&Report> = reports.iter().filter(|r| r.outcome == Outcome::Succeeded).collect();
     let mut handled = std::collections::HashSet::new();
     if wanted.is_empty() {
@@ -136,7 +78,7 @@ async fn complete_successes(
         let sql = format!(
             "SELECT a.id, a.state, a.node_id, a.task_run_id, t.state AS task_state, t.continuous, t.run_id \
              FROM attempts a JOIN task_runs t ON t.id = a.task_run_id WHERE a.id IN ({}){}",
-            super::placeholders(1, chunk.len()),
+            crate::store::sql::placeholders(1, chunk.len()),
             engine.store.dialect.for_update()
         );
         let mut q = sqlx::query(&sql);
@@ -213,7 +155,7 @@ async fn complete_successes(
     for chunk in tasks.chunks(CHUNK) {
         let sql = format!(
             "SELECT DISTINCT task_run_id FROM task_deps WHERE dep_id IN ({})",
-            super::placeholders(1, chunk.len())
+            crate::store::sql::placeholders(1, chunk.len())
         );
         let mut q = sqlx::query_scalar::<_, i64>(&sql);
         for id in chunk {
@@ -227,7 +169,7 @@ async fn complete_successes(
     for chunk in dependents.chunks(CHUNK) {
         let sql = format!(
             "SELECT t.id, t.pools FROM task_runs t WHERE t.id IN ({}) AND t.state = 'pending' AND {READY}",
-            super::placeholders(1, chunk.len())
+            crate::store::sql::placeholders(1, chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for id in chunk {
@@ -281,7 +223,7 @@ async fn apply_report(
     let Some(row) = row else {
         return Ok(ReportResult::Rejected { reason: format!("attempt {} does not exist", report.attempt) });
     };
-    let state: AttemptState = parse_state(&row, "state")?;
+    let state: AttemptState = parse_column(&row, "state")?;
     let holder: String = row.try_get("node_id").map_err(Error::store)?;
     if state != AttemptState::Running || holder != node_id {
         let reason = Error::Fenced { attempt: report.attempt, state: state.as_str().to_owned() }.to_string();
@@ -325,7 +267,7 @@ async fn apply_report(
     .fetch_one(&mut **tx)
     .await
     .map_err(Error::store)?;
-    let from: TaskState = parse_state(&task, "state")?;
+    let from: TaskState = parse_column(&task, "state")?;
     if from != TaskState::Running {
         // Cancelled while the report was in flight: the attempt is recorded, the task stays put.
         return Ok(ReportResult::Accepted { task_state: from });
@@ -520,10 +462,10 @@ pub(crate) async fn lock_pending(
         return Ok(candidates);
     }
     let mut still = std::collections::HashSet::new();
-    for chunk in candidates.chunks(super::batch::CHUNK) {
+    for chunk in candidates.chunks(crate::store::sql::CHUNK) {
         let sql = format!(
             "SELECT id FROM task_runs WHERE state = 'pending' AND id IN ({}){}",
-            super::placeholders(1, chunk.len()),
+            crate::store::sql::placeholders(1, chunk.len()),
             dialect.for_update()
         );
         let mut q = sqlx::query_scalar::<_, i64>(&sql);
@@ -580,11 +522,11 @@ pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Resu
         let job: String = row.try_get("job").map_err(Error::store)?;
         let created_at: i64 = row.try_get("created_at").map_err(Error::store)?;
         let level = match state {
-            RunState::Failed => crate::events::Level::Error,
-            RunState::Cancelled => crate::events::Level::Warn,
-            _ => crate::events::Level::Info,
+            RunState::Failed => crate::store::event_log::Level::Error,
+            RunState::Cancelled => crate::store::event_log::Level::Warn,
+            _ => crate::store::event_log::Level::Info,
         };
-        let event = crate::events::NewEvent {
+        let event = crate::store::event_log::NewEvent {
             origin: format!("job_run/{run_id}"),
             level,
             event_type: "run_finished",
@@ -594,7 +536,7 @@ pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Resu
             }),
             task_run: None,
         };
-        crate::events::emit(tx, &[event], now).await?;
+        crate::store::event_log::insert(tx, &[event], now).await?;
         tracing::info!(run = run_id, state = state.as_str(), "Job run finished.");
     }
     Ok(())

@@ -638,7 +638,7 @@ impl Engine {
         for chunk in ids.chunks(500) {
             let sql = format!(
                 "SELECT id, spec FROM task_runs WHERE id IN ({})",
-                super::placeholders(1, chunk.len())
+                crate::store::sql::placeholders(1, chunk.len())
             );
             let mut q = sqlx::query(&sql);
             for id in chunk {

@@ -1,49 +1,12 @@
 //! The control plane's side of egress: the audit trail nodes send, and the versioned egress policy
 //! operators apply (each version kept, with who applied it and in which mode).
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::Engine;
 use crate::Error;
+use crate::api::types::{AuditRecord, PolicyVersion};
 use crate::store::now_ms;
-
-/// One audit record (a denial, or allowed connections aggregated per destination and minute).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub at: i64,
-    pub egress_ip: String,
-    #[serde(default)]
-    pub task: Option<String>,
-    pub destination: String,
-    /// `allowed`, `denied` or `would_deny` (dry run).
-    pub verdict: String,
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub rule: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// How many connections this record stands for.
-    pub count: i64,
-    /// Bytes both ways of the connections that ended in this record's minute.
-    #[serde(default)]
-    pub bytes: i64,
-    /// Their total duration.
-    #[serde(default)]
-    pub duration_ms: i64,
-}
-
-/// A stored policy version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyVersion {
-    pub version: i64,
-    pub yaml: String,
-    /// `enforce` or `dry_run`.
-    pub mode: String,
-    pub applied_at: i64,
-    pub applied_by: String,
-}
 
 impl Engine {
     pub async fn record_audit(&self, records: &[AuditRecord]) -> Result<(), Error> {
@@ -51,7 +14,7 @@ impl Engine {
         for chunk in records.chunks(100) {
             let sql = format!(
                 "INSERT INTO egress_audit (at, egress_ip, task, destination, verdict, code, rule, reason, count, bytes, duration_ms) VALUES {}",
-                super::value_rows(chunk.len(), 11)
+                crate::store::sql::value_rows(chunk.len(), 11)
             );
             let mut q = sqlx::query(&sql);
             for r in chunk {
@@ -71,7 +34,7 @@ impl Engine {
             q.execute(&mut *tx).await.map_err(Error::store)?;
         }
         let denials: Vec<_> = records.iter().filter(|r| r.verdict != "allowed").map(denial_event).collect();
-        crate::events::emit(&mut tx, &denials, now_ms()).await?;
+        crate::store::event_log::insert(&mut tx, &denials, now_ms()).await?;
         tx.commit().await.map_err(Error::store)?;
         Ok(())
     }
@@ -144,7 +107,7 @@ impl Engine {
 }
 
 /// The event log entry of a denied (or, in dry-run mode, would-be denied) connection.
-fn denial_event(r: &AuditRecord) -> crate::events::NewEvent {
+fn denial_event(r: &AuditRecord) -> crate::store::event_log::NewEvent {
     let dry = r.verdict == "would_deny";
     let mut message = format!(
         "{} {}{} from egress IP {}",
@@ -156,9 +119,9 @@ fn denial_event(r: &AuditRecord) -> crate::events::NewEvent {
     if let Some(reason) = r.reason.as_deref().or(r.code.as_deref()) {
         message.push_str(&format!(": {reason}"));
     }
-    crate::events::NewEvent {
+    crate::store::event_log::NewEvent {
         origin: format!("gateway/{}", r.egress_ip),
-        level: crate::events::Level::Warn,
+        level: crate::store::event_log::Level::Warn,
         event_type: "egress_denied",
         message,
         details: serde_json::json!({

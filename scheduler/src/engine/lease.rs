@@ -3,45 +3,15 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::batch::{Event, record_events};
-use super::{Engine, TaskState, Tx, placeholders};
+use super::{Engine, TaskState};
 use crate::Error;
+use crate::api::types::{Lease, RunOptions};
 use crate::spec::TaskSpec;
 use crate::store::now_ms;
-
-/// A granted lease: what to run, and the attempt id to report with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Lease {
-    /// The attempt; also the fencing token.
-    pub attempt: i64,
-    pub task_run: i64,
-    pub run: i64,
-    pub job: String,
-    pub number: i64,
-    pub spec: TaskSpec,
-    /// Renew before this (epoch ms), by heartbeating.
-    pub lease_expires_at: i64,
-    /// The run's options, so the agent runs the task the way the run was asked for; absent from
-    /// leases of older control planes, hence the default.
-    #[serde(default)]
-    pub options: RunOptions,
-}
-
-/// How a run was asked to run, stored with the run (`job_runs.options`) and carried by each of its
-/// leases.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunOptions {
-    /// Rebuild outputs from scratch instead of processing only what changed.
-    #[serde(default)]
-    pub full_refresh: bool,
-    /// Lake table (`bronze.claims`) → the Delta version to read, so a data-triggered run reads
-    /// exactly the commit that triggered it even if more land meanwhile. Empty: read the latest.
-    #[serde(default)]
-    pub input_versions: std::collections::BTreeMap<String, i64>,
-}
+use crate::store::sql::{Tx, placeholders};
 
 /// Poll interval of a waiting lease request, for work queued by another replica.
 const POLL: Duration = Duration::from_millis(200);
@@ -166,7 +136,7 @@ impl Engine {
         let sql = format!(
             "INSERT INTO attempts (task_run_id, number, node_id, state, queued_at, started_at, lease_expires_at) \
              VALUES {} RETURNING id, task_run_id",
-            super::value_rows(rows.len(), 7)
+            crate::store::sql::value_rows(rows.len(), 7)
         );
         let mut q = sqlx::query(&sql);
         let mut facts = Vec::with_capacity(rows.len());
@@ -174,7 +144,7 @@ impl Engine {
             let task_run: i64 = row.try_get("id").map_err(Error::store)?;
             let number: i64 = row.try_get::<i64, _>("attempts").map_err(Error::store)? + 1;
             let queued_at: Option<i64> = row.try_get("queued_at").map_err(Error::store)?;
-            let from: TaskState = super::parse_state(row, "state")?;
+            let from: TaskState = crate::store::sql::parse_column(row, "state")?;
             q = q
                 .bind(task_run)
                 .bind(number)
@@ -200,7 +170,7 @@ impl Engine {
             let job: String = row.try_get("job").map_err(Error::store)?;
             let spec: String = row.try_get("spec").map_err(Error::store)?;
             let spec: TaskSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("task spec", e))?;
-            let options = super::query::run_options(row)?;
+            let options = run_options(row)?;
             events.push(Event {
                 task_run,
                 attempt: Some(attempt),
@@ -231,6 +201,11 @@ impl Engine {
         }
         Ok((leases, false))
     }
+}
+
+/// A run's stored options; runs from before options existed have none, which means the defaults.
+pub(crate) fn run_options(row: &sqlx::any::AnyRow) -> Result<RunOptions, Error> {
+    Ok(crate::store::sql::json_column(row, "options", "run options")?.unwrap_or_default())
 }
 
 /// Logged once the leases' transaction committed.

@@ -5,7 +5,7 @@
 
 use super::Engine;
 use crate::Error;
-use crate::events::{Level, NewEvent};
+use crate::store::event_log::{Level, NewEvent};
 use crate::store::now_ms;
 
 /// The slot `now` (epoch ms) falls in: the start of the current `every` interval (aligned to the
@@ -68,7 +68,7 @@ impl Engine {
         .map_err(Error::store)?;
         let record = event;
         let event = NewEvent {
-            origin: format!("control_plane/{}", crate::events::replica()),
+            origin: format!("control_plane/{}", crate::store::event_log::replica()),
             level,
             event_type: "lake_maintenance",
             message: format!("maintenance of {table} {state}: {message}"),
@@ -76,7 +76,7 @@ impl Engine {
             task_run: None,
         };
         if record {
-            crate::events::emit(&mut tx, &[event], now).await?;
+            crate::store::event_log::insert(&mut tx, &[event], now).await?;
         }
         tx.commit().await.map_err(Error::store)
     }

@@ -29,25 +29,26 @@ mod triggers;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
 use tokio::sync::Notify;
 
-pub use complete::{Outcome, Report, ReportResult};
 pub use cost::{Blocked, CostInputs, CostLine, CostReport, NodeUsage, Recommendation, Scenario, TaskUsage};
 pub use dashboard::{
     DestinationCounts, EgressActivity, FailureView, IdentityExpiry, JobStatus, NodeStatus, Overview,
     QueueDepth, ReasonCount, RunBrief, WorkerPoint,
 };
-pub use egress::{AuditRecord, PolicyVersion};
-pub use lease::{Lease, RunOptions};
 pub use maintenance::maintenance_slot;
-pub use nodes::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};
 pub use query::{AttemptView, NodeView, RunView, TaskView};
 pub use state::{AttemptState, RunState, TaskState};
-pub use tokens::{Role, hash_token};
+pub use tokens::hash_token;
+// The wire types, for callers that knew them here.
+pub use crate::api::types::{
+    AuditRecord, HeartbeatReply, Lease, NodeInfo, NodeKind, Outcome, PolicyVersion, Registration, Report,
+    ReportResult, Role, RunOptions, Stop,
+};
 
 use crate::Error;
 use crate::store::Store;
+use crate::store::sql::Tx;
 
 /// Knobs of the engine, from the settings.
 #[derive(Debug, Clone)]
@@ -97,18 +98,6 @@ impl Engine {
     }
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
-
-/// `$start, $start+1, …` for `n` values.
-pub(crate) fn placeholders(start: usize, n: usize) -> String {
-    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `($1, $2), ($3, $4)` for `rows` rows of `cols` values: the VALUES list of a multi-row insert.
-pub(crate) fn value_rows(rows: usize, cols: usize) -> String {
-    (0..rows).map(|r| format!("({})", placeholders(r * cols + 1, cols))).collect::<Vec<_>>().join(", ")
-}
-
 /// Records a task transition after checking it is legal.
 pub(crate) async fn transition(
     tx: &mut Tx,
@@ -137,18 +126,10 @@ pub(crate) async fn transition(
     .execute(&mut **tx)
     .await
     .map_err(Error::store)?;
-    let event = crate::events::NewEvent::task_state(task_run_id, attempt, from, to, reason);
-    crate::events::emit(tx, &[event], now).await?;
+    let event = crate::store::event_log::NewEvent::task_state(task_run_id, attempt, from, to, reason);
+    crate::store::event_log::insert(tx, &[event], now).await?;
     tracing::debug!(task_run = task_run_id, from = %from, to = %to, reason = reason.unwrap_or(""), "Task transition.");
     Ok(())
-}
-
-pub(crate) fn parse_state<T: std::str::FromStr<Err = String>>(
-    row: &sqlx::any::AnyRow,
-    col: &str,
-) -> Result<T, Error> {
-    let text: String = row.try_get(col).map_err(Error::store)?;
-    text.parse().map_err(|e| Error::corrupt("state column", e))
 }
 
 /// Exponential backoff with full jitter: a uniform delay in `[0, min(max, base · 2^(n-1))]`.

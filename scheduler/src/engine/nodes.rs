@@ -2,63 +2,14 @@
 //! static egress IPs; a heartbeat renews every lease the node holds and tells it which attempts to
 //! stop (cancelled, or reclaimed because it went quiet for too long).
 
-use std::net::IpAddr;
-
-use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::{Engine, placeholders};
+use super::Engine;
 use crate::Error;
+use crate::api::types::{HeartbeatReply, NodeInfo, NodeKind, Registration, Stop};
 use crate::spec::SERVERLESS;
 use crate::store::now_ms;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeKind {
-    /// A dedicated node of a pool, with a static egress IP.
-    Dedicated,
-    /// An ephemeral serverless worker.
-    Serverless,
-}
-
-/// What a node says about itself when it registers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub kind: NodeKind,
-    #[serde(default)]
-    pub pool: Option<String>,
-    #[serde(default)]
-    pub egress_ip: Option<IpAddr>,
-    #[serde(default)]
-    pub identities: Vec<String>,
-    pub version: String,
-    pub slots: u32,
-    /// When the launcher decided to start this worker (epoch ms), for cold-start figures.
-    #[serde(default)]
-    pub launched_at: Option<i64>,
-}
-
-/// The answer to a registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Registration {
-    pub node_id: String,
-    /// Heartbeat at least this often (ms).
-    pub heartbeat_ms: u64,
-    pub lease_ttl_ms: u64,
-}
-
-/// An attempt the node must stop, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stop {
-    pub attempt: i64,
-    /// `cancelled`, `lost`, …: the attempt's state in the store.
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct HeartbeatReply {
-    pub stop: Vec<Stop>,
-}
+use crate::store::sql::placeholders;
 
 impl Engine {
     /// Registers a node or worker. A dedicated node's pool must exist and its egress IP must be one
@@ -133,9 +84,9 @@ impl Engine {
         .execute(&mut *tx)
         .await
         .map_err(Error::store)?;
-        let event = crate::events::NewEvent {
+        let event = crate::store::event_log::NewEvent {
             origin: format!("node/{node_id}"),
-            level: crate::events::Level::Info,
+            level: crate::store::event_log::Level::Info,
             event_type: "node_registered",
             message: match (&pool, &ip) {
                 (Some(p), Some(ip)) => {
@@ -149,7 +100,7 @@ impl Engine {
             }),
             task_run: None,
         };
-        crate::events::emit(&mut tx, &[event], now).await?;
+        crate::store::event_log::insert(&mut tx, &[event], now).await?;
         tx.commit().await.map_err(Error::store)?;
         tracing::info!(node = %node_id, kind, pool = pool.as_deref().unwrap_or("-"), egress_ip = ip.as_deref().unwrap_or("-"), "Node registered.");
         let ttl = self.config.lease_ttl.as_millis() as u64;
@@ -206,7 +157,7 @@ impl Engine {
             .await
             .map_err(Error::store)?;
         // All tails in one statement per chunk: a node running 16 tasks sent 16 updates a beat.
-        for chunk in tails.chunks(super::batch::CHUNK) {
+        for chunk in tails.chunks(crate::store::sql::CHUNK) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| {
                     format!(
@@ -262,15 +213,15 @@ impl Engine {
         .await
         .map_err(Error::store)?;
         if left.rows_affected() > 0 {
-            let event = crate::events::NewEvent {
+            let event = crate::store::event_log::NewEvent {
                 origin: format!("node/{node_id}"),
-                level: crate::events::Level::Info,
+                level: crate::store::event_log::Level::Info,
                 event_type: "node_deregistered",
                 message: format!("node {node_id} left after draining"),
                 details: serde_json::json!({ "node": node_id }),
                 task_run: None,
             };
-            crate::events::emit(&mut tx, &[event], now).await?;
+            crate::store::event_log::insert(&mut tx, &[event], now).await?;
         }
         tx.commit().await.map_err(Error::store)?;
         tracing::info!(node = node_id, "Node deregistered.");

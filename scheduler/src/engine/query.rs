@@ -4,10 +4,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::complete::{Outcome, Report, finish_task, maybe_finish_run};
-use super::{Engine, RunState, TaskState, parse_state};
+use super::complete::{finish_task, maybe_finish_run};
+use super::{Engine, RunState, TaskState};
 use crate::Error;
+use crate::api::types::{Outcome, Report};
 use crate::store::now_ms;
+use crate::store::sql::{json_column, parse_column};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunView {
@@ -88,21 +90,6 @@ pub struct NodeView {
     pub first_lease_at: Option<i64>,
 }
 
-/// A run's stored options; runs from before options existed have none, which means the defaults.
-pub(crate) fn run_options(row: &sqlx::any::AnyRow) -> Result<super::RunOptions, Error> {
-    Ok(json_column(row, "options", "run options")?.unwrap_or_default())
-}
-
-/// A nullable JSON text column, parsed.
-fn json_column<T: serde::de::DeserializeOwned>(
-    row: &sqlx::any::AnyRow,
-    col: &str,
-    what: &'static str,
-) -> Result<Option<T>, Error> {
-    let text: Option<String> = row.try_get(col).map_err(Error::store)?;
-    text.map(|t| serde_json::from_str(&t)).transpose().map_err(|e| Error::corrupt(what, e))
-}
-
 impl Engine {
     /// The latest runs (of one job, if given), newest first, with tasks and attempts.
     pub async fn runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<RunView>, Error> {
@@ -133,12 +120,12 @@ impl Engine {
             runs.push(RunView {
                 id: row.try_get("id").map_err(Error::store)?,
                 job: row.try_get("job").map_err(Error::store)?,
-                state: parse_state(row, "state")?,
+                state: parse_column(row, "state")?,
                 trigger: row.try_get("trigger").map_err(Error::store)?,
                 slot: row.try_get("slot").map_err(Error::store)?,
                 created_at: row.try_get("created_at").map_err(Error::store)?,
                 finished_at: row.try_get("finished_at").map_err(Error::store)?,
-                options: run_options(row)?,
+                options: super::lease::run_options(row)?,
                 tasks: vec![],
             });
         }
@@ -171,12 +158,12 @@ impl Engine {
         Ok(RunView {
             id,
             job: row.try_get("job").map_err(Error::store)?,
-            state: parse_state(&row, "state")?,
+            state: parse_column(&row, "state")?,
             trigger: row.try_get("trigger").map_err(Error::store)?,
             slot: row.try_get("slot").map_err(Error::store)?,
             created_at: row.try_get("created_at").map_err(Error::store)?,
             finished_at: row.try_get("finished_at").map_err(Error::store)?,
-            options: run_options(&row)?,
+            options: super::lease::run_options(&row)?,
             tasks: self.tasks_of(id).await?,
         })
     }
@@ -212,7 +199,7 @@ impl Engine {
             let mut view = TaskView {
                 id,
                 task: row.try_get("task").map_err(Error::store)?,
-                state: parse_state(row, "state")?,
+                state: parse_column(row, "state")?,
                 compute: row.try_get("compute").map_err(Error::store)?,
                 pools: serde_json::from_str(&pools).map_err(|e| Error::corrupt("pools", e))?,
                 waiting: row.try_get("waiting").map_err(Error::store)?,
@@ -233,7 +220,7 @@ impl Engine {
                     number: a.try_get("number").map_err(Error::store)?,
                     node_id: a.try_get("node_id").map_err(Error::store)?,
                     egress_ip: a.try_get("egress_ip").map_err(Error::store)?,
-                    state: parse_state(a, "state")?,
+                    state: parse_column(a, "state")?,
                     queued_at: a.try_get("queued_at").map_err(Error::store)?,
                     started_at: a.try_get("started_at").map_err(Error::store)?,
                     finished_at: a.try_get("finished_at").map_err(Error::store)?,
@@ -332,7 +319,7 @@ impl Engine {
             .await
             .map_err(Error::store)?
             .ok_or_else(|| Error::NotFound { what: "task run", id: id.to_string() })?;
-            let from: TaskState = parse_state(&row, "state")?;
+            let from: TaskState = parse_column(&row, "state")?;
             if from.is_terminal() {
                 continue;
             }

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Engine, RunOptions, TaskState, Tx, transition};
+use super::{Engine, RunOptions, TaskState, transition};
 use crate::Error;
 use crate::spec::JobSpec;
 use crate::store::now_ms;
+use crate::store::sql::Tx;
 
 /// How a run was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl Engine {
             .execute(&mut *tx)
             .await
             .map_err(Error::store)?;
-            super::triggers::index_readers(&mut tx, spec).await?;
+            index_readers(&mut tx, spec).await?;
         }
         tx.commit().await.map_err(Error::store)?;
         Ok(())
@@ -142,7 +143,7 @@ pub(crate) async fn start_run(
     let Some(run_id) = run_id else { return Ok(None) };
 
     // Task runs in multi-row inserts; RETURNING gives (id, task) pairs, matched back by name.
-    let per = super::batch::CHUNK / 2;
+    let per = crate::store::sql::CHUNK / 2;
     let mut ids: HashMap<String, i64> = HashMap::new();
     for (c, chunk) in spec.tasks.chunks(per).enumerate() {
         let values: Vec<String> = (0..chunk.len())
@@ -191,10 +192,10 @@ pub(crate) async fn start_run(
         }
         deps.extend(known.into_iter().map(|dep| (id, dep)));
     }
-    for chunk in deps.chunks(super::batch::CHUNK) {
+    for chunk in deps.chunks(crate::store::sql::CHUNK) {
         let sql = format!(
             "INSERT INTO task_deps (task_run_id, dep_id) VALUES {}",
-            super::value_rows(chunk.len(), 2)
+            crate::store::sql::value_rows(chunk.len(), 2)
         );
         let mut q = sqlx::query(&sql);
         for (id, dep) in chunk {
@@ -254,4 +255,31 @@ pub(crate) async fn enqueue(
 pub(crate) fn keys_of(row: &sqlx::any::AnyRow) -> Result<Vec<String>, Error> {
     let pools: String = row.try_get("pools").map_err(Error::store)?;
     serde_json::from_str(&pools).map_err(|e| Error::corrupt("task pools", e))
+}
+
+/// Records which tables the `on_update` tasks of `spec` read, replacing what the job's previous
+/// definition recorded.
+pub(crate) async fn index_readers(tx: &mut Tx, spec: &JobSpec) -> Result<(), Error> {
+    sqlx::query("DELETE FROM trigger_reads WHERE job = $1")
+        .bind(&spec.job)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+    for task in
+        spec.tasks.iter().filter(|t| t.trigger == Some(switchyard_config::manifest::Trigger::OnUpdate))
+    {
+        for table in &task.reads {
+            sqlx::query(
+                "INSERT INTO trigger_reads (table_name, job, task) VALUES ($1, $2, $3) \
+                 ON CONFLICT (table_name, job, task) DO NOTHING",
+            )
+            .bind(table)
+            .bind(&spec.job)
+            .bind(&task.name)
+            .execute(&mut **tx)
+            .await
+            .map_err(Error::store)?;
+        }
+    }
+    Ok(())
 }

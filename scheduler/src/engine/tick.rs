@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::complete::{Outcome, Report, finish_task, maybe_finish_run};
+use super::complete::{finish_task, maybe_finish_run};
 use super::submit::{enqueue, keys_of};
-use super::{Engine, TaskState, parse_state, transition};
+use super::{Engine, TaskState, transition};
 use crate::Error;
+use crate::api::types::{Outcome, Report};
 use crate::spec::SERVERLESS;
 use crate::store::now_ms;
+use crate::store::sql::parse_column;
 
 impl Engine {
     /// Runs every periodic duty once. The control plane calls this about every second.
@@ -64,7 +66,7 @@ impl Engine {
             .fetch_one(&mut *tx)
             .await
             .map_err(Error::store)?;
-            let from: TaskState = parse_state(&task, "state")?;
+            let from: TaskState = parse_column(&task, "state")?;
             let losses: i64 = task.try_get::<i64, _>("losses").map_err(Error::store)? + 1;
             let run_id: i64 = task.try_get("run_id").map_err(Error::store)?;
             sqlx::query("UPDATE task_runs SET losses = $1 WHERE id = $2")
@@ -140,11 +142,11 @@ impl Engine {
             let egress_ip: Option<String> = row.try_get("egress_ip").map_err(Error::store)?;
             let heartbeat_at: i64 = row.try_get("heartbeat_at").map_err(Error::store)?;
             let silent_s = (now - heartbeat_at) as f64 / 1000.0;
-            events.push(crate::events::NewEvent {
-                origin: format!("control_plane/{}", crate::events::replica()),
+            events.push(crate::store::event_log::NewEvent {
+                origin: format!("control_plane/{}", crate::store::event_log::replica()),
                 // A serverless worker that went quiet is routine (it may have been scaled away);
                 // a dedicated node is a static egress IP gone.
-                level: if kind == "dedicated" { crate::events::Level::Error } else { crate::events::Level::Warn },
+                level: if kind == "dedicated" { crate::store::event_log::Level::Error } else { crate::store::event_log::Level::Warn },
                 event_type: "node_lost",
                 message: format!("{kind} node {id} stopped heartbeating {silent_s:.0}s ago; declared gone"),
                 details: serde_json::json!({
@@ -153,7 +155,7 @@ impl Engine {
                 task_run: None,
             });
         }
-        crate::events::emit(&mut tx, &events, now).await?;
+        crate::store::event_log::insert(&mut tx, &events, now).await?;
         tx.commit().await.map_err(Error::store)?;
         Ok(())
     }
@@ -205,7 +207,7 @@ impl Engine {
         let mut changed: HashMap<String, Vec<i64>> = HashMap::new();
         for row in &waiting {
             let id: i64 = row.try_get("id").map_err(Error::store)?;
-            let state: TaskState = parse_state(row, "state")?;
+            let state: TaskState = parse_column(row, "state")?;
             let queued_at: Option<i64> = row.try_get("queued_at").map_err(Error::store)?;
             let old: Option<String> = row.try_get("waiting").map_err(Error::store)?;
             let keys = keys_of(row)?;
@@ -256,7 +258,7 @@ impl Engine {
                 let sql = format!(
                     "UPDATE task_runs SET waiting = $1 WHERE id IN (SELECT id FROM task_runs \
                      WHERE state IN ('queued', 'retrying') AND id IN ({}){})",
-                    super::placeholders(2, chunk.len()),
+                    crate::store::sql::placeholders(2, chunk.len()),
                     self.store.dialect.lock_skip_of("task_runs")
                 );
                 let mut q = sqlx::query(&sql).bind(reason);

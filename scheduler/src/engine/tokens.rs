@@ -7,52 +7,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::Engine;
 use crate::Error;
+use crate::api::types::Role;
 use crate::store::now_ms;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Viewer,
-    Operator,
-    Node,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Operator => "operator",
-            Role::Node => "node",
-            Role::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "viewer" => Role::Viewer,
-            "operator" => Role::Operator,
-            "node" => Role::Node,
-            "admin" => Role::Admin,
-            _ => return None,
-        })
-    }
-
-    /// Whether a token of this role may do what `needed` allows.
-    pub fn permits(self, needed: Role) -> bool {
-        match needed {
-            Role::Admin => self == Role::Admin,
-            Role::Node => matches!(self, Role::Node | Role::Admin),
-            Role::Operator => matches!(self, Role::Operator | Role::Admin),
-            Role::Viewer => matches!(self, Role::Viewer | Role::Operator | Role::Admin),
-        }
-    }
-}
 
 /// Hex SHA-256 of a token: what the store keeps.
 pub fn hash_token(token: &str) -> String {

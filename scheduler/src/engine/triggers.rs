@@ -18,10 +18,11 @@ use sqlx::Row;
 use switchyard_config::manifest::Trigger as TaskTrigger;
 
 use super::submit::{RunRequest, Trigger, start_run};
-use super::{Engine, RunOptions, Tx};
+use super::{Engine, RunOptions};
 use crate::Error;
 use crate::spec::JobSpec;
 use crate::store::now_ms;
+use crate::store::sql::Tx;
 
 /// Most pending rows looked at per tick; the rest wait for the next tick.
 const BATCH: i64 = 100;
@@ -40,31 +41,6 @@ impl Engine {
             .await
             .map_err(Error::store)
     }
-}
-
-/// Records which tables the `on_update` tasks of `spec` read, replacing what the job's previous
-/// definition recorded.
-pub(crate) async fn index_readers(tx: &mut Tx, spec: &JobSpec) -> Result<(), Error> {
-    sqlx::query("DELETE FROM trigger_reads WHERE job = $1")
-        .bind(&spec.job)
-        .execute(&mut **tx)
-        .await
-        .map_err(Error::store)?;
-    for task in spec.tasks.iter().filter(|t| t.trigger == Some(TaskTrigger::OnUpdate)) {
-        for table in &task.reads {
-            sqlx::query(
-                "INSERT INTO trigger_reads (table_name, job, task) VALUES ($1, $2, $3) \
-                 ON CONFLICT (table_name, job, task) DO NOTHING",
-            )
-            .bind(table)
-            .bind(&spec.job)
-            .bind(&task.name)
-            .execute(&mut **tx)
-            .await
-            .map_err(Error::store)?;
-        }
-    }
-    Ok(())
 }
 
 /// After `attempt` committed a new version of `table`: every `on_update` reader of the table is

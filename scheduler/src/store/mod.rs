@@ -5,7 +5,9 @@
 //! `ON CONFLICT`, partial unique indexes); the few differences — identity columns, row locking with
 //! `SKIP LOCKED`, migration locking — are in [`Dialect`]. Times are epoch milliseconds, JSON is text.
 
+pub(crate) mod event_log;
 mod migrate;
+pub(crate) mod sql;
 
 use std::str::FromStr;
 use std::time::Duration;
