@@ -163,6 +163,8 @@ struct Figures {
     tasks_per_s: f64,
     queued_in: Duration,
     lease: Latency,
+    /// The three slowest lease calls with work: (how long, when they started after the release).
+    slowest_leases: Vec<(Duration, Duration)>,
     heartbeat: Latency,
     report: Latency,
     empty_polls: usize,
@@ -204,6 +206,12 @@ impl Figures {
             "         tasks per node {}–{}; {} attempts, {} tasks attempted more than once, {} lease losses; run {}",
             self.per_node.0, self.per_node.1, self.attempts, self.retried, self.losses, self.run_state
         );
+        let slowest: Vec<String> = self
+            .slowest_leases
+            .iter()
+            .map(|(d, at)| format!("{:.0} ms at +{:.2} s", d.as_secs_f64() * 1000.0, at.as_secs_f64()))
+            .collect();
+        println!("         slowest leases: {}", slowest.join(", "));
         if let Some(e) = &self.loss_example {
             println!("         first lease loss: {e}");
         }
@@ -616,6 +624,13 @@ async fn measure(url: &str, dir: &Path, exe: &Path, cfg: Config, pace: Pace) -> 
         tasks_per_s: if wall.is_zero() { 0.0 } else { completed as f64 / wall.as_secs_f64() },
         queued_in,
         lease: latency(stats.iter().flat_map(|s| s.lease.iter().copied()).collect()),
+        slowest_leases: {
+            let mut calls: Vec<(Duration, Duration)> =
+                stats.iter().flat_map(|s| s.lease.iter().copied().zip(s.lease_at.iter().copied())).collect();
+            calls.sort_by_key(|c| std::cmp::Reverse(c.0));
+            calls.truncate(3);
+            calls
+        },
         heartbeat: latency(stats.iter().flat_map(|s| s.heartbeat.iter().copied()).collect()),
         report: latency(stats.iter().flat_map(|s| s.report.iter().copied()).collect()),
         empty_polls: stats.iter().map(|s| s.empty_polls).sum(),
@@ -649,6 +664,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct NodeStats {
     lease: Vec<Duration>,
+    /// When each lease call with work started, from the release, beside `lease`.
+    lease_at: Vec<Duration>,
     heartbeat: Vec<Duration>,
     report: Vec<Duration>,
     empty_polls: usize,
@@ -687,6 +704,7 @@ async fn agent(
 ) -> NodeStats {
     let mut s = NodeStats::default();
     let _ = go.wait_for(|go| *go).await;
+    let released = Instant::now();
     // Paced nodes are independent, as in a deployment: each starts at its own moment within the
     // first hold and holds each batch 0.5–1.5× the hold (a reproducible sequence per node), so
     // calls arrive spread out rather than in lock-step waves of 100.
@@ -731,6 +749,7 @@ async fn agent(
                 Ok(leases) if leases.is_empty() => s.empty_polls += 1,
                 Ok(leases) => {
                     s.lease.push(t.elapsed());
+                    s.lease_at.push(t.duration_since(released));
                     held = leases.iter().map(|l| l.attempt).collect();
                     batch_due = Instant::now() + hold_for();
                 }

@@ -15,13 +15,15 @@ use crate::store::sql::{Tx, placeholders};
 
 /// Poll interval of a waiting lease request, for work queued by another replica.
 const POLL: Duration = Duration::from_millis(200);
+/// Longest pause between looks while queued work is held by others.
+const CONTENDED_MAX: Duration = Duration::from_millis(32);
 
 impl Engine {
     /// Waits up to `wait` for work for `node` and grants up to `max` leases.
     pub async fn lease(&self, node_id: &str, max: usize, wait: Duration) -> Result<Vec<Lease>, Error> {
         let key = self.node_queue_key(node_id).await?;
         let deadline = tokio::time::Instant::now() + wait;
-        let mut quick_retries = 5;
+        let mut backoff = Duration::from_millis(2);
         loop {
             // Register interest before looking, so a notify between the look and the wait is not lost.
             let notified = self.work.notified();
@@ -29,13 +31,15 @@ impl Engine {
             if !leases.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(leases);
             }
-            if contended && quick_retries > 0 {
-                // There is work, but other nodes of the pool held every candidate for the moment
-                // of the look: look again shortly rather than sleep a poll interval with work
-                // queued (that sleep was most of the lease p99 with 25 nodes to a pool). Bounded,
-                // so a queue row that can never be claimed does not spin the poll.
-                quick_retries -= 1;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            if contended {
+                // There is work, but others held every candidate at the moment of the look: other
+                // nodes of the pool claiming, or the tick writing waiting reasons. Look again
+                // soon, backing off to CONTENDED_MAX, rather than sleep a poll interval with work
+                // queued (that sleep was the lease p99: 200 ms behind a tick's transaction).
+                // Within the request's own wait, so a row that can never be claimed costs a look
+                // every CONTENDED_MAX at most.
+                tokio::time::sleep(backoff.min(deadline - tokio::time::Instant::now())).await;
+                backoff = (backoff * 2).min(CONTENDED_MAX);
                 continue;
             }
             let until = (tokio::time::Instant::now() + POLL).min(deadline);

@@ -244,15 +244,14 @@ impl Engine {
                 changed.entry(reason).or_default().push(id);
             }
         }
-        // One statement per reason and chunk, in one transaction: a burst of thousands of queued
-        // tasks was thousands of single-row commits, each a turn of SQLite's one writer (or an
-        // fsync on PostgreSQL) that lease and report calls queued behind.
-        if changed.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.store.begin().await?;
+        // One statement per reason and chunk of 250 rows, each chunk its own short transaction:
+        // thousands of single-row commits were each a turn of SQLite's one writer (or an fsync
+        // on PostgreSQL) that lease and report calls queued behind, while one transaction over
+        // thousands of rows held their locks long enough for leases to find every candidate
+        // taken.
         for (reason, ids) in &changed {
-            for chunk in ids.chunks(500) {
+            for chunk in ids.chunks(250) {
+                let mut tx = self.store.begin().await?;
                 // Rows a lease is claiming right now are skipped, not waited for: the lease is
                 // about to clear their reason anyway, and the tick must not hold up the nodes.
                 let sql = format!(
@@ -266,9 +265,9 @@ impl Engine {
                     q = q.bind(*id);
                 }
                 q.execute(&mut *tx).await.map_err(Error::store)?;
+                tx.commit().await.map_err(Error::store)?;
             }
         }
-        tx.commit().await.map_err(Error::store)?;
         Ok(())
     }
 }
