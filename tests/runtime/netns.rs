@@ -62,18 +62,51 @@ fn setup(topology: &Topology) -> Setup {
     let serverless = topology.serverless().unwrap().ns.clone();
     let text = format!(
         "{}[[pools]]\nname = \"egress-a\"\negress_ips = [\"{POOL_IP}\"]\nslots = 4\n\n\
-         [serverless]\nmax_workers = 2\nidle_timeout = \"3s\"\nnetns = \"{serverless}\"\n",
-        &text[..pools_start]
+         [serverless]\nmax_workers = 2\nidle_timeout = \"3s\"\nnetns = \"{serverless}\"\n\n\
+         [lake]\nroot = \"{}\"\n",
+        &text[..pools_start],
+        setup.path("lake").display()
     );
     std::fs::write(&settings, text).unwrap();
     std::fs::write(
         setup.path("egress.yaml"),
         format!(
-            "destinations:\n  - {{ name: partner, host: {PARTNER_IP}, ports: [{PARTNER_PORT}], egress_ips: [{POOL_IP}] }}\n"
+            "destinations:\n  - {{ name: partner, host: {PARTNER_IP}, ports: [{PARTNER_PORT}], egress_ips: [{POOL_IP}] }}\n  \
+             - {{ name: partner-db, host: {PARTNER_IP}, ports: [5432], egress_ips: [{POOL_IP}] }}\n"
         ),
     )
     .unwrap();
     setup
+}
+
+/// The partner's PostgreSQL at 198.51.100.10:5432: a relay inside the partner's namespace to the
+/// server the tests use, with a fresh database holding `claims` (50 rows). Returns the database
+/// and the manifest lines for its connection.
+async fn partner_database(topology: &Topology) -> (super::harness::PgDb, String) {
+    let db = super::harness::PgDb::create().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE claims AS SELECT g AS id, 'p' || (g % 3) AS provider FROM generate_series(1, 50) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let url = url::Url::parse(&db.url).unwrap();
+    let server = SocketAddr::new(url.host_str().unwrap().parse().unwrap(), url.port().unwrap_or(5432));
+    topology.forward(&topology.partner().ns, SocketAddr::from((PARTNER_IP, 5432)), server).unwrap();
+    let password = url.password().map(|p| {
+        let path = std::env::temp_dir().join(format!("switchyard-netns-{}.pw", std::process::id()));
+        std::fs::write(&path, format!("{p}\n")).unwrap();
+        format!("      password_file: {}\n", path.display())
+    });
+    let source = format!(
+        "      kind: postgres\n      host: {PARTNER_IP}\n      port: 5432\n      database: {}\n      user: {}\n{}      query: SELECT id, provider FROM claims\n",
+        &url.path()[1..],
+        url.username(),
+        password.unwrap_or_default()
+    );
+    (db, source)
 }
 
 /// `switchyard node` for pool egress-a with `ip`, started inside `ns`.
@@ -116,13 +149,15 @@ async fn only_the_pool_reaches_the_partner_and_serverless_finds_no_route() {
     topology.forward_loopback(&pool, setup.port).unwrap();
     let _node = Proc { child: node_in(&topology, &setup, &pool, POOL_IP).spawn().unwrap() };
 
+    let (_db, pg_source) = partner_database(&topology).await;
     let url = format!("https://{PARTNER_IP}:{PARTNER_PORT}/claims");
     let job = setup.write_job(
         "reach.yaml",
         &format!(
             "job: reach\ntasks:\n  \
              - name: direct\n    run:\n      command: [\"{bin}\", \"fetch\", \"--direct\", \"{url}\"]\n  \
-             - name: declared\n    run:\n      command: [\"{bin}\", \"fetch\", \"{url}\"]\n      destinations: [\"{PARTNER_IP}:{PARTNER_PORT}\"]\n",
+             - name: declared\n    run:\n      command: [\"{bin}\", \"fetch\", \"{url}\"]\n      destinations: [\"{PARTNER_IP}:{PARTNER_PORT}\"]\n  \
+             - name: ingest_db\n    source:\n{pg_source}    sink: {{ table: bronze.partner_claims }}\n",
             bin = bin()
         ),
     );
@@ -148,12 +183,27 @@ async fn only_the_pool_reaches_the_partner_and_serverless_finds_no_route() {
     );
     assert_eq!(declared.attempts[0].egress_ip.as_deref(), Some("203.0.113.10"));
 
-    // The partner saw one connection, from the pool's egress IP.
+    // The partner's PostgreSQL, through the node's gateway dialer from the pool's egress IP.
+    let ingest = task("ingest_db");
+    assert_eq!((ingest.compute.as_str(), ingest.state), ("dedicated", TaskState::Succeeded), "{ingest:#?}");
+    let lake = switchyard_lake::Lake::new(setup.path("lake").to_str().unwrap()).unwrap();
+    let rows: usize = lake
+        .read(&"bronze.partner_claims".parse().unwrap(), None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 50);
+
+    // The partner's API saw one connection, from the pool's egress IP; its firewall admitted two
+    // (the API and the database) and saw no packet from any other source.
     assert_eq!(partner.peers(), vec![IpAddr::V4(POOL_IP)]);
     let counters = topology.firewall().unwrap();
     let sources: BTreeSet<Ipv4Addr> = counters.sources.keys().copied().collect();
     assert_eq!(sources, BTreeSet::from([POOL_IP]), "{}", topology.firewall_text().unwrap());
-    assert_eq!((counters.accepted, counters.refused), (1, 0), "{}", topology.firewall_text().unwrap());
+    assert_eq!(counters.refused, 0, "{}", topology.firewall_text().unwrap());
+    assert!(counters.accepted >= 2, "{}", topology.firewall_text().unwrap());
     eprintln!("partner firewall: {counters:?}");
 
     // The denial is in the control plane's egress audit, like the proxy's refusals.
