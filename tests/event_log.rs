@@ -45,8 +45,7 @@ impl Fixture {
             let url = format!("sqlite://{}/state.db", dir.path().display());
             return Fixture { url, pg: None, _dir: dir, lake };
         }
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let name = format!("sy_ev_{nanos:x}_{}", std::process::id());
+        let name = switchyard_testkit::unique_name("sy_ev_");
         let admin = sqlx::PgPool::connect(&admin_url()).await.expect("PostgreSQL on 127.0.0.1:5432");
         admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
         admin.close().await;

@@ -27,8 +27,7 @@ fn port() -> u16 {
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+    switchyard_testkit::unique_name(&format!("{prefix}-"))
 }
 
 async fn create_topic(topic: &str, partitions: i32) {

@@ -35,7 +35,7 @@ impl Db {
             .await
             .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts it)");
         tokio::spawn(conn);
-        let name = format!("sy_ingest_{}", std::process::id() as u64 * 1000 + rand_suffix());
+        let name = switchyard_testkit::unique_name("sy_ingest_");
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         let mut cfg = admin_cfg.clone();
         cfg.dbname(&name);
@@ -59,13 +59,6 @@ impl Db {
         }}))
         .unwrap()
     }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    h.finish() % 1000
 }
 
 fn sink(table: &str, rows: u64) -> SinkSpec {

@@ -28,8 +28,7 @@ fn endpoint(var: &str) -> String {
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
+    switchyard_testkit::unique_name(&format!("{prefix}-"))
 }
 
 fn s3_options(endpoint: &str) -> HashMap<String, String> {

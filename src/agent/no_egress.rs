@@ -14,9 +14,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode, header};
 use switchyard_scheduler::api::types::AuditRecord;
 use switchyard_scheduler::client::Client;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::output::Tail;
@@ -29,8 +32,6 @@ pub(crate) const CODE: &str = "serverless_no_egress";
 pub(crate) const NO_ROUTE_CODE: &str = "serverless_no_route";
 /// Its reason in the audit.
 const NO_ROUTE_REASON: &str = "no route out of the worker's network";
-/// Longest request head read before answering.
-const HEAD_LIMIT: usize = 8 * 1024;
 
 /// Job, task and log tail of a running attempt, by its proxy label.
 type Attempt = (String, String, Tail);
@@ -101,18 +102,25 @@ impl NoEgress {
         self.refused.lock().ok()?.remove(&format!("attempt-{attempt}"))
     }
 
-    async fn refuse(&self, mut stream: tokio::net::TcpStream) {
-        let mut head = Vec::with_capacity(1024);
-        let mut buf = [0u8; 1024];
-        while head.len() < HEAD_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
+    /// Answers every request on one connection with 403 and records the refusal. hyper reads the
+    /// request: CONNECT's authority, an absolute-form URI, the proxy credentials.
+    async fn refuse(&self, stream: tokio::net::TcpStream) {
+        let guard = self.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let guard = guard.clone();
+            async move { Ok::<_, std::convert::Infallible>(guard.answer(&req).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+        if let Err(e) = served {
+            tracing::debug!(error = %e, "Refusal proxy connection ended with an error.");
         }
-        let text = String::from_utf8_lossy(&head);
-        let destination = destination(&text).unwrap_or_else(|| "unknown".into());
-        let label = label(&text);
+    }
+
+    async fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let destination = destination(req).unwrap_or_else(|| "unknown".into());
+        let label = label(req);
         let who = label.as_ref().and_then(|l| self.attempts.lock().ok().and_then(|a| a.get(l).cloned()));
         if let (Some(l), Some(_), Ok(mut refused)) = (&label, &who, self.refused.lock()) {
             refused.entry(l.clone()).or_insert_with(|| destination.clone());
@@ -121,12 +129,6 @@ impl NoEgress {
             "switchyard: {destination} refused: {REASON}. Move this fetch to a task with `destinations` \
              (or an ingest source) on a dedicated node whose egress IP the destination allows.\n"
         );
-        let response = format!(
-            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
         let (job, task) = match &who {
             Some((job, task, tail)) => {
                 tail.push(format!("egress denied: {destination} ({REASON})\n").as_bytes());
@@ -138,6 +140,12 @@ impl NoEgress {
         if let Err(e) = self.client.post_audit(vec![denial(&self.egress_ip, job, task, destination)]).await {
             tracing::warn!(error = %e, "Could not record the egress denial at the control plane.");
         }
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain"));
+        headers.insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        response
     }
 }
 
@@ -161,25 +169,23 @@ pub(crate) fn denial(egress_ip: &str, job: &str, task: &str, destination: String
     }
 }
 
-/// `host:port` of `CONNECT host:port HTTP/1.1` or of an absolute-form `GET http://host/…`.
-fn destination(head: &str) -> Option<String> {
-    let line = head.lines().next()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?;
-    let target = parts.next()?;
-    if method.eq_ignore_ascii_case("CONNECT") {
-        return Some(target.to_owned());
+/// `host:port` of `CONNECT host:port` or of an absolute-form `GET http://host/…`.
+fn destination<B>(req: &Request<B>) -> Option<String> {
+    if req.method() == hyper::Method::CONNECT {
+        return req.uri().authority().map(ToString::to_string);
     }
-    let url = url::Url::parse(target).ok()?;
-    Some(format!("{}:{}", url.host_str()?, url.port_or_known_default()?))
+    let uri = req.uri();
+    let port = uri.port_u16().or_else(|| match uri.scheme_str()? {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    })?;
+    Some(format!("{}:{port}", uri.host()?))
 }
 
 /// The user of a `Proxy-Authorization: Basic …` header (the attempt label).
-fn label(head: &str) -> Option<String> {
-    let value = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("proxy-authorization").then(|| value.trim().to_owned())
-    })?;
+fn label<B>(req: &Request<B>) -> Option<String> {
+    let value = req.headers().get(header::PROXY_AUTHORIZATION)?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
     let decoded = switchyard_gateway::proxy::decode_base64(encoded.trim())?;
     let user = String::from_utf8(decoded).ok()?;
@@ -192,13 +198,17 @@ mod tests {
 
     #[test]
     fn reads_destinations_and_labels() {
-        assert_eq!(
-            destination("CONNECT api.example.com:443 HTTP/1.1\r\n").as_deref(),
-            Some("api.example.com:443")
-        );
-        assert_eq!(destination("GET http://10.0.0.5/x HTTP/1.1\r\n").as_deref(), Some("10.0.0.5:80"));
+        let connect = Request::builder().method("CONNECT").uri("api.example.com:443").body(()).unwrap();
+        assert_eq!(destination(&connect).as_deref(), Some("api.example.com:443"));
+        let get = Request::builder().method("GET").uri("http://10.0.0.5/x").body(()).unwrap();
+        assert_eq!(destination(&get).as_deref(), Some("10.0.0.5:80"));
         // "attempt-7:x" in base64.
-        let head = "CONNECT a:1 HTTP/1.1\r\nProxy-Authorization: Basic YXR0ZW1wdC03Ong=\r\n\r\n";
-        assert_eq!(label(head).as_deref(), Some("attempt-7"));
+        let labelled = Request::builder()
+            .method("CONNECT")
+            .uri("a:1")
+            .header("Proxy-Authorization", "Basic YXR0ZW1wdC03Ong=")
+            .body(())
+            .unwrap();
+        assert_eq!(label(&labelled).as_deref(), Some("attempt-7"));
     }
 }

@@ -13,6 +13,13 @@ use switchyard_config::settings::IdentityFiles;
 /// A CA this crate signs with.
 pub type Ca = rcgen::Issuer<'static, rcgen::KeyPair>;
 
+/// `prefix` followed by 32 random hex digits: a database, topic, bucket prefix or table name no
+/// other test (in this process or another one running at the same time) uses. Lower-case hex
+/// keeps it a valid SQL identifier and Kafka topic name after a prefix like `sy_rt_`.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
 /// A free port of 127.0.0.1 (for a site whose pages must name it before nginx starts).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -89,8 +89,7 @@ async fn the_chain_runs_with_the_lake_on_azurite_and_no_local_lake() {
 /// through a `_file` reference, as an operator would), then the checks that nothing went to a
 /// local disk and that independent readers see the tables.
 async fn chain_on_object_store(base: &str, options: &[(&str, &str)], secret: &str) {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let root = format!("{base}/chain-{}-{nanos}", std::process::id());
+    let root = format!("{base}/{}", switchyard_testkit::unique_name("chain-"));
     let setup = Setup::new("sqlite://unused", "10s");
     // Each process's settings in its own directory, the secret in a file of that directory.
     let lake_settings = |dir: &Path| {
@@ -342,8 +341,7 @@ async fn switchyard_run_follows_the_runs_its_commits_trigger() {
 /// directory) against the S3 server, the output is there, and no local lake directory is made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchyard_run_on_s3_with_only_the_standard_aws_variables() {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let root = format!("s3://switchyard-test/run-aws-{}-{nanos}", std::process::id());
+    let root = format!("s3://switchyard-test/{}", switchyard_testkit::unique_name("run-aws-"));
     let dir = tempfile::tempdir().unwrap();
     let setup = Setup::new(&format!("sqlite://{}/state.db", dir.path().display()), "10s");
     let settings = setup.path("switchyard.toml");

@@ -105,8 +105,7 @@ fn local_lake(setup: &Setup) -> (String, Lake) {
 /// A lake under a prefix `<name>-<pid>-<nanos>` of the bucket `switchyard-test` on the S3 server
 /// (`SWITCHYARD_TEST_S3`: moto, started by scripts/test): its `[lake]` settings and a reader.
 fn s3_lake(name: &str) -> (String, Lake) {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let root = format!("s3://switchyard-test/{name}-{}-{nanos}", std::process::id());
+    let root = format!("s3://switchyard-test/{}", switchyard_testkit::unique_name(&format!("{name}-")));
     let options = s3_test_options();
     let mut settings = format!("[lake]\nroot = \"{root}\"\n[lake.storage_options]\n");
     for (key, value) in &options {
@@ -592,8 +591,7 @@ async fn kafka_ingest_with_kills(setup: &Setup, lake_settings: &str, lake: &Lake
     /// The poison message follows this event, in partition 1.
     const POISON_AFTER: i64 = 60_001;
     const POISON: &[u8] = b"{broken";
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let topic = format!("sy-exactly-once-{}-{}", std::process::id(), nanos % 1_000_000_000);
+    let topic = switchyard_testkit::unique_name("sy-exactly-once-");
     create_topic(&topic, 3).await;
     let produced = Instant::now();
     produce(

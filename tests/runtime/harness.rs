@@ -86,8 +86,7 @@ fn pg_admin() -> String {
 
 impl PgDb {
     pub(crate) async fn create() -> PgDb {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let name = format!("sy_rt_{:x}_{}", nanos, std::process::id());
+        let name = switchyard_testkit::unique_name("sy_rt_");
         let admin = sqlx::PgPool::connect(&pg_admin())
             .await
             .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts it)");

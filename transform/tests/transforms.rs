@@ -353,8 +353,7 @@ async fn urls_and_paths_are_refused_as_outside_the_lake() {
 /// by scripts/test).
 fn s3_lake() -> Lake {
     let endpoint = std::env::var("SWITCHYARD_TEST_S3").expect("SWITCHYARD_TEST_S3: run through scripts/test");
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    let root = format!("s3://switchyard-test/transform-race-{}-{nanos}", std::process::id());
+    let root = format!("s3://switchyard-test/{}", switchyard_testkit::unique_name("transform-race-"));
     let options = std::collections::HashMap::from([
         ("aws_endpoint_url".to_owned(), endpoint),
         ("aws_region".to_owned(), "us-east-1".to_owned()),

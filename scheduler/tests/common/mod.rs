@@ -34,7 +34,7 @@ impl TestDb {
     }
 
     pub async fn postgres() -> TestDb {
-        let name = format!("sy_test_{:016x}", rand_u64());
+        let name = switchyard_testkit::unique_name("sy_test_");
         let admin = sqlx::PgPool::connect(&admin_url())
             .await
             .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts it)");
@@ -52,13 +52,6 @@ impl TestDb {
             admin.close().await;
         }
     }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    h.finish()
 }
 
 pub fn settings() -> Settings {
