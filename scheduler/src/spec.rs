@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use switchyard_config::Inputs;
-use switchyard_config::manifest::{Expectation, RunMode, SinkSpec, Source, Task, Trigger};
+use switchyard_config::manifest::{Expectation, RetryOn, RunMode, SinkSpec, Source, Task, Trigger};
 
 use crate::plan::{Compute, Plan, PlanError};
 
@@ -57,6 +57,10 @@ pub struct TaskSpec {
     /// the line to change. Absent from specs stored before it was recorded.
     #[serde(default)]
     pub manifest: Option<String>,
+    /// `retries.retry_on`: which failures are retried. `None` (and specs stored before it
+    /// existed): the default for the kind of work, see [`TaskSpec::retries`].
+    #[serde(default)]
+    pub retry_on: Option<Vec<RetryOn>>,
 }
 
 impl TaskSpec {
@@ -85,6 +89,25 @@ impl TaskSpec {
             trigger: None,
             reasons: vec![],
             manifest: None,
+            retry_on: None,
+        }
+    }
+
+    /// Whether a failure of this kind is worth another attempt: what `retry_on` says, else the
+    /// default for the kind of work — ingestion and SQL transforms retry `connectivity` and
+    /// `timeout` only (bad data, refused credentials or a missing permission fail the same way
+    /// again), a `run` program every failure (its exit status says nothing about the cause).
+    /// Also says where the rule comes from, for the run detail.
+    pub fn retries(&self, failure: RetryOn) -> (bool, &'static str) {
+        match &self.retry_on {
+            Some(on) => (on.contains(&failure), "the task's `retry_on`"),
+            None => match self.work {
+                Work::Run { .. } => (true, "the default for `run` tasks (every failure)"),
+                Work::Ingest { .. } | Work::Transform { .. } => (
+                    matches!(failure, RetryOn::Connectivity | RetryOn::Timeout),
+                    "the default for ingestion and transforms (connectivity and timeout)",
+                ),
+            },
         }
     }
 
@@ -172,6 +195,7 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
                     reads: tp.reads.clone(),
                     writes: task.sink.iter().map(|s| s.table.as_str().to_owned()).collect(),
                     trigger: task.trigger,
+                    retry_on: task.retries.as_ref().and_then(|r| r.retry_on.clone()),
                 })
             })
             .collect();

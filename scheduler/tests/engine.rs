@@ -107,6 +107,77 @@ async fn retries_then_fails_and_propagates(db: &TestDb) {
 }
 both_stores!(retries, retries_then_fails_and_propagates);
 
+async fn retries_follow_the_failure_class(db: &TestDb) {
+    // A transform retries connectivity failures by default, not data ones; `retry_on` widens
+    // that; a `run` program (above) retries every failure. Each attempt says why.
+    use switchyard_config::manifest::RetryOn;
+    use switchyard_scheduler::spec::Work;
+    let e = engine(db, Duration::from_secs(30)).await;
+    let transform = |name: &str, retry_on: Option<Vec<RetryOn>>| {
+        let mut t = task(name, Compute::Serverless, &[], &[]);
+        t.max_retries = 2;
+        t.work = Work::Transform { sql: "SELECT 1".into(), sink: None, expectations: vec![] };
+        t.retry_on = retry_on;
+        t
+    };
+    let report = |attempt: i64, class: FailureClass| Report {
+        attempt,
+        outcome: Outcome::Failed,
+        exit_code: None,
+        error_class: Some(class),
+        message: Some(format!("{class} trouble")),
+        log_tail: None,
+        details: None,
+    };
+    e.upsert_jobs(&[job(
+        "classes",
+        vec![
+            transform("bad_sql", None),
+            transform("outage", None),
+            transform("bad_sql_retried", Some(vec![RetryOn::Data])),
+        ],
+    )])
+    .await
+    .unwrap();
+    let run = e.trigger("classes").await.unwrap();
+    let w = e.register(&worker()).await.unwrap().node_id;
+    let leases = e.lease(&w, 4, NO_WAIT).await.unwrap();
+    let attempt_of = |name: &str| leases.iter().find(|l| l.spec.name == name).unwrap().attempt;
+    let results = e
+        .complete(
+            &w,
+            &[
+                report(attempt_of("bad_sql"), FailureClass::Data),
+                report(attempt_of("outage"), FailureClass::Connectivity),
+                report(attempt_of("bad_sql_retried"), FailureClass::Data),
+            ],
+        )
+        .await
+        .unwrap();
+    let states: Vec<TaskState> = results
+        .iter()
+        .map(|r| match r {
+            ReportResult::Accepted { task_state } => *task_state,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(states, [TaskState::Failed, TaskState::Retrying, TaskState::Retrying]);
+    let view = e.run(run).await.unwrap();
+    let why = |name: &str| {
+        view.tasks.iter().find(|t| t.task == name).unwrap().attempts[0].retry.clone().unwrap_or_default()
+    };
+    assert!(why("bad_sql").starts_with("not retried: data failures are not retried"), "{}", why("bad_sql"));
+    assert!(why("bad_sql").contains("retry_on"), "{}", why("bad_sql"));
+    assert!(
+        why("outage").starts_with("retrying (1 of 2): connectivity failures are retried"),
+        "{}",
+        why("outage")
+    );
+    assert!(why("bad_sql_retried").contains("the task's `retry_on`"), "{}", why("bad_sql_retried"));
+    e.store().close().await;
+}
+both_stores!(retry_classes, retries_follow_the_failure_class);
+
 async fn lost_lease_is_reclaimed_and_fenced(db: &TestDb) {
     let e = engine(db, Duration::from_millis(300)).await;
     e.upsert_jobs(&[job("j", vec![task("t", Compute::Dedicated, &["egress-a"], &[])])]).await.unwrap();

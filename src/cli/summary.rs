@@ -103,14 +103,23 @@ pub(crate) fn render_runs(runs: &[RunView], style: Style) -> String {
                 }
             }
             if task.attempts.len() > 1 {
-                let history: Vec<String> =
-                    task.attempts.iter().map(|a| format!("{} on {}", a.state.as_str(), a.node_id)).collect();
+                let history: Vec<String> = task
+                    .attempts
+                    .iter()
+                    .map(|a| {
+                        let class = a.error_class.map(|c| format!(" ({c})")).unwrap_or_default();
+                        format!("{} on {}{class}", a.state.as_str(), a.node_id)
+                    })
+                    .collect();
                 let _ = writeln!(out, "    · attempts: {}", history.join(", "));
             }
             if matches!(task.state, TaskState::Failed | TaskState::TimedOut | TaskState::UpstreamFailed) {
                 let class = task.error_class.map(|c| format!(" ({c})")).unwrap_or_default();
                 let message = task.message.clone().unwrap_or_default();
                 let _ = writeln!(out, "    · {}{class}: {message}", task.state.as_str());
+                if let Some(retry) = task.attempts.last().and_then(|a| a.retry.as_deref()) {
+                    let _ = writeln!(out, "    · {retry}");
+                }
                 if let Some(tail) =
                     task.attempts.last().and_then(|a| a.log_tail.as_deref()).filter(|t| !t.trim().is_empty())
                 {

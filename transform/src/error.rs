@@ -22,6 +22,10 @@ pub enum Error {
     /// The query itself was fine; the object store under the lake failed while it ran.
     #[error("reading or writing the lake failed during the query: {message}")]
     Storage { message: String, failure: switchyard_lake::StoreFailure },
+    /// The query itself was fine; the machine failed it: a local read or write (the spill
+    /// directory, a full disk) or a connection the runtime made, classified by its cause.
+    #[error("the worker failed the query: {message}")]
+    Environment { message: String, class: FailureClass },
     #[error("expectation `{name}` (`{check}`): {message}")]
     Expectation { name: String, check: String, message: String },
     #[error(transparent)]
@@ -35,19 +39,29 @@ impl Error {
         Error::Internal(message.into())
     }
 
-    /// A failure while planning or running the query: bad SQL or data is `data`, but an
-    /// object-store outage in the middle of a scan keeps its own class (and so its retry).
+    /// A failure while planning or running the query, classified by its cause: bad SQL, types
+    /// or data are `data`; running out of the memory budget is `data` with its own hint; an
+    /// object-store outage or a dropped connection in the middle of a scan is `connectivity`
+    /// (and so retried), refused credentials `authentication`, a local I/O failure or a bug in
+    /// the engine `internal`.
     pub(crate) fn query<E: std::error::Error + 'static>(e: E) -> Error {
         use switchyard_lake::deltalake::datafusion::error::DataFusionError;
-        let exhausted = (&e as &(dyn std::error::Error + 'static))
+        let message = e.to_string();
+        let root = (&e as &(dyn std::error::Error + 'static))
             .downcast_ref::<DataFusionError>()
-            .is_some_and(|d| matches!(d.find_root(), DataFusionError::ResourcesExhausted(_)));
-        if exhausted {
-            return Error::OutOfMemory { message: e.to_string() };
+            .map(DataFusionError::find_root);
+        if let Some(DataFusionError::ResourcesExhausted(_)) = root {
+            return Error::OutOfMemory { message };
         }
-        match switchyard_lake::store_failure(&e) {
-            Some(failure) => Error::Storage { message: e.to_string(), failure },
-            None => Error::Query { message: e.to_string() },
+        if let Some(failure) = switchyard_lake::store_failure(&e) {
+            return Error::Storage { message, failure };
+        }
+        match root.and_then(environment_class) {
+            Some(FailureClass::Connectivity) => {
+                Error::Storage { message, failure: switchyard_lake::StoreFailure::Unreachable }
+            }
+            Some(class) => Error::Environment { message, class },
+            None => Error::Query { message },
         }
     }
 
@@ -61,6 +75,7 @@ impl Error {
             | Error::Expectation { .. } => FailureClass::Data,
             Error::Lake(e) => e.class(),
             Error::Storage { failure, .. } => failure.class(),
+            Error::Environment { class, .. } => *class,
             Error::Internal(_) => FailureClass::Internal,
         }
     }
@@ -88,6 +103,12 @@ impl Error {
             }
             Error::Lake(e) => e.hint(),
             Error::Storage { failure, .. } => failure.hint(),
+            Error::Environment { class: FailureClass::Access, .. } => {
+                "the worker may not read or write where the query spills or reads: check the temporary directory's permissions"
+            }
+            Error::Environment { .. } => {
+                "the worker's machine failed the query (its temporary directory, a full disk, or the engine itself): retry it, and report it with the task's log if it repeats"
+            }
             Error::Internal(_) => "report this as a bug, with the task's log",
         }
     }
@@ -96,5 +117,97 @@ impl Error {
 impl From<switchyard_lake::Error> for Error {
     fn from(e: switchyard_lake::Error) -> Error {
         Error::Lake(Box::new(e))
+    }
+}
+
+/// The class of a failure that is not about the query: what the machine or the network did.
+/// `None` for the query's own errors (SQL, plan, schema, types, data), which are `data`.
+fn environment_class(
+    root: &switchyard_lake::deltalake::datafusion::error::DataFusionError,
+) -> Option<FailureClass> {
+    use switchyard_lake::deltalake::datafusion::error::DataFusionError as E;
+    match root {
+        E::IoError(io) => Some(io_class(io)),
+        // An object-store error that names no credential or permission problem: the store
+        // answered with a server error, or retries ran out.
+        E::ObjectStore(_) => Some(FailureClass::Connectivity),
+        E::External(inner) => {
+            let mut next: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+            while let Some(e) = next {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    return Some(io_class(io));
+                }
+                if e.downcast_ref::<switchyard_lake::deltalake::ObjectStoreError>().is_some() {
+                    return Some(FailureClass::Connectivity);
+                }
+                next = e.source();
+            }
+            None
+        }
+        E::Internal(_) | E::NotImplemented(_) | E::Configuration(_) | E::ExecutionJoin(_) | E::Ffi(_) => {
+            Some(FailureClass::Internal)
+        }
+        _ => None,
+    }
+}
+
+/// A local or network I/O failure by its kind: a connection that went away is `connectivity`,
+/// a refused permission `access`, anything else (a full disk, a missing file) `internal`.
+fn io_class(io: &std::io::Error) -> FailureClass {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused
+        | K::ConnectionReset
+        | K::ConnectionAborted
+        | K::NotConnected
+        | K::BrokenPipe
+        | K::TimedOut
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown
+        | K::AddrNotAvailable => FailureClass::Connectivity,
+        K::PermissionDenied => FailureClass::Access,
+        _ => FailureClass::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use switchyard_lake::deltalake::datafusion::error::DataFusionError;
+
+    use super::*;
+
+    fn class_of(e: DataFusionError) -> FailureClass {
+        Error::query(e).class()
+    }
+
+    #[test]
+    fn query_failures_keep_the_class_of_their_cause() {
+        let sql = DataFusionError::Plan("column `amout` not found".into());
+        assert_eq!(class_of(sql), FailureClass::Data);
+        let exhausted = DataFusionError::ResourcesExhausted("sort".into());
+        assert!(matches!(Error::query(exhausted), Error::OutOfMemory { .. }));
+        let reset = DataFusionError::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(class_of(reset), FailureClass::Connectivity);
+        let full_disk = DataFusionError::IoError(std::io::Error::other("No space left on device"));
+        assert_eq!(class_of(full_disk), FailureClass::Internal);
+        let spill_denied =
+            DataFusionError::IoError(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(class_of(spill_denied), FailureClass::Access);
+        let bug = DataFusionError::Internal("invariant".into());
+        assert_eq!(class_of(bug), FailureClass::Internal);
+        // Wrapped in context and shared, the cause still decides.
+        let wrapped = DataFusionError::Context(
+            "reading bronze.claims".into(),
+            Box::new(DataFusionError::Shared(Arc::new(DataFusionError::IoError(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            ))))),
+        );
+        assert_eq!(class_of(wrapped), FailureClass::Connectivity);
+        let external =
+            DataFusionError::External(Box::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)));
+        assert_eq!(class_of(external), FailureClass::Connectivity);
     }
 }

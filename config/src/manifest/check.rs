@@ -101,6 +101,17 @@ pub(crate) fn check_manifest(m: &LoadedManifest, out: &mut Vec<Diagnostic>) {
             }
         }
         if let Some(r) = &task.retries {
+            if r.max == 0 && r.retry_on.as_ref().is_some_and(|on| !on.is_empty()) {
+                push(
+                    doc.error(
+                        Code::Schema,
+                        &[base[0], base[1], Seg::Key("retries"), Seg::Key("retry_on")],
+                        "`retry_on` with `max: 0` retries nothing",
+                    )
+                    .with_hint("set `max` to the number of retries you want, or remove `retry_on`"),
+                    Some(name),
+                );
+            }
             if let (Some(b), Some(mb)) = (r.backoff, r.max_backoff) {
                 if b > mb {
                     push(

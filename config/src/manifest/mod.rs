@@ -441,4 +441,47 @@ pub struct Retries {
     /// Cap on the delay (default `5m`).
     #[serde(default)]
     pub max_backoff: Option<Duration>,
+    /// Which failures are worth another attempt. Default: for ingestion and SQL transforms
+    /// `[connectivity, timeout]` — a dropped connection or an outage may pass, while bad data,
+    /// refused credentials or a missing permission fail the same way again; for `run` tasks
+    /// every failure, since an exit status says nothing about its cause.
+    #[serde(default)]
+    pub retry_on: Option<Vec<RetryOn>>,
+}
+
+/// A kind of failure `retries.retry_on` can name: a failure class, or running out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    Connectivity,
+    Authentication,
+    Access,
+    Data,
+    Internal,
+    /// The attempt ran past `timeout`.
+    Timeout,
+}
+
+impl RetryOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryOn::Connectivity => "connectivity",
+            RetryOn::Authentication => "authentication",
+            RetryOn::Access => "access",
+            RetryOn::Data => "data",
+            RetryOn::Internal => "internal",
+            RetryOn::Timeout => "timeout",
+        }
+    }
+
+    /// The kind a failure of `class` is (a failure without a class counts as `internal`).
+    pub fn of(class: Option<crate::FailureClass>) -> RetryOn {
+        match class {
+            Some(crate::FailureClass::Connectivity) => RetryOn::Connectivity,
+            Some(crate::FailureClass::Authentication) => RetryOn::Authentication,
+            Some(crate::FailureClass::Access) => RetryOn::Access,
+            Some(crate::FailureClass::Data) => RetryOn::Data,
+            Some(crate::FailureClass::Internal) | None => RetryOn::Internal,
+        }
+    }
 }

@@ -56,6 +56,76 @@ impl Engine {
     }
 }
 
+/// Whether a finished attempt's task runs again, and why, in words for the run detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RetryDecision {
+    retry: bool,
+    why: String,
+}
+
+/// Continuous tasks restart after every exit. Others retry a failure while retries remain and
+/// the failure is of a kind worth retrying (`retries.retry_on`, else the default for the kind of
+/// work: see `TaskSpec::retries`); a class that will fail the same way again (bad data, refused
+/// credentials) ends the task at once instead of spending its retries.
+fn retry_decision(
+    report: &Report,
+    spec: Option<&crate::spec::TaskSpec>,
+    continuous: bool,
+    failures: i64,
+    max_retries: i64,
+) -> RetryDecision {
+    use switchyard_config::manifest::RetryOn;
+    if continuous {
+        return RetryDecision { retry: true, why: "continuous task stopped; restarting".into() };
+    }
+    let kind = match report.outcome {
+        Outcome::TimedOut => RetryOn::Timeout,
+        _ => RetryOn::of(report.error_class),
+    };
+    let (worth, rule) = match spec {
+        Some(spec) => spec.retries(kind),
+        // A spec that cannot be read (never expected): keep the behaviour from before classes
+        // counted, retry.
+        None => (true, "the default"),
+    };
+    let kind = kind.as_str();
+    if max_retries == 0 {
+        return RetryDecision {
+            retry: false,
+            why: format!("not retried: the task has no retries ({kind} failure)"),
+        };
+    }
+    if failures > max_retries {
+        return RetryDecision {
+            retry: false,
+            why: format!("not retried: all {max_retries} retries used ({kind} failure)"),
+        };
+    }
+    if !worth {
+        return RetryDecision {
+            retry: false,
+            why: format!(
+                "not retried: {kind} failures are not retried by {rule}; add `{kind}` to `retries.retry_on` if another attempt could succeed"
+            ),
+        };
+    }
+    RetryDecision {
+        retry: true,
+        why: format!("retrying ({failures} of {max_retries}): {kind} failures are retried by {rule}"),
+    }
+}
+
+/// Keeps the decision with the attempt, for `switchyard runs` and the dashboard's run detail.
+async fn record_retry_decision(tx: &mut Tx, attempt: i64, why: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE attempts SET retry = $1 WHERE id = $2")
+        .bind(why)
+        .bind(attempt)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::store)?;
+    Ok(())
+}
+
 /// What a successful report says beyond its attempt: exit code, message, log tail, details.
 type Said<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>, Option<String>);
 
@@ -263,7 +333,7 @@ async fn apply_report(
     .map_err(Error::store)?;
 
     let task = sqlx::query(&format!(
-        "SELECT state, run_id, continuous, max_retries, failures, backoff_ms, max_backoff_ms, pools FROM task_runs WHERE id = $1{}",
+        "SELECT state, run_id, continuous, max_retries, failures, backoff_ms, max_backoff_ms, pools, spec FROM task_runs WHERE id = $1{}",
         engine.store.dialect.for_update()
     ))
     .bind(task_run)
@@ -304,14 +374,13 @@ async fn apply_report(
         Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut => {
             let failed = report.outcome != Outcome::Succeeded;
             let failures = failures + i64::from(failed);
-            if continuous != 0 || failures <= max_retries {
-                // Continuous tasks restart after every exit; others retry while retries remain.
+            let spec: Option<crate::spec::TaskSpec> =
+                task.try_get::<String, _>("spec").ok().and_then(|s| serde_json::from_str(&s).ok());
+            let decision = retry_decision(report, spec.as_ref(), continuous != 0, failures, max_retries);
+            record_retry_decision(tx, report.attempt, &decision.why).await?;
+            if decision.retry {
                 let delay = backoff_ms(base, cap, failures.max(1));
-                let why = if continuous != 0 {
-                    "continuous task stopped; restarting"
-                } else {
-                    "retrying after failure"
-                };
+                let why = decision.why.as_str();
                 transition(tx, task_run, Some(report.attempt), from, TaskState::Retrying, Some(why), now)
                     .await?;
                 sqlx::query(

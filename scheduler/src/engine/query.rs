@@ -72,6 +72,10 @@ pub struct AttemptView {
     /// the agent sent it.
     #[serde(default)]
     pub details: Option<serde_json::Value>,
+    /// Why its failure was or was not retried (`retrying (1 of 3): connectivity failures are
+    /// retried by …`, `not retried: data failures are not retried by …`); none for successes.
+    #[serde(default)]
+    pub retry: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,7 +183,7 @@ impl Engine {
         .map_err(Error::store)?;
         let attempts = sqlx::query(
             "SELECT a.id, a.task_run_id, a.number, a.node_id, n.egress_ip, a.state, a.queued_at, a.started_at, \
-             a.finished_at, a.exit_code, a.error_class, a.message, a.log_tail, a.details FROM attempts a \
+             a.finished_at, a.exit_code, a.error_class, a.message, a.log_tail, a.details, a.retry FROM attempts a \
              JOIN task_runs t ON t.id = a.task_run_id LEFT JOIN nodes n ON n.id = a.node_id \
              WHERE t.run_id = $1 ORDER BY a.id",
         )
@@ -229,6 +233,7 @@ impl Engine {
                     message: a.try_get("message").map_err(Error::store)?,
                     log_tail: a.try_get("log_tail").map_err(Error::store)?,
                     details: json_column(a, "details", "attempt details")?,
+                    retry: a.try_get("retry").map_err(Error::store)?,
                 });
             }
             tasks.push(view);

@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "lake_maintenance",
         sql: include_str!("../../migrations/0008_lake_maintenance.sql"),
     },
+    Migration {
+        version: 9,
+        name: "retry_decision",
+        sql: include_str!("../../migrations/0009_retry_decision.sql"),
+    },
 ];
 
 /// The SQL for `dialect`: migrations are written for SQLite, and identity columns are the one

@@ -273,11 +273,12 @@ function taskCard(t) {
     ),
     details ? detailsView(details) : null,
     h("h2", {}, "Attempts"),
-    table(["#", "Node", "Egress IP", "State", "Queued for", "Ran for", "Class", "Message"], t.attempts.map((a) => h("tr", {},
+    table(["#", "Node", "Egress IP", "State", "Queued for", "Ran for", "Class", "Message", "Retry"], t.attempts.map((a) => h("tr", {},
       h("td", { class: "num" }, a.number), h("td", {}, a.node_id), h("td", {}, a.egress_ip || "none (serverless)"),
       h("td", {}, badge(a.state)), h("td", {}, fmtDuration(a.started_at - a.queued_at)),
       h("td", {}, fmtDuration((a.finished_at || Date.now()) - a.started_at)),
       h("td", {}, a.error_class ? badge(a.error_class, "class") : "–"), h("td", {}, a.message || ""),
+      h("td", {}, a.retry || "–"),
     )), { label: `Attempts of ${t.task}`, empty: "Not started yet." }),
     last && last.log_tail ? [h("h2", {}, "Log tail"), h("pre", { class: "log", tabindex: "0" }, last.log_tail)] : null,
   );
