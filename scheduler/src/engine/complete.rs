@@ -5,8 +5,10 @@
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::submit::{enqueue, keys_of};
-use super::{AttemptState, Engine, RunState, TaskState, backoff_ms, transition};
+use super::queue::push;
+use super::submit::keys_of;
+use super::transition::{self, Also, Move, QueuedAt, Text};
+use super::{AttemptState, Engine, RunState, TaskState, backoff_ms};
 use crate::Error;
 use crate::api::types::{Lease, Outcome, Report, ReportResult};
 use crate::store::sql::{Tx, parse_column};
@@ -139,17 +141,17 @@ async fn complete_successes(
     now: i64,
     queued_any: &mut bool,
 ) -> Result<std::collections::HashSet<i64>, Error> {
-    use super::batch::{Event, enqueue_many, record_events, set_states};
+    use super::queue::enqueue_many;
     use crate::store::sql::CHUNK;
     let wanted: Vec<&Report> = reports.iter().filter(|r| r.outcome == Outcome::Succeeded).collect();
     let mut handled = std::collections::HashSet::new();
     if wanted.is_empty() {
         return Ok(handled);
     }
-    let mut eligible: Vec<(&Report, i64, i64)> = Vec::new(); // (report, task run, run)
+    let mut eligible: Vec<(&Report, i64, i64, i64)> = Vec::new(); // (report, task run, run, started)
     for chunk in wanted.chunks(CHUNK) {
         let sql = format!(
-            "SELECT a.id, a.state, a.node_id, a.task_run_id, t.state AS task_state, t.continuous, t.run_id \
+            "SELECT a.id, a.state, a.node_id, a.task_run_id, a.started_at, t.state AS task_state, t.continuous, t.run_id \
              FROM attempts a JOIN task_runs t ON t.id = a.task_run_id WHERE a.id IN ({}){}",
             crate::store::sql::placeholders(1, chunk.len()),
             engine.store.dialect.for_update()
@@ -169,7 +171,8 @@ async fn complete_successes(
                 if let Some(report) = report {
                     let task: i64 = row.try_get("task_run_id").map_err(Error::store)?;
                     let run: i64 = row.try_get("run_id").map_err(Error::store)?;
-                    eligible.push((report, task, run));
+                    let started: i64 = row.try_get("started_at").map_err(Error::store)?;
+                    eligible.push((report, task, run, started));
                 }
             }
         }
@@ -182,7 +185,7 @@ async fn complete_successes(
     // cache a plan made while `attempts` was small — a hash join over a sequential scan — and
     // keep scanning the whole table on every batch as it grew (1 ms a batch at 10,000 attempts).
     let mut groups: Vec<(Said<'_>, Vec<i64>)> = Vec::new();
-    for (r, _, _) in &eligible {
+    for (r, _, _, _) in &eligible {
         let key = (r.exit_code, r.message.as_deref(), r.log_tail.as_deref(), details_text(r)?);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, ids)) => ids.push(r.attempt),
@@ -208,19 +211,18 @@ async fn complete_successes(
             q.execute(&mut **tx).await.map_err(Error::store)?;
         }
     }
-    let tasks: Vec<i64> = eligible.iter().map(|(_, t, _)| *t).collect();
-    set_states(tx, &tasks, TaskState::Succeeded, now).await?;
-    let events: Vec<Event<'_>> = eligible
+    let tasks: Vec<i64> = eligible.iter().map(|(_, t, _, _)| *t).collect();
+    let moves: Vec<Move<'_>> = eligible
         .iter()
-        .map(|(r, t, _)| Event {
+        .map(|(r, t, _, started)| Move {
             task_run: *t,
             attempt: Some(r.attempt),
             from: TaskState::Running,
-            to: TaskState::Succeeded,
             reason: None,
+            since: Some(*started),
         })
         .collect();
-    record_events(tx, &events, now).await?;
+    transition::apply(tx, TaskState::Succeeded, &moves, &Also::default(), now).await?;
     // Dependents whose dependencies have now all succeeded. First only whether there are any, on
     // the dependency index alone: most tasks have none (a wide run has no edges at all), and the
     // join with the readiness check cost a millisecond a batch even when it found nothing.
@@ -257,13 +259,13 @@ async fn complete_successes(
         enqueue_many(tx, &ready, TaskState::Pending, now, Some("dependencies succeeded")).await?;
         *queued_any = true;
     }
-    let mut runs: Vec<i64> = eligible.iter().map(|(_, _, r)| *r).collect();
+    let mut runs: Vec<i64> = eligible.iter().map(|(_, _, r, _)| *r).collect();
     runs.sort_unstable();
     runs.dedup();
     for run in runs {
         maybe_finish_run(tx, run, now).await?;
     }
-    handled.extend(eligible.iter().map(|(r, _, _)| r.attempt));
+    handled.extend(eligible.iter().map(|(r, _, _, _)| r.attempt));
     Ok(handled)
 }
 
@@ -286,7 +288,7 @@ async fn apply_report(
     queued_any: &mut bool,
 ) -> Result<ReportResult, Error> {
     let row = sqlx::query(&format!(
-        "SELECT state, task_run_id, node_id FROM attempts WHERE id = $1{}",
+        "SELECT state, task_run_id, node_id, started_at FROM attempts WHERE id = $1{}",
         engine.store.dialect.for_update()
     ))
     .bind(report.attempt)
@@ -309,6 +311,7 @@ async fn apply_report(
         return Ok(ReportResult::Rejected { reason });
     }
     let task_run: i64 = row.try_get("task_run_id").map_err(Error::store)?;
+    let started: i64 = row.try_get("started_at").map_err(Error::store)?;
     let attempt_state = match report.outcome {
         Outcome::Succeeded => AttemptState::Succeeded,
         Outcome::Failed => AttemptState::Failed,
@@ -355,19 +358,28 @@ async fn apply_report(
 
     let next = match report.outcome {
         Outcome::HandedBack => {
-            transition(tx, task_run, Some(report.attempt), from, TaskState::Queued, Some("handed back"), now)
-                .await?;
-            set_state(tx, task_run, TaskState::Queued, now, None, None).await?;
-            enqueue(tx, task_run, TaskState::Queued, &keys, now, now, None).await?;
+            let m = Move {
+                task_run,
+                attempt: Some(report.attempt),
+                from,
+                reason: Some("handed back"),
+                since: Some(started),
+            };
+            transition::one(tx, TaskState::Queued, m, &Also::default(), now).await?;
+            push(tx, &key_rows(task_run, &keys), now).await?;
             *queued_any = true;
             TaskState::Queued
         }
         Outcome::Cancelled => {
-            finish_task(tx, task_run, Some(report.attempt), from, TaskState::Cancelled, now, report).await?;
+            let m =
+                Move { task_run, attempt: Some(report.attempt), from, reason: None, since: Some(started) };
+            finish_task(tx, m, TaskState::Cancelled, now, report, None).await?;
             TaskState::Cancelled
         }
         Outcome::Succeeded if continuous == 0 => {
-            finish_task(tx, task_run, Some(report.attempt), from, TaskState::Succeeded, now, report).await?;
+            let m =
+                Move { task_run, attempt: Some(report.attempt), from, reason: None, since: Some(started) };
+            finish_task(tx, m, TaskState::Succeeded, now, report, None).await?;
             promote_dependents(tx, engine.store.dialect, task_run, now, queued_any).await?;
             TaskState::Succeeded
         }
@@ -380,35 +392,35 @@ async fn apply_report(
             record_retry_decision(tx, report.attempt, &decision.why).await?;
             if decision.retry {
                 let delay = backoff_ms(base, cap, failures.max(1));
-                let why = decision.why.as_str();
-                transition(tx, task_run, Some(report.attempt), from, TaskState::Retrying, Some(why), now)
-                    .await?;
-                sqlx::query(
-                    "UPDATE task_runs SET state = 'retrying', failures = $1, queued_at = $2, updated_at = $3, \
-                     error_class = $4, message = $5 WHERE id = $6",
-                )
-                .bind(failures)
-                .bind(now + delay)
-                .bind(now)
-                .bind(report.error_class.map(FailureClass::as_str))
-                .bind(reason)
-                .bind(task_run)
-                .execute(&mut **tx)
-                .await
-                .map_err(Error::store)?;
-                enqueue(tx, task_run, TaskState::Retrying, &keys, now + delay, now, None).await?;
+                let m = Move {
+                    task_run,
+                    attempt: Some(report.attempt),
+                    from,
+                    reason: Some(decision.why.as_str()),
+                    since: Some(started),
+                };
+                let also = Also {
+                    queued_at: QueuedAt::At(now + delay),
+                    failures: Some(failures),
+                    error_class: Text::Set(report.error_class.map(FailureClass::as_str)),
+                    message: Text::Set(reason),
+                    leased: false,
+                };
+                transition::one(tx, TaskState::Retrying, m, &also, now).await?;
+                push(tx, &key_rows(task_run, &keys), now + delay).await?;
                 *queued_any = true;
                 TaskState::Retrying
             } else {
                 let to =
                     if report.outcome == Outcome::TimedOut { TaskState::TimedOut } else { TaskState::Failed };
-                sqlx::query("UPDATE task_runs SET failures = $1 WHERE id = $2")
-                    .bind(failures)
-                    .bind(task_run)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(Error::store)?;
-                finish_task(tx, task_run, Some(report.attempt), from, to, now, report).await?;
+                let m = Move {
+                    task_run,
+                    attempt: Some(report.attempt),
+                    from,
+                    reason: None,
+                    since: Some(started),
+                };
+                finish_task(tx, m, to, now, report, Some(failures)).await?;
                 to
             }
         }
@@ -418,45 +430,25 @@ async fn apply_report(
     Ok(ReportResult::Accepted { task_state: next })
 }
 
-async fn set_state(
-    tx: &mut Tx,
-    task_run: i64,
-    to: TaskState,
-    now: i64,
-    class: Option<&str>,
-    message: Option<&str>,
-) -> Result<(), Error> {
-    let finished = to.is_terminal().then_some(now);
-    sqlx::query(
-        "UPDATE task_runs SET state = $1, updated_at = $2, finished_at = COALESCE($3, finished_at), \
-         error_class = COALESCE($4, error_class), message = COALESCE($5, message) WHERE id = $6",
-    )
-    .bind(to.as_str())
-    .bind(now)
-    .bind(finished)
-    .bind(class)
-    .bind(message)
-    .bind(task_run)
-    .execute(&mut **tx)
-    .await
-    .map_err(Error::store)?;
-    Ok(())
-}
-
 /// Moves a task to a terminal state; a failure marks every waiting dependent `upstream_failed`,
 /// a cancellation cancels them.
 pub(crate) async fn finish_task(
     tx: &mut Tx,
-    task_run: i64,
-    attempt: Option<i64>,
-    from: TaskState,
+    m: Move<'_>,
     to: TaskState,
     now: i64,
     report: &Report,
+    failures: Option<i64>,
 ) -> Result<(), Error> {
-    transition(tx, task_run, attempt, from, to, report.message.as_deref(), now).await?;
-    let class = report.error_class.map(FailureClass::as_str);
-    set_state(tx, task_run, to, now, class, report.message.as_deref()).await?;
+    let task_run = m.task_run;
+    let m = Move { reason: m.reason.or(report.message.as_deref()), ..m };
+    let also = Also {
+        failures,
+        error_class: Text::Fill(report.error_class.map(FailureClass::as_str)),
+        message: Text::Fill(report.message.as_deref()),
+        ..Also::default()
+    };
+    transition::one(tx, to, m, &also, now).await?;
     if matches!(
         to,
         TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled | TaskState::UpstreamFailed
@@ -486,8 +478,15 @@ async fn propagate(tx: &mut Tx, task_run: i64, to: TaskState, now: i64) -> Resul
             } else {
                 format!("upstream task run {id} did not succeed")
             };
-            transition(tx, dependent, None, TaskState::Pending, to, Some(&reason), now).await?;
-            set_state(tx, dependent, to, now, None, Some(&reason)).await?;
+            let m = Move {
+                task_run: dependent,
+                attempt: None,
+                from: TaskState::Pending,
+                reason: Some(&reason),
+                since: None,
+            };
+            transition::one(tx, to, m, &Also { message: Text::Fill(Some(&reason)), ..Also::default() }, now)
+                .await?;
             frontier.push(dependent);
         }
     }
@@ -514,8 +513,10 @@ async fn promote_dependents(
     for row in &ready {
         candidates.push((row.try_get::<i64, _>("id").map_err(Error::store)?, keys_of(row)?));
     }
-    for (id, keys) in lock_pending(tx, dialect, candidates).await? {
-        enqueue(tx, id, TaskState::Pending, &keys, now, now, Some("dependencies succeeded")).await?;
+    let ready = lock_pending(tx, dialect, candidates).await?;
+    if !ready.is_empty() {
+        super::queue::enqueue_many(tx, &ready, TaskState::Pending, now, Some("dependencies succeeded"))
+            .await?;
         *queued_any = true;
     }
     Ok(())
@@ -612,4 +613,9 @@ pub(crate) async fn maybe_finish_run(tx: &mut Tx, run_id: i64, now: i64) -> Resu
         tracing::info!(run = run_id, state = state.as_str(), "Job run finished.");
     }
     Ok(())
+}
+
+/// The queue rows of one task: a row per key it may be leased under.
+pub(crate) fn key_rows(task_run: i64, keys: &[String]) -> Vec<(i64, &str)> {
+    keys.iter().map(|k| (task_run, k.as_str())).collect()
 }

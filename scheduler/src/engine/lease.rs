@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::batch::{Event, record_events};
+use super::transition::{self, Also, Move};
 use super::{Engine, TaskState};
 use crate::Error;
 use crate::api::types::{Lease, RunOptions};
@@ -125,18 +125,7 @@ impl Engine {
             q = q.bind(*id);
         }
         q.execute(&mut **tx).await.map_err(Error::store)?;
-        let sql = format!(
-            "UPDATE task_runs SET state = 'running', attempts = attempts + 1, waiting = NULL, \
-             started_at = COALESCE(started_at, $1), updated_at = $1 WHERE id IN ({})",
-            placeholders(2, ids.len())
-        );
-        let mut q = sqlx::query(&sql).bind(now);
-        for id in &ids {
-            q = q.bind(*id);
-        }
-        q.execute(&mut **tx).await.map_err(Error::store)?;
-
-        // One multi-row insert for the attempts and one for their events.
+        // One multi-row insert for the attempts; then the moves to running, which need their ids.
         let sql = format!(
             "INSERT INTO attempts (task_run_id, number, node_id, state, queued_at, started_at, lease_expires_at) \
              VALUES {} RETURNING id, task_run_id",
@@ -157,7 +146,7 @@ impl Engine {
                 .bind(queued_at.unwrap_or(now))
                 .bind(now)
                 .bind(expires);
-            facts.push((task_run, number, from));
+            facts.push((task_run, number, from, queued_at));
         }
         let inserted = q.fetch_all(&mut **tx).await.map_err(Error::store)?;
         let mut attempt_of = std::collections::HashMap::new();
@@ -167,20 +156,20 @@ impl Engine {
             attempt_of.insert(task_run, id);
         }
         let mut leases = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
-        for (row, (task_run, number, from)) in rows.iter().zip(facts) {
+        let mut moves = Vec::with_capacity(rows.len());
+        for (row, (task_run, number, from, queued_at)) in rows.iter().zip(facts) {
             let attempt = attempt_of[&task_run];
             let run: i64 = row.try_get("run_id").map_err(Error::store)?;
             let job: String = row.try_get("job").map_err(Error::store)?;
             let spec: String = row.try_get("spec").map_err(Error::store)?;
             let spec: TaskSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("task spec", e))?;
             let options = run_options(row)?;
-            events.push(Event {
+            moves.push(Move {
                 task_run,
                 attempt: Some(attempt),
                 from,
-                to: TaskState::Running,
                 reason: Some(node_id),
+                since: queued_at,
             });
             leases.push(Lease {
                 attempt,
@@ -193,8 +182,8 @@ impl Engine {
                 options,
             });
         }
-        // Checks every transition against the table before recording it.
-        record_events(tx, &events, now).await?;
+        transition::apply(tx, TaskState::Running, &moves, &Also { leased: true, ..Also::default() }, now)
+            .await?;
         if !leases.is_empty() {
             sqlx::query("UPDATE nodes SET first_lease_at = $1 WHERE id = $2 AND first_lease_at IS NULL")
                 .bind(now)
@@ -215,6 +204,6 @@ pub(crate) fn run_options(row: &sqlx::any::AnyRow) -> Result<RunOptions, Error> 
 /// Logged once the leases' transaction committed.
 pub(super) fn log_leases(node_id: &str, leases: &[Lease]) {
     for lease in leases {
-        tracing::info!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, node = node_id, "Leased.");
+        tracing::debug!(job = %lease.job, run = lease.run, task = %lease.spec.name, attempt = lease.attempt, node = node_id, "Leased.");
     }
 }

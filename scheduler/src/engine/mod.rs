@@ -2,11 +2,11 @@
 //! jitter, timeouts, cancellation, upstream-failure propagation, continuous tasks and cron.
 //!
 //! All state lives in the [`Store`]; the engine keeps nothing that a restart would lose. Every task
-//! state change goes through [`state::allowed`] and is recorded in `task_events`. Hot paths (lease,
+//! state change goes through one place, [`transition`], which checks it against [`state::allowed`]
+//! and records it in `task_events` and the event log. Hot paths (lease,
 //! complete) change many rows in one transaction so that a batch of tasks costs a few statements,
 //! not a few per task.
 
-mod batch;
 mod commits;
 mod complete;
 pub mod cost;
@@ -19,11 +19,13 @@ mod maintenance;
 mod metrics;
 mod nodes;
 mod query;
+mod queue;
 mod settle;
 pub mod state;
 mod submit;
 mod tick;
 mod tokens;
+mod transition;
 mod triggers;
 
 use std::sync::Arc;
@@ -48,7 +50,6 @@ pub use crate::api::types::{
 
 use crate::Error;
 use crate::store::Store;
-use crate::store::sql::Tx;
 
 /// Knobs of the engine, from the settings.
 #[derive(Debug, Clone)]
@@ -96,40 +97,6 @@ impl Engine {
         sqlx::query("SELECT 1").execute(&self.store.pool).await.map_err(Error::store)?;
         Ok(())
     }
-}
-
-/// Records a task transition after checking it is legal.
-pub(crate) async fn transition(
-    tx: &mut Tx,
-    task_run_id: i64,
-    attempt: Option<i64>,
-    from: TaskState,
-    to: TaskState,
-    reason: Option<&str>,
-    now: i64,
-) -> Result<(), Error> {
-    if !state::allowed(from, to) {
-        return Err(Error::corrupt(
-            "task transition",
-            format!("{from} → {to} is not allowed (task run {task_run_id})"),
-        ));
-    }
-    sqlx::query(
-        "INSERT INTO task_events (task_run_id, attempt_id, from_state, to_state, at, reason) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(task_run_id)
-    .bind(attempt)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(now)
-    .bind(reason)
-    .execute(&mut **tx)
-    .await
-    .map_err(Error::store)?;
-    let event = crate::store::event_log::NewEvent::task_state(task_run_id, attempt, from, to, reason);
-    crate::store::event_log::insert(tx, &[event], now).await?;
-    tracing::debug!(task_run = task_run_id, from = %from, to = %to, reason = reason.unwrap_or(""), "Task transition.");
-    Ok(())
 }
 
 /// Exponential backoff with full jitter: a uniform delay in `[0, min(max, base · 2^(n-1))]`.

@@ -351,7 +351,8 @@ impl Engine {
                 log_tail: None,
                 details: None,
             };
-            finish_task(&mut tx, *id, None, from, TaskState::Cancelled, now, &report).await?;
+            let m = super::transition::Move { task_run: *id, attempt: None, from, reason: None, since: None };
+            finish_task(&mut tx, m, TaskState::Cancelled, now, &report, None).await?;
             let run_id: i64 = row.try_get("run_id").map_err(Error::store)?;
             maybe_finish_run(&mut tx, run_id, now).await?;
         }

@@ -9,8 +9,8 @@
 
 use sqlx::Row;
 
-use super::batch::enqueue_many;
 use super::complete::{READY, UNFINISHED, lock_pending, maybe_finish_run};
+use super::queue::enqueue_many;
 use super::submit::keys_of;
 use super::{Engine, TaskState};
 use crate::Error;

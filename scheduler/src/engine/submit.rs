@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Engine, RunOptions, TaskState, transition};
+use super::{Engine, RunOptions, TaskState};
 use crate::Error;
 use crate::spec::JobSpec;
 use crate::store::now_ms;
@@ -203,7 +203,7 @@ pub(crate) async fn start_run(
         }
         q.execute(&mut **tx).await.map_err(Error::store)?;
     }
-    super::batch::enqueue_many(tx, &roots, TaskState::Pending, now, Some("no dependencies")).await?;
+    super::queue::enqueue_many(tx, &roots, TaskState::Pending, now, Some("no dependencies")).await?;
     tracing::info!(
         job,
         run = run_id,
@@ -212,43 +212,6 @@ pub(crate) async fn start_run(
         "Started a job run."
     );
     Ok(Some(run_id))
-}
-
-/// Makes a task leasable under each of its queue keys from `not_before` on. `from` is its current
-/// state; it becomes `queued` (or stays `retrying`, which is leasable after its backoff).
-pub(crate) async fn enqueue(
-    tx: &mut Tx,
-    task_run_id: i64,
-    from: TaskState,
-    keys: &[String],
-    not_before: i64,
-    now: i64,
-    reason: Option<&str>,
-) -> Result<(), Error> {
-    let to = if from == TaskState::Retrying { TaskState::Retrying } else { TaskState::Queued };
-    if from != to {
-        transition(tx, task_run_id, None, from, to, reason, now).await?;
-        sqlx::query("UPDATE task_runs SET state = $1, queued_at = $2, updated_at = $2 WHERE id = $3")
-            .bind(to.as_str())
-            .bind(now)
-            .bind(task_run_id)
-            .execute(&mut **tx)
-            .await
-            .map_err(Error::store)?;
-    }
-    for key in keys {
-        sqlx::query(
-            "INSERT INTO queue (task_run_id, pool, not_before) VALUES ($1, $2, $3) \
-             ON CONFLICT (pool, task_run_id) DO UPDATE SET not_before = excluded.not_before",
-        )
-        .bind(task_run_id)
-        .bind(key)
-        .bind(not_before)
-        .execute(&mut **tx)
-        .await
-        .map_err(Error::store)?;
-    }
-    Ok(())
 }
 
 /// The queue keys stored with a task run.

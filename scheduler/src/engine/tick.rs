@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::complete::{finish_task, maybe_finish_run};
-use super::submit::{enqueue, keys_of};
-use super::{Engine, TaskState, transition};
+use super::complete::{finish_task, key_rows, maybe_finish_run};
+use super::submit::keys_of;
+use super::transition::{self, Also, Move, QueuedAt};
+use super::{Engine, TaskState};
 use crate::Error;
 use crate::api::types::{Outcome, Report};
 use crate::spec::SERVERLESS;
@@ -86,19 +87,15 @@ impl Engine {
                         log_tail: None,
                         details: None,
                     };
-                    finish_task(&mut tx, task_run, Some(attempt), from, TaskState::Failed, now, &report)
-                        .await?;
+                    let m = Move { task_run, attempt: Some(attempt), from, reason: None, since: None };
+                    finish_task(&mut tx, m, TaskState::Failed, now, &report, None).await?;
                 } else {
                     let reason = format!("lease lost on node {node}; requeued");
-                    transition(&mut tx, task_run, Some(attempt), from, TaskState::Queued, Some(&reason), now)
-                        .await?;
-                    sqlx::query("UPDATE task_runs SET state = 'queued', queued_at = $1, updated_at = $1 WHERE id = $2")
-                        .bind(now)
-                        .bind(task_run)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(Error::store)?;
-                    enqueue(&mut tx, task_run, TaskState::Queued, &keys_of(&task)?, now, now, None).await?;
+                    let m =
+                        Move { task_run, attempt: Some(attempt), from, reason: Some(&reason), since: None };
+                    let requeue = Also { queued_at: QueuedAt::Now, ..Also::default() };
+                    transition::one(&mut tx, TaskState::Queued, m, &requeue, now).await?;
+                    super::queue::push(&mut tx, &key_rows(task_run, &keys_of(&task)?), now).await?;
                 }
             }
             maybe_finish_run(&mut tx, run_id, now).await?;
