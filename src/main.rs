@@ -14,6 +14,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before any library opens a TLS connection on rustls' process-wide default (tiberius,
+    // object stores, kube), which would panic with two providers compiled in and none chosen.
+    switchyard_config::tls::install_provider();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

@@ -27,6 +27,8 @@ mod schema;
 mod secret;
 pub mod settings;
 pub mod suggest;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod value;
 
 pub use diagnostic::{Code, Diagnostic, Location, sort_in_reading_order};

@@ -9,9 +9,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use switchyard_config::settings::IdentityFiles;
+use switchyard_config::tls::{certs, client_with_identity, install_provider, private_key, roots};
 
 use crate::Error;
-use crate::tls::{certs, install_provider, private_key, read_pem, roots};
+use crate::tls::read_pem;
 
 /// A loaded identity, ready to present.
 #[derive(Debug)]
@@ -45,7 +46,7 @@ pub fn load(name: &str, files: &IdentityFiles) -> Result<Identity, Error> {
     let bad = |problem: String| Error::Identity { name: name.to_owned(), problem };
     let stamp = stamps(files);
     let chain = certs(&read_pem(&files.cert)?, &files.cert.display().to_string()).map_err(bad)?;
-    let key = private_key(&read_pem(&files.key)?).map_err(bad)?;
+    let key = private_key(&read_pem(&files.key)?, &files.key.display().to_string()).map_err(bad)?;
     warn_if_readable(name, &files.key);
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| bad(format!("unsupported private key: {e}")))?;
@@ -61,11 +62,8 @@ pub fn load(name: &str, files: &IdentityFiles) -> Result<Identity, Error> {
     let not_after = leaf.validity().not_after.timestamp();
     let subject = leaf.subject().to_string();
     let roots = roots(files.ca.as_deref()).map_err(bad)?;
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| bad(format!("cannot use the certificate and key: {e}")))?;
-    Ok(Identity { name: name.to_owned(), config: Arc::new(config), not_after, subject, stamp })
+    let config = client_with_identity(roots, chain, key).map_err(bad)?;
+    Ok(Identity { name: name.to_owned(), config, not_after, subject, stamp })
 }
 
 #[cfg(unix)]

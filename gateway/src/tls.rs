@@ -1,72 +1,20 @@
-//! The one place that configures rustls on the egress side: the crypto provider (ring, installed
-//! once), root stores, client configurations, and the classification of TLS failures into
-//! `authentication` (certificates, on either side) versus `connectivity`.
+//! TLS on the egress side: the handshake over a dialed stream, and the classification of TLS
+//! failures into `authentication` (certificates, on either side) versus `connectivity`. The
+//! configurations themselves (provider, roots, client configs) come from
+//! [`switchyard_config::tls`], the process's one owner of rustls setup.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use switchyard_config::FailureClass;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use crate::Error;
 
-/// Debian's bundle of public roots, used when an identity names no `ca`.
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-pub fn install_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|cause| Error::Read { path: path.to_path_buf(), cause })
-}
-
-pub(crate) fn certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &pem[..])
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{what} is not PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{what} holds no certificate"));
-    }
-    Ok(certs)
-}
-
-pub(crate) fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    rustls_pemfile::private_key(&mut &pem[..])
-        .map_err(|e| format!("the key file is not PEM: {e}"))?
-        .ok_or_else(|| "the key file holds no private key".to_owned())
-}
-
-/// Roots from a CA file, or the system bundle.
-pub(crate) fn roots(ca: Option<&Path>) -> Result<rustls::RootCertStore, String> {
-    let mut store = rustls::RootCertStore::empty();
-    let (pem, what) = match ca {
-        Some(ca) => (
-            std::fs::read(ca).map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?,
-            ca.display().to_string(),
-        ),
-        None => match std::fs::read(SYSTEM_ROOTS) {
-            Ok(pem) => (pem, SYSTEM_ROOTS.to_owned()),
-            Err(_) => return Ok(store),
-        },
-    };
-    for cert in certs(&pem, &what)? {
-        store.add(cert).map_err(|e| format!("bad CA certificate in {what}: {e}"))?;
-    }
-    Ok(store)
-}
-
-/// A client configuration without a client certificate.
-pub fn anonymous_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, Error> {
-    install_provider();
-    let roots = roots(ca).map_err(|problem| Error::Tls {
-        host: String::new(),
-        class: FailureClass::Internal,
-        detail: problem,
-    })?;
-    Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
 }
 
 /// Performs the TLS handshake over a dialed stream.

@@ -24,6 +24,7 @@
 //! Slack (`format = "slack"`): `{ "text": "…", "blocks": [ section (mrkdwn), context ] }`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,8 +44,6 @@ use crate::Error;
 use crate::engine::Engine;
 use crate::engine::health::{Check, Health, Severity};
 
-/// Debian's bundle of public roots, for https receivers without their own `ca`.
-const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// One delivery gives up after this long.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -113,7 +112,6 @@ impl Alerter {
         if alerts.webhooks.is_empty() {
             return Ok(None);
         }
-        crate::api::tls_provider();
         let targets =
             alerts.webhooks.iter().enumerate().map(|(i, w)| target(i, w)).collect::<Result<_, _>>()?;
         Ok(Some(Alerter { targets, interval: alerts.interval.as_std(), rearm: alerts.rearm.as_std() }))
@@ -413,22 +411,9 @@ fn target(index: usize, hook: &Webhook) -> Result<Target, Error> {
         let digest = sha2::Sha256::digest(url.expose().trim().as_bytes());
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let (pem, what) = match &hook.ca {
-        Some(ca) => (
-            std::fs::read(ca)
-                .map_err(|e| bad(format!("cannot read the CA file {}: {e}", ca.display()), "fix `ca`"))?,
-            ca.display().to_string(),
-        ),
-        None => (std::fs::read(SYSTEM_ROOTS).unwrap_or_default(), SYSTEM_ROOTS.to_owned()),
-    };
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| bad(format!("{what} is not PEM: {e}"), "point `ca` at a PEM bundle"))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("bad CA certificate in {what}: {e}"), "point `ca` at a PEM bundle"))?;
-    }
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let roots = switchyard_config::tls::roots(hook.ca.as_deref())
+        .map_err(|problem| bad(problem, "point `ca` at a readable PEM bundle"))?;
+    let tls = Arc::unwrap_or_clone(switchyard_config::tls::client(roots));
     let mut connector = HttpConnector::new();
     connector.enforce_http(false);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()

@@ -3,6 +3,7 @@
 //! `{code, message, hint}`.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,24 +50,16 @@ impl Client {
     /// from, for errors): how the local launcher hands workers the control plane's CA, so a
     /// worker reads no file the control plane's machine holds.
     pub fn with_ca_pem(base: &str, token: String, ca: Option<(&[u8], &str)>) -> Result<Client, Error> {
-        crate::api::tls_provider();
-        let mut roots = rustls::RootCertStore::empty();
-        if let Some((pem, origin)) = ca {
-            let mut found = 0;
-            for cert in rustls_pemfile::certs(&mut &pem[..]) {
-                let cert = cert.map_err(|e| Error::Tls(format!("{origin} is not PEM: {e}")))?;
-                roots.add(cert).map_err(|e| Error::Tls(format!("bad CA certificate in {origin}: {e}")))?;
-                found += 1;
+        let roots = match ca {
+            Some((pem, origin)) => switchyard_config::tls::roots_from_pem(pem, origin).map_err(Error::Tls)?,
+            None if base.starts_with("https://") => {
+                return Err(Error::Tls(
+                    "an https control plane needs its CA certificate: pass --ca-file".into(),
+                ));
             }
-            if found == 0 {
-                return Err(Error::Tls(format!(
-                    "{origin} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-                )));
-            }
-        } else if base.starts_with("https://") {
-            return Err(Error::Tls("an https control plane needs its CA certificate: pass --ca-file".into()));
-        }
-        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+            None => Arc::new(rustls::RootCertStore::empty()),
+        };
+        let tls = Arc::unwrap_or_clone(switchyard_config::tls::client(roots));
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

@@ -138,7 +138,7 @@ impl Dialer {
                 })?
                 .config
                 .clone(),
-            None => tls::anonymous_config(None)?,
+            None => switchyard_config::tls::public_client(),
         };
         let host = target.host.to_string();
         let host = host.trim_start_matches('[').trim_end_matches(']');

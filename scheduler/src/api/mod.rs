@@ -28,7 +28,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
-pub use tls::{install_crypto_provider as tls_provider, load_server_tls, serve};
+pub use tls::{load_server_tls, serve};
 
 use crate::engine::Engine;
 

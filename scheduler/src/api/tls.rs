@@ -1,5 +1,4 @@
-//! Serving the router, over TLS when configured. The one place that builds the server-side rustls
-//! configuration; the ring provider is installed once for the process.
+//! Serving the router, over TLS when configured.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,31 +13,10 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 
-/// Installs rustls' ring crypto provider, once per process.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// A server TLS configuration from PEM files.
+/// A server TLS configuration from PEM files (built by [`switchyard_config::tls`], the one owner
+/// of rustls setup in the process).
 pub fn load_server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, Error> {
-    install_crypto_provider();
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|cause| Error::Io { what: format!("cannot read {}", p.display()), cause })
-    };
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(cert)?.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Tls(format!("{} is not a PEM certificate chain: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Tls(format!("{} holds no certificate", cert.display())));
-    }
-    let key_der = rustls_pemfile::private_key(&mut read(key)?.as_slice())
-        .map_err(|e| Error::Tls(format!("{} is not a PEM private key: {e}", key.display())))?
-        .ok_or_else(|| Error::Tls(format!("{} holds no private key", key.display())))?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| Error::Tls(format!("the key does not match the certificate ({e})")))?;
-    Ok(Arc::new(config))
+    switchyard_config::tls::server(cert, key).map_err(Error::Tls)
 }
 
 /// Serves `router` on `listener` (TLS if `tls`) until `shutdown` completes.

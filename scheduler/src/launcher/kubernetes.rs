@@ -370,7 +370,7 @@ mod client {
         /// when the API refuses (e.g. the Role that allows listing and creating Jobs is missing).
         pub async fn connect(template: JobTemplate) -> Result<Self, Error> {
             // kube's rustls client uses the process-wide crypto provider (ring, as everywhere here).
-            crate::api::tls_provider();
+            switchyard_config::tls::install_provider();
             let client = kube::Client::try_default()
                 .await
                 .map_err(kube_error("cannot configure the Kubernetes client"))?;
