@@ -19,7 +19,9 @@ use switchyard_config::settings::{Pool, Settings};
 use switchyard_lake::{EventFilter, EventRecord, Lake};
 use switchyard_scheduler::Error;
 use switchyard_scheduler::engine::{AuditRecord, Engine, EngineConfig, NodeInfo, NodeKind, Outcome, Report};
-use switchyard_scheduler::events::{EXPORT_APP_ID, EventSink, ExportPolicy, ExportStep, LogEvent};
+use switchyard_scheduler::observe::export::{
+    EXPORT_APP_ID, EventSink, ExportPolicy, ExportStep, Exporter, LogEvent,
+};
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::spec::{JobSpec, TaskSpec};
 use switchyard_scheduler::store::Store;
@@ -197,7 +199,7 @@ async fn make_events(e: &Engine, name: &str, tasks: usize) {
 async fn drain<S: EventSink>(e: &Engine, sink: &S, owner: &str, policy: &ExportPolicy) -> usize {
     let mut exported = 0;
     for _ in 0..10_000 {
-        match e.export_events(sink, owner, policy).await.unwrap() {
+        match exporter(e).export_events(sink, owner, policy).await.unwrap() {
             ExportStep::Exported { .. } => exported += 1,
             ExportStep::Idle => return exported,
             ExportStep::NotLeader => panic!("{owner} should hold the lease"),
@@ -213,7 +215,7 @@ async fn assert_exactly_once(e: &Engine, lake: &Lake) -> Vec<EventRecord> {
     assert_eq!(sequences, (1..=table.len() as i64).collect::<Vec<_>>(), "gapless, once each, in order");
     let ids: Vec<i64> = table.iter().map(|r| r.id).collect();
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "no event twice");
-    let recorded = e.recorded_events().await.unwrap();
+    let recorded = exporter(e).recorded_events().await.unwrap();
     let recorded_ids: HashSet<i64> = recorded.iter().map(|(id, _, _)| *id).collect();
     assert_eq!(ids.iter().copied().collect::<HashSet<_>>(), recorded_ids, "no event missing");
     for (id, sequence, _) in &recorded {
@@ -285,19 +287,22 @@ async fn crash_between_commit_and_cursor(postgres: bool) {
     let s = sink(&f.lake);
     for round in 0..3 {
         s.crash_after_commit.store(true, Ordering::SeqCst);
-        assert!(e.export_events(&s, "replica-1", &policy).await.is_err(), "round {round}: the crash");
+        assert!(
+            exporter(&e).export_events(&s, "replica-1", &policy).await.is_err(),
+            "round {round}: the crash"
+        );
         // The same exporter again (a restart keeps its name only by chance; both cases matter).
-        e.export_events(&s, "replica-1", &policy).await.unwrap();
+        exporter(&e).export_events(&s, "replica-1", &policy).await.unwrap();
     }
     // A lease that expires: another replica takes over mid-log after a commit the store missed.
     s.crash_after_commit.store(true, Ordering::SeqCst);
-    assert!(e.export_events(&s, "replica-1", &policy).await.is_err());
+    assert!(exporter(&e).export_events(&s, "replica-1", &policy).await.is_err());
     let short = ExportPolicy { lease_ttl: Duration::ZERO, ..policy.clone() };
     tokio::time::sleep(Duration::from_millis(5)).await;
     // replica-1's lease (30 s) has not expired: replica-2 must wait…
-    assert_eq!(e.export_events(&s, "replica-2", &policy).await.unwrap(), ExportStep::NotLeader);
+    assert_eq!(exporter(&e).export_events(&s, "replica-2", &policy).await.unwrap(), ExportStep::NotLeader);
     // …until it does (replica-1 renews with a zero TTL, as if it had stalled that long).
-    let _ = e.export_events(&s, "replica-1", &short).await.unwrap();
+    let _ = exporter(&e).export_events(&s, "replica-1", &short).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     drain(&e, &s, "replica-2", &policy).await;
     assert_exactly_once(&e, &f.lake).await;
@@ -340,7 +345,7 @@ async fn two_exporters_on_one_postgres_store_export_each_event_once() {
         tokio::spawn(async move {
             let (mut exported, mut failed) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
-                match e.export_events(&s, owner, &policy).await {
+                match exporter(&e).export_events(&s, owner, &policy).await {
                     Ok(ExportStep::Exported { .. }) => {
                         exported += 1;
                         counts[slot].fetch_add(1, Ordering::SeqCst);
@@ -382,4 +387,8 @@ async fn two_exporters_on_one_postgres_store_export_each_event_once() {
     a.store().close().await;
     b.store().close().await;
     f.finish().await;
+}
+
+fn exporter(e: &Engine) -> Exporter {
+    Exporter::new(e.store().clone())
 }

@@ -67,11 +67,12 @@ pub(crate) async fn run(exe: PathBuf, rounds: usize) -> Vec<i64> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let run = engine.trigger("cold").await.unwrap();
-        while engine.run_state(run).await.unwrap() == RunState::Running {
+        while engine.views().run_state(run).await.unwrap() == RunState::Running {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
     let mut cold: Vec<i64> = engine
+        .views()
         .nodes()
         .await
         .unwrap()

@@ -125,11 +125,11 @@ pub(crate) async fn run(url: &str, tasks: usize, trickle: usize) -> Figures {
     let started = Instant::now();
     let run = engine.trigger("burst").await.unwrap();
     let queued_at = started.elapsed();
-    while engine.run_state(run).await.unwrap() == RunState::Running {
+    while engine.views().run_state(run).await.unwrap() == RunState::Running {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
-    let mut burst = engine.start_latencies(since).await.unwrap();
+    let mut burst = engine.views().start_latencies(since).await.unwrap();
     burst.sort_unstable();
     println!(
         "  burst: {tasks} tasks queued in {:.0} ms, all leased, recorded and completed in {:.0} ms",
@@ -151,12 +151,12 @@ pub(crate) async fn run(url: &str, tasks: usize, trickle: usize) -> Figures {
     let since = now_ms();
     for _ in 0..trickle {
         let run = engine.trigger("single").await.unwrap();
-        while engine.run_state(run).await.unwrap() == RunState::Running {
+        while engine.views().run_state(run).await.unwrap() == RunState::Running {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut idle = engine.start_latencies(since).await.unwrap();
+    let mut idle = engine.views().start_latencies(since).await.unwrap();
     idle.sort_unstable();
 
     let _ = done_tx.send(true);

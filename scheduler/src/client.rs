@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::api::error::ApiError;
 use crate::api::types::*;
-use crate::engine::{HeartbeatReply, Lease, NodeInfo, NodeView, Registration, RunView};
+use crate::engine::{HeartbeatReply, Lease, NodeInfo, Registration};
+use crate::views::{NodeView, RunView};
 
 /// Requests other than long polls give up after this long.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -174,7 +175,7 @@ impl Client {
     ) -> Result<Vec<RunView>, Error> {
         let mut path = format!("/api/v1/runs?limit={limit}");
         if let Some(since) = since {
-            crate::engine::cost::parse_since(since)?;
+            crate::views::cost::parse_since(since)?;
             let since: String = since.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
             path.push_str(&format!("&since={since}"));
         }
@@ -256,8 +257,8 @@ impl Client {
 
     /// The cost report over the last `since` (`7d`, `24h`); checked here first, so a typo is
     /// reported without a round trip.
-    pub async fn cost(&self, since: &str) -> Result<crate::engine::CostReport, Error> {
-        crate::engine::cost::parse_since(since)?;
+    pub async fn cost(&self, since: &str) -> Result<crate::views::CostReport, Error> {
+        crate::views::cost::parse_since(since)?;
         // A duration is letters, digits and spaces; spaces are dropped (`1h 30m` = `1h30m`).
         let since: String = since.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
         self.call::<(), _>(Method::GET, &format!("/api/v1/cost?since={since}"), None, TIMEOUT).await

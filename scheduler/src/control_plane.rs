@@ -50,8 +50,8 @@ pub async fn run_control_plane<L: Launcher>(
     };
     // Alert webhooks (`[alerts]`); a webhook whose URL cannot be read stops the start, so a
     // control plane never runs believing it alerts when it cannot.
-    let alerts = crate::alerts::Alerter::from_settings(&engine.config().settings.alerts)?
-        .map(|alerter| tokio::spawn(alerter.run(engine.clone(), shutdown.clone())));
+    let alerts = crate::observe::alerts::Alerter::from_settings(&engine.config().settings.alerts)?
+        .map(|alerter| tokio::spawn(alerter.run(engine.views(), shutdown.clone())));
     let scaler = serverless.map(|(launcher, policy)| {
         let engine = engine.clone();
         let stop = shutdown.clone();

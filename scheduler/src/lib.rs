@@ -9,17 +9,17 @@
 
 #![forbid(unsafe_code)]
 
-pub mod alerts;
 pub mod api;
 pub mod client;
 pub mod control_plane;
 pub mod engine;
 mod error;
-pub mod events;
 pub mod launcher;
+pub mod observe;
 pub mod plan;
 pub mod spec;
 pub mod store;
+pub mod views;
 
 pub use error::Error;
 pub use plan::{Compute, JobPlan, Plan, PlanError, TaskPlan, plan};

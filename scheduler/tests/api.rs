@@ -202,7 +202,10 @@ async fn lease_cycle_through_the_client_over_tls() {
     let again =
         client.report(&reg.node_id, &ReportRequest { reports: vec![report], lease: None }).await.unwrap();
     assert!(matches!(again.results[0], switchyard_scheduler::engine::ReportResult::Rejected { .. }));
-    assert_eq!(s.engine.run(run).await.unwrap().state, switchyard_scheduler::engine::RunState::Succeeded);
+    assert_eq!(
+        s.engine.views().run(run).await.unwrap().state,
+        switchyard_scheduler::engine::RunState::Succeeded
+    );
     let _ = s.stop.send(true);
 }
 
@@ -290,9 +293,9 @@ async fn submit_selects_tables_and_carries_options() {
         }
         other => panic!("{other}"),
     }
-    assert!(s.engine.runs(None, 10).await.unwrap().is_empty(), "nothing ran");
+    assert!(s.engine.views().runs(None, 10).await.unwrap().is_empty(), "nothing ran");
     let submitted = client.submit(&request(&["gold.b"])).await.unwrap();
-    let run = s.engine.run(submitted.jobs[0].run.unwrap()).await.unwrap();
+    let run = s.engine.views().run(submitted.jobs[0].run.unwrap()).await.unwrap();
     assert_eq!(run.tasks.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["b"]);
     assert!(run.options.full_refresh);
     let _ = s.stop.send(true);

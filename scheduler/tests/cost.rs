@@ -200,7 +200,7 @@ async fn cost_from_hand_computed_history(db: &TestDb) {
     sql.attempt(stream_attempt, T0 + 3 * H + 50 * S, None).await;
     sql.run_finished(stream_run, None).await;
 
-    let r = e.cost_until("10h", UNTIL).await.unwrap();
+    let r = e.views().cost_until("10h", UNTIL).await.unwrap();
     assert_eq!((r.from, r.until, r.window_hours), (T0, UNTIL, 10.0));
     assert_eq!(r.inputs.cold_start_seconds, Some(30.0));
     assert_eq!(r.inputs.cold_starts_measured, 3);
@@ -315,7 +315,7 @@ async fn cost_from_hand_computed_history(db: &TestDb) {
     let dedicated = secs("dedicated") / 3600.0 * price_d;
     let serverless = secs("serverless") * vcpus * price_s;
     assert!((dedicated + serverless - r.actual.total).abs() < 1e-6);
-    let runs = e.runs_since(None, Some(r.from), 1000).await.unwrap();
+    let runs = e.views().runs_since(None, Some(r.from), 1000).await.unwrap();
     let listed: Vec<i64> = runs.iter().map(|run| run.id).collect();
     assert!(!listed.contains(&r1) && listed.contains(&r2) && listed.contains(&stream_run), "{listed:?}");
     let (mut moved, mut moved_attempts) = (0.0, 0.0);
@@ -336,9 +336,9 @@ async fn cost_from_hand_computed_history(db: &TestDb) {
     assert!((all_serverless - r.all_serverless.total).abs() < 1e-6, "{all_serverless}");
 
     // Nothing in an empty window before all of it.
-    let early = e.cost_until("1h", T0 - 30 * H).await.unwrap();
+    let early = e.views().cost_until("1h", T0 - 30 * H).await.unwrap();
     assert_eq!((early.actual.total, early.nodes.len(), early.tasks.len()), (0.0, 0, 0));
-    assert!(e.cost_until("7", UNTIL).await.unwrap_err().to_string().contains("unit"));
+    assert!(e.views().cost_until("7", UNTIL).await.unwrap_err().to_string().contains("unit"));
     sql.0.close().await;
     e.store().close().await;
 }
@@ -350,7 +350,8 @@ both_stores!(cost_report, cost_from_hand_computed_history);
 async fn cost_api_returns_the_engine_report() {
     use switchyard_scheduler::api::{AppState, PlanningInputs, router, serve};
     use switchyard_scheduler::client::Client;
-    use switchyard_scheduler::engine::{CostReport, Role};
+    use switchyard_scheduler::engine::Role;
+    use switchyard_scheduler::views::CostReport;
 
     let db = TestDb::sqlite().await;
     let e = Engine::new(
@@ -377,7 +378,11 @@ async fn cost_api_returns_the_engine_report() {
     let viewer = Client::new(&url, e.create_token(Role::Viewer, "v").await.unwrap(), None).unwrap();
     let report: CostReport = viewer.cost("7d").await.unwrap();
     assert_eq!(report.since, "7d");
-    assert_eq!(report, e.cost_until("7d", report.until).await.unwrap(), "the API serves the engine's report");
+    assert_eq!(
+        report,
+        e.views().cost_until("7d", report.until).await.unwrap(),
+        "the API serves the engine's report"
+    );
     assert_eq!(report.nodes.len(), 2);
     assert_eq!(report.tasks.len(), 1);
     assert!(report.actual.dedicated.cost > 0.0, "a node alive for a moment still costs");

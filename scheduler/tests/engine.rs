@@ -61,9 +61,9 @@ async fn dag_runs_in_dependency_order(db: &TestDb) {
     let lw = e.lease(&w, 4, NO_WAIT).await.unwrap();
     assert_eq!(lw[0].spec.name, "gold");
     e.complete(&w, &[ok(lw[0].attempt)]).await.unwrap();
-    assert_eq!(e.run(run).await.unwrap().state, RunState::Running, "side is still running");
+    assert_eq!(e.views().run(run).await.unwrap().state, RunState::Running, "side is still running");
     e.complete(&b, &[ok(lb[0].attempt)]).await.unwrap();
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.state, RunState::Succeeded);
     assert!(view.tasks.iter().all(|t| t.state == TaskState::Succeeded && t.attempts.len() == 1));
     assert_eq!(view.tasks[0].attempts[0].egress_ip.as_deref(), Some("127.0.0.2"));
@@ -96,7 +96,7 @@ async fn retries_then_fails_and_propagates(db: &TestDb) {
         let expected = if attempt < 3 { TaskState::Retrying } else { TaskState::Failed };
         assert_eq!(result, vec![ReportResult::Accepted { task_state: expected }]);
     }
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.state, RunState::Failed);
     assert_eq!(view.tasks[0].attempts.len(), 3);
     assert_eq!(view.tasks[0].error_class, Some(FailureClass::Data));
@@ -162,7 +162,7 @@ async fn retries_follow_the_failure_class(db: &TestDb) {
         })
         .collect();
     assert_eq!(states, [TaskState::Failed, TaskState::Retrying, TaskState::Retrying]);
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     let why = |name: &str| {
         view.tasks.iter().find(|t| t.task == name).unwrap().attempts[0].retry.clone().unwrap_or_default()
     };
@@ -189,11 +189,11 @@ async fn lost_lease_is_reclaimed_and_fenced(db: &TestDb) {
     tokio::time::sleep(Duration::from_millis(450)).await;
     e.heartbeat(&n2, &[], &[]).await.unwrap();
     assert_eq!(e.reclaim_expired().await.unwrap(), 1);
-    assert_eq!(e.max_live_attempts_per_task().await.unwrap(), 0);
+    assert_eq!(e.views().max_live_attempts_per_task().await.unwrap(), 0);
     let second = e.lease(&n2, 1, NO_WAIT).await.unwrap().remove(0);
     assert_eq!(second.task_run, first.task_run);
     assert!(second.attempt > first.attempt, "fencing tokens grow");
-    assert_eq!(e.max_live_attempts_per_task().await.unwrap(), 1);
+    assert_eq!(e.views().max_live_attempts_per_task().await.unwrap(), 1);
     // n1 comes back late: its report is rejected and its heartbeat tells it to stop.
     let late = e.complete(&n1, &[ok(first.attempt)]).await.unwrap();
     assert!(
@@ -204,7 +204,7 @@ async fn lost_lease_is_reclaimed_and_fenced(db: &TestDb) {
     assert_eq!(reply.stop.len(), 1);
     assert_eq!(reply.stop[0].reason, "lost");
     e.complete(&n2, &[ok(second.attempt)]).await.unwrap();
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.state, RunState::Succeeded);
     let states: Vec<&str> = view.tasks[0].attempts.iter().map(|a| a.state.as_str()).collect();
     assert_eq!(states, ["lost", "succeeded"]);
@@ -251,7 +251,7 @@ async fn waiting_tasks_say_why(db: &TestDb) {
     e.upsert_jobs(&[job("j", vec![task("t", Compute::Dedicated, &["egress-b"], &[])])]).await.unwrap();
     let run = e.trigger("j").await.unwrap();
     e.tick().await.unwrap();
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.tasks[0].waiting.as_deref(), Some("no node registered for eligible pool egress-b"));
     let mut one_slot = node("egress-b", "127.0.0.3");
     one_slot.slots = 1;
@@ -260,7 +260,7 @@ async fn waiting_tasks_say_why(db: &TestDb) {
     let run2 = e.trigger("k").await.unwrap();
     e.lease(&n, 1, NO_WAIT).await.unwrap();
     e.tick().await.unwrap();
-    let view = e.run(run2).await.unwrap();
+    let view = e.views().run(run2).await.unwrap();
     assert_eq!(view.tasks[0].waiting.as_deref(), Some("all 1 slots busy on pool egress-b"), "{view:?}");
     e.store().close().await;
 }
@@ -278,9 +278,9 @@ async fn continuous_tasks_restart(db: &TestDb) {
         let r = e.complete(&n, &[ok(lease.attempt)]).await.unwrap();
         assert_eq!(r, vec![ReportResult::Accepted { task_state: TaskState::Retrying }]);
     }
-    assert_eq!(e.run(run).await.unwrap().state, RunState::Running);
+    assert_eq!(e.views().run(run).await.unwrap().state, RunState::Running);
     e.cancel_run(run).await.unwrap();
-    assert_eq!(e.run(run).await.unwrap().state, RunState::Cancelled);
+    assert_eq!(e.views().run(run).await.unwrap().state, RunState::Cancelled);
     e.store().close().await;
 }
 both_stores!(continuous, continuous_tasks_restart);
@@ -326,7 +326,7 @@ async fn many_tasks_never_double_leased(db: &TestDb) {
     // The last reports of four nodes can commit at the same moment; on PostgreSQL each may then
     // leave the run's end to the other, and the tick settles it (see `settle`).
     e1.tick().await.unwrap();
-    assert_eq!(e1.run(run).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(e1.views().run(run).await.unwrap().state, RunState::Succeeded);
     e1.store().close().await;
     e2.store().close().await;
 }
@@ -354,7 +354,7 @@ async fn reports_lease_the_next_batch(db: &TestDb) {
     assert_eq!(next.iter().map(|l| l.spec.name.as_str()).collect::<Vec<_>>(), ["b"]);
     let (_, none) = e.complete_then_lease(&n, &[ok(next[0].attempt)], 4).await.unwrap();
     assert!(none.is_empty(), "{none:?}");
-    assert_eq!(e.run(run).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(e.views().run(run).await.unwrap().state, RunState::Succeeded);
 
     let tasks: Vec<_> =
         (0..200).map(|i| task(&format!("t{i}"), Compute::Dedicated, &["egress-a"], &[])).collect();
@@ -387,7 +387,7 @@ async fn reports_lease_the_next_batch(db: &TestDb) {
     assert_eq!(before, all.len(), "a task was leased twice");
     assert_eq!(all.len(), 200);
     e.tick().await.unwrap();
-    assert_eq!(e.run(run).await.unwrap().state, RunState::Succeeded);
+    assert_eq!(e.views().run(run).await.unwrap().state, RunState::Succeeded);
     e.store().close().await;
 }
 both_stores!(report_leases, reports_lease_the_next_batch);
@@ -432,19 +432,19 @@ async fn tick_settles_what_racing_reports_left_open(db: &TestDb) {
         }
     };
     finish_behind_the_engines_back("'a', 'b'").await;
-    let state_of = |view: &switchyard_scheduler::engine::RunView, name: &str| {
+    let state_of = |view: &switchyard_scheduler::views::RunView, name: &str| {
         view.tasks.iter().find(|t| t.task == name).unwrap().state
     };
-    assert_eq!(state_of(&e.run(run).await.unwrap(), "c"), TaskState::Pending, "nothing queued c yet");
+    assert_eq!(state_of(&e.views().run(run).await.unwrap(), "c"), TaskState::Pending, "nothing queued c yet");
     e.tick().await.unwrap();
-    assert_eq!(state_of(&e.run(run).await.unwrap(), "c"), TaskState::Queued, "the tick queues c");
+    assert_eq!(state_of(&e.views().run(run).await.unwrap(), "c"), TaskState::Queued, "the tick queues c");
     e.tick().await.unwrap();
     let lc = e.lease(&w, 4, NO_WAIT).await.unwrap();
     assert_eq!(lc.len(), 1, "queued once, leased once: {lc:?}");
     finish_behind_the_engines_back("'c'").await;
-    assert_eq!(e.run(run).await.unwrap().state, RunState::Running);
+    assert_eq!(e.views().run(run).await.unwrap().state, RunState::Running);
     e.tick().await.unwrap();
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.state, RunState::Succeeded, "the tick finishes the run");
     assert!(view.finished_at.is_some());
     sql.close().await;
@@ -470,7 +470,7 @@ async fn heartbeat_keeps_output_tails(db: &TestDb) {
         .collect();
     let attempts: Vec<i64> = mine.iter().map(|l| l.attempt).collect();
     assert!(e.heartbeat(&n, &attempts, &tails).await.unwrap().stop.is_empty());
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     let tail_of = |attempt: i64| {
         view.tasks.iter().flat_map(|t| &t.attempts).find(|a| a.id == attempt).unwrap().log_tail.clone()
     };
@@ -501,13 +501,13 @@ async fn cron_slot_fires_once_across_replicas(db: &TestDb) {
         j.await.unwrap();
     }
     e1.tick().await.unwrap();
-    let runs = e1.runs(Some("every_minute"), 100).await.unwrap();
+    let runs = e1.views().runs(Some("every_minute"), 100).await.unwrap();
     let slots: Vec<Option<i64>> = runs.iter().map(|r| r.slot).collect();
     assert!(runs.len() == 1 || (runs.len() == 2 && slots[0] != slots[1]), "one run per slot: {slots:?}");
     // A restarted control plane (a new engine on the same store) does not fire it again.
     let e3 = engine(db, Duration::from_secs(30)).await;
     e3.tick().await.unwrap();
-    let again = e3.runs(Some("every_minute"), 100).await.unwrap();
+    let again = e3.views().runs(Some("every_minute"), 100).await.unwrap();
     let mut distinct: Vec<_> = again.iter().map(|r| r.slot).collect();
     distinct.sort();
     distinct.dedup();
@@ -549,10 +549,10 @@ async fn egress_audit_and_policy_versions(db: &TestDb) {
         duration_ms: 40,
     };
     e.record_audit(&[record("allowed", 12, 5_000), record("denied", 1, 0)]).await.unwrap();
-    let all = e.audit(false, 10).await.unwrap();
+    let all = e.views().audit(false, 10).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[1], record("allowed", 12, 5_000), "round trip, newest first");
-    let denied = e.audit(true, 10).await.unwrap();
+    let denied = e.views().audit(true, 10).await.unwrap();
     assert_eq!(denied, vec![record("denied", 1, 0)]);
     assert_eq!(e.current_policy().await.unwrap(), None);
     assert_eq!(e.apply_policy("destinations: []\n", "dry_run", "operator").await.unwrap(), 1);
@@ -600,7 +600,7 @@ async fn run_options_reach_leases(db: &TestDb) {
     let leases = e.lease(&w, 4, NO_WAIT).await.unwrap();
     assert_eq!(leases.len(), 1, "only the selected task, without its dependency");
     assert_eq!((leases[0].spec.name.as_str(), &leases[0].options), ("b", &options));
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.options, options);
     assert_eq!(view.tasks.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["b"]);
     // A plain run has default options, on its leases and its view.
@@ -608,7 +608,7 @@ async fn run_options_reach_leases(db: &TestDb) {
     let plain = e.trigger("j").await.unwrap();
     let leases = e.lease(&w, 4, NO_WAIT).await.unwrap();
     assert_eq!(leases[0].options, RunOptions::default());
-    assert_eq!(e.run(plain).await.unwrap().options, RunOptions::default());
+    assert_eq!(e.views().run(plain).await.unwrap().options, RunOptions::default());
     e.store().close().await;
 }
 both_stores!(run_options, run_options_reach_leases);
@@ -635,10 +635,10 @@ async fn attempt_details_are_stored(db: &TestDb) {
         Report { details: Some(failed_details.clone()), ..failed(b) },
     ];
     e.complete(&w, &reports).await.unwrap();
-    let view = e.run(run).await.unwrap();
+    let view = e.views().run(run).await.unwrap();
     assert_eq!(view.tasks[0].attempts[0].details, Some(details));
     assert_eq!(view.tasks[1].attempts[0].details, Some(failed_details));
-    let listed = e.runs(Some("j"), 1).await.unwrap();
+    let listed = e.views().runs(Some("j"), 1).await.unwrap();
     assert!(listed[0].tasks[0].attempts[0].details.is_some(), "runs shows details too");
     e.store().close().await;
 }
@@ -699,7 +699,7 @@ async fn commit_triggers_reader_once(db: &TestDb) {
     let fired = e.fire_due_triggers().await.unwrap();
     assert_eq!(fired.len(), 1);
     assert!(e.fire_due_triggers().await.unwrap().is_empty(), "fired once");
-    let view = e.run(fired[0]).await.unwrap();
+    let view = e.views().run(fired[0]).await.unwrap();
     assert_eq!((view.job.as_str(), view.trigger.as_str()), ("silver", "on_update"));
     assert_eq!(view.tasks.iter().map(|t| t.task.as_str()).collect::<Vec<_>>(), ["r"]);
     let pinned: Vec<(&str, i64)> =
@@ -708,7 +708,10 @@ async fn commit_triggers_reader_once(db: &TestDb) {
     let w = e.register(&worker()).await.unwrap().node_id;
     let lease = e.lease(&w, 1, NO_WAIT).await.unwrap().remove(0);
     assert_eq!(lease.options, view.options);
-    assert!(e.runs(Some("other"), 10).await.unwrap().is_empty(), "only on_update tasks are triggered");
+    assert!(
+        e.views().runs(Some("other"), 10).await.unwrap().is_empty(),
+        "only on_update tasks are triggered"
+    );
     e.store().close().await;
 }
 both_stores!(commit_trigger, commit_triggers_reader_once);
@@ -733,8 +736,8 @@ async fn commits_within_debounce_start_one_run(db: &TestDb) {
     tokio::time::sleep(DEBOUNCE * 4 / 10).await;
     let fired = e.fire_due_triggers().await.unwrap();
     assert_eq!(fired.len(), 1);
-    assert_eq!(e.run(fired[0]).await.unwrap().options.input_versions["bronze.x"], 2);
-    assert_eq!(e.runs(Some("silver"), 10).await.unwrap().len(), 1);
+    assert_eq!(e.views().run(fired[0]).await.unwrap().options.input_versions["bronze.x"], 2);
+    assert_eq!(e.views().runs(Some("silver"), 10).await.unwrap().len(), 1);
     e.store().close().await;
 }
 both_stores!(debounce, commits_within_debounce_start_one_run);
@@ -761,7 +764,7 @@ async fn trigger_waits_for_the_active_run(db: &TestDb) {
     e.complete(&w, &[ok(lease.attempt)]).await.unwrap();
     let fired = e.fire_due_triggers().await.unwrap();
     assert_eq!(fired.len(), 1, "fires once the active run is over");
-    assert_eq!(e.run(fired[0]).await.unwrap().options.input_versions["bronze.x"], 1);
+    assert_eq!(e.views().run(fired[0]).await.unwrap().options.input_versions["bronze.x"], 1);
     assert!(e.fire_due_triggers().await.unwrap().is_empty());
     e.store().close().await;
 }
@@ -787,7 +790,7 @@ async fn same_run_commit_does_not_trigger(db: &TestDb) {
     e.complete(&w, &[ok(reading.attempt)]).await.unwrap();
     tokio::time::sleep(DEBOUNCE + Duration::from_millis(100)).await;
     assert!(e.fire_due_triggers().await.unwrap().is_empty());
-    let runs = e.runs(Some("j"), 10).await.unwrap();
+    let runs = e.views().runs(Some("j"), 10).await.unwrap();
     assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [run]);
     e.store().close().await;
 }
@@ -816,7 +819,7 @@ async fn trigger_fires_once_across_replicas(db: &TestDb) {
         fired += j.await.unwrap();
     }
     assert_eq!(fired, 1);
-    assert_eq!(e1.runs(Some("silver"), 10).await.unwrap().len(), 1);
+    assert_eq!(e1.views().runs(Some("silver"), 10).await.unwrap().len(), 1);
     for e in [e1, e2] {
         e.store().close().await;
     }
@@ -866,7 +869,7 @@ async fn steady_commits_still_trigger(db: &TestDb) {
     e.record_commits(&n, &[commit(attempt, "bronze.x", version)]).await.unwrap();
     let fired = e.fire_due_triggers().await.unwrap();
     assert_eq!(fired.len(), 1, "a commit just now, but the first was {version} commits ago");
-    assert_eq!(e.run(fired[0]).await.unwrap().options.input_versions["bronze.x"], version);
+    assert_eq!(e.views().run(fired[0]).await.unwrap().options.input_versions["bronze.x"], version);
     e.store().close().await;
 }
 both_stores!(steady_commits, steady_commits_still_trigger);

@@ -11,12 +11,12 @@ use axum::http::StatusCode;
 use common::{TestDb, job, node, task, worker};
 use switchyard_config::FailureClass;
 use switchyard_config::settings::{Alerts, Settings, Webhook, WebhookFormat};
-use switchyard_scheduler::alerts::Alerter;
 use switchyard_scheduler::api::types::{CertificateExpiry, CommitRecord};
-use switchyard_scheduler::engine::health::{Health, Severity, Status};
 use switchyard_scheduler::engine::{Engine, EngineConfig, Outcome, Report, Role};
+use switchyard_scheduler::observe::alerts::Alerter;
 use switchyard_scheduler::plan::Compute;
 use switchyard_scheduler::store::{Store, now_ms};
+use switchyard_scheduler::views::health::{Health, Severity, Status};
 
 fn report(attempt: i64, outcome: Outcome) -> Report {
     Report {
@@ -116,7 +116,7 @@ async fn history(e: &Engine) -> (String, String) {
     (n, w)
 }
 
-fn check<'a>(h: &'a Health, job: &str, name: &str) -> &'a switchyard_scheduler::engine::health::Check {
+fn check<'a>(h: &'a Health, job: &str, name: &str) -> &'a switchyard_scheduler::views::health::Check {
     let j = h.jobs.iter().find(|j| j.job == job).unwrap_or_else(|| panic!("no job {job}"));
     j.checks.iter().find(|c| c.check == name).unwrap_or_else(|| panic!("{job} has no check {name}: {j:?}"))
 }
@@ -125,7 +125,7 @@ async fn health_checks_of_jobs_and_pools(db: &TestDb) {
     let e = engine_with(db, Alerts::default()).await;
     history(&e).await;
     let now = now_ms();
-    let h = e.health_at(now).await.unwrap();
+    let h = e.views().health_at(now).await.unwrap();
     assert_eq!(h.status, Status::Critical);
 
     let failed = check(&h, "broken", "failed_state");
@@ -143,7 +143,7 @@ async fn health_checks_of_jobs_and_pools(db: &TestDb) {
     let recent = check(&h, "claims", "recent_success");
     assert!(recent.ok, "just succeeded: {recent:?}");
     // Three seconds later the 2 s expected interval has passed.
-    let later = e.health_at(now + 3_000).await.unwrap();
+    let later = e.views().health_at(now + 3_000).await.unwrap();
     let recent = check(&later, "claims", "recent_success");
     assert!(!recent.ok && recent.severity == Severity::Warning, "{recent:?}");
     assert!(recent.message.contains("no successful run in 3s"), "{recent:?}");
@@ -258,7 +258,7 @@ async fn alerts_fire_rearm_and_resolve_once_across_replicas(db: &TestDb) {
     let replica = Alerter::from_settings(&alerts).unwrap().unwrap();
     const ALERT: &str = "job/broken/failed_state";
 
-    let sent = first.evaluate(&e).await.unwrap();
+    let sent = first.evaluate(&e.views()).await.unwrap();
     assert_eq!(sent.failed, 1, "the flaky receiver's 503: {sent:?}");
     let json = bodies(&received, "json", ALERT);
     assert_eq!(json.len(), 1, "{json:?}");
@@ -287,16 +287,16 @@ async fn alerts_fire_rearm_and_resolve_once_across_replicas(db: &TestDb) {
 
     // Within the re-arm time: nothing again, from this replica or another; the flaky receiver's
     // notifications, given back after its 503, are delivered now.
-    let again = first.evaluate(&e).await.unwrap();
+    let again = first.evaluate(&e.views()).await.unwrap();
     assert_eq!((again.firing, again.failed), (1, 0), "{again:?}");
     assert_eq!(bodies(&received, "flaky", ALERT).len(), 1);
-    assert_eq!(replica.evaluate(&e).await.unwrap().firing, 0);
+    assert_eq!(replica.evaluate(&e.views()).await.unwrap().firing, 0);
     assert_eq!(bodies(&received, "json", ALERT).len(), 1);
 
     // After the re-arm time, one repeat per webhook, whichever replica evaluates.
     tokio::time::sleep(Duration::from_millis(1_600)).await;
-    replica.evaluate(&e).await.unwrap();
-    first.evaluate(&e).await.unwrap();
+    replica.evaluate(&e.views()).await.unwrap();
+    first.evaluate(&e.views()).await.unwrap();
     let json = bodies(&received, "json", ALERT);
     assert_eq!(json.len(), 2, "{json:?}");
     assert_eq!(json[1]["notification"], 2);
@@ -308,9 +308,9 @@ async fn alerts_fire_rearm_and_resolve_once_across_replicas(db: &TestDb) {
     e.trigger("broken").await.unwrap();
     let lease = e.lease(&n, 1, Duration::ZERO).await.unwrap().remove(0);
     e.complete(&n, &[report(lease.attempt, Outcome::Succeeded)]).await.unwrap();
-    let sent = first.evaluate(&e).await.unwrap();
+    let sent = first.evaluate(&e.views()).await.unwrap();
     assert_eq!(sent.resolved, 3, "one per webhook: {sent:?}");
-    assert_eq!(replica.evaluate(&e).await.unwrap().resolved, 0);
+    assert_eq!(replica.evaluate(&e.views()).await.unwrap().resolved, 0);
     let json = bodies(&received, "json", ALERT);
     assert_eq!(json.len(), 3);
     assert_eq!(json[2]["status"], "resolved");
@@ -323,7 +323,7 @@ async fn alerts_fire_rearm_and_resolve_once_across_replicas(db: &TestDb) {
 
     // Failing again starts a new episode, notified at once.
     fail_broken(&e, &n).await;
-    replica.evaluate(&e).await.unwrap();
+    replica.evaluate(&e.views()).await.unwrap();
     let json = bodies(&received, "json", ALERT);
     assert_eq!(json.len(), 4);
     assert_eq!((json[3]["status"].as_str(), json[3]["notification"].as_i64()), (Some("firing"), Some(1)));
@@ -354,7 +354,7 @@ async fn alert_loop_rearms_on_time(db: &TestDb) {
     let n = e.register(&node("egress-a", "127.0.0.2")).await.unwrap().node_id;
     fail_broken(&e, &n).await;
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let looping = tokio::spawn(Alerter::from_settings(&alerts).unwrap().unwrap().run(e.clone(), rx));
+    let looping = tokio::spawn(Alerter::from_settings(&alerts).unwrap().unwrap().run(e.views(), rx));
     tokio::time::sleep(Duration::from_millis(1_800)).await;
     stop.send(true).unwrap();
     looping.await.unwrap();

@@ -254,7 +254,7 @@ async fn history(db: &TestDb) -> switchyard_scheduler::engine::Engine {
 
 async fn metrics_scrape_cleanly(db: &TestDb) {
     let e = history(db).await;
-    let text = e.metrics().await.unwrap();
+    let text = e.views().metrics().await.unwrap();
     let m = parse(&text);
     let tasks = |class: &str, compute: &str, outcome: &str| {
         m.get(

@@ -1,13 +1,13 @@
 //! `switchyard cost [--since 7d] [--json]`: the control plane's cost report (the model is in
-//! `switchyard_scheduler::engine::cost`), as text with its arithmetic, or as the API's JSON.
+//! `switchyard_scheduler::views::cost`), as text with its arithmetic, or as the API's JSON.
 
 use std::fmt::Write;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Args;
-use switchyard_scheduler::engine::cost::{DEFAULT_SINCE, fmt_money};
-use switchyard_scheduler::engine::{CostReport, Scenario};
+use switchyard_scheduler::views::cost::{DEFAULT_SINCE, fmt_money};
+use switchyard_scheduler::views::{CostReport, Scenario};
 
 use super::ClientArgs;
 use super::control::client_for;
@@ -26,7 +26,7 @@ pub(crate) struct CostArgs {
 }
 
 pub(crate) async fn run(args: CostArgs) -> anyhow::Result<ExitCode> {
-    if let Err(e) = switchyard_scheduler::engine::cost::parse_since(&args.since) {
+    if let Err(e) = switchyard_scheduler::views::cost::parse_since(&args.since) {
         if let switchyard_scheduler::Error::BadRequest { hint, .. } = &e {
             eprintln!("error: {e}\n  hint: {hint}");
         } else {

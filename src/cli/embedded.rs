@@ -18,9 +18,10 @@ use switchyard_scheduler::api::PlanningInputs;
 use switchyard_scheduler::api::types::SubmitRequest;
 use switchyard_scheduler::client::Client;
 use switchyard_scheduler::control_plane::{ControlPlaneOptions, run_control_plane};
-use switchyard_scheduler::engine::{NodeInfo, NodeKind, RunOptions, RunState, RunView, TaskState};
+use switchyard_scheduler::engine::{NodeInfo, NodeKind, RunOptions, RunState, TaskState};
 use switchyard_scheduler::launcher::{LocalProcessLauncher, ScalePolicy};
 use switchyard_scheduler::store::now_ms;
+use switchyard_scheduler::views::RunView;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

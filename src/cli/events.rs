@@ -21,7 +21,9 @@ use switchyard_config::settings::Settings;
 use switchyard_lake::{EventFilter, EventRecord, Lake};
 use switchyard_scheduler::Error as SchedulerError;
 use switchyard_scheduler::engine::Engine;
-use switchyard_scheduler::events::{EXPORT_APP_ID, EventSink, ExportPolicy, LogEvent, export_loop};
+use switchyard_scheduler::observe::export::{
+    EXPORT_APP_ID, EventSink, ExportPolicy, Exporter, LogEvent, export_loop,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -85,7 +87,12 @@ pub(crate) fn spawn_exporter(
     // exporter as soon as its nodes' work would be.
     let policy =
         ExportPolicy { lease_ttl: settings.control_plane.lease_ttl.as_std(), ..ExportPolicy::default() };
-    Ok(tokio::spawn(export_loop(engine.clone(), LakeSink::new(lake), policy, shutdown)))
+    Ok(tokio::spawn(export_loop(
+        Exporter::new(engine.store().clone()),
+        LakeSink::new(lake),
+        policy,
+        shutdown,
+    )))
 }
 
 #[derive(Debug, Args)]

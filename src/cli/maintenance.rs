@@ -59,7 +59,7 @@ async fn maintain(
     entries: Vec<Maintenance>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let owner = switchyard_scheduler::events::replica();
+    let owner = switchyard_scheduler::observe::export::replica();
     // The slot each entry was last looked at in, so a slot is claimed once per replica.
     let mut seen: Vec<Option<i64>> = vec![None; entries.len()];
     let mut tick = tokio::time::interval(TICK);

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use chrono::{TimeZone, Utc};
-use switchyard_scheduler::engine::{RunView, TaskState};
+use switchyard_scheduler::engine::TaskState;
+use switchyard_scheduler::views::RunView;
 
 use super::render::Style;
 

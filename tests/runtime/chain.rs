@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use switchyard_scheduler::api::types::{ManifestFile, SubmitRequest};
-use switchyard_scheduler::engine::{RunState, RunView};
+use switchyard_scheduler::engine::RunState;
+use switchyard_scheduler::views::RunView;
 
 use super::harness::{PgDb, Setup, s3_test_options, write_bronze_t};
 

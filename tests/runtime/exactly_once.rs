@@ -34,7 +34,8 @@ use switchyard_lake::arrow::datatypes::{DataType, Float64Type, Int16Type, Int32T
 use switchyard_lake::arrow::record_batch::RecordBatch;
 use switchyard_lake::deltalake::logstore::ObjectStoreRef;
 use switchyard_lake::deltalake::{ObjectStoreError, Path as StorePath};
-use switchyard_scheduler::engine::{AttemptState, RunState, RunView};
+use switchyard_scheduler::engine::{AttemptState, RunState};
+use switchyard_scheduler::views::RunView;
 
 use crate::harness::*;
 use switchyard_testkit::{Nginx, Pki};

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::Executor;
 use switchyard_scheduler::client::Client;
-use switchyard_scheduler::engine::{RunState, RunView};
+use switchyard_scheduler::engine::RunState;
+use switchyard_scheduler::views::RunView;
 
 /// Commits the five-row `bronze.t` (id, provider a/b, amount; id 2's amount is negative) that the
 /// transform tests read.

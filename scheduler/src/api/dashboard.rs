@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::engine::{EgressActivity, Overview, Role};
+use crate::engine::Role;
+use crate::views::{EgressActivity, Overview};
 
 const INDEX: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/app.js");
@@ -47,7 +48,7 @@ pub(super) async fn overview(
     caller: Caller,
 ) -> Result<Json<Overview>, ApiError> {
     caller.require(Role::Viewer)?;
-    Ok(Json(state.engine.overview().await?))
+    Ok(Json(state.engine.views().overview().await?))
 }
 
 /// The egress page: the rules in force, and what the audit trail says about them.
@@ -76,7 +77,7 @@ pub(super) async fn egress(
     caller: Caller,
 ) -> Result<Json<EgressPage>, ApiError> {
     caller.require(Role::Viewer)?;
-    let activity = state.engine.egress_activity().await?;
+    let activity = state.engine.views().egress_activity().await?;
     let (source, yaml, path) = match state.engine.current_policy().await? {
         Some(p) => (
             Some(format!("control plane v{} ({})", p.version, p.mode)),

@@ -13,7 +13,8 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::types::*;
 use super::{AppState, OPENAPI};
-use crate::engine::{HeartbeatReply, NodeInfo, NodeView, Registration, Role, RunOptions, RunView};
+use crate::engine::{HeartbeatReply, NodeInfo, Registration, Role, RunOptions};
+use crate::views::{NodeView, RunView};
 use crate::{Error, plan, spec};
 
 type Body<T> = Result<Json<T>, JsonRejection>;
@@ -115,11 +116,11 @@ pub(super) async fn runs(
 ) -> Reply<Vec<RunView>> {
     caller.require(Role::Viewer)?;
     let since = match q.since.as_deref() {
-        Some(s) => Some(crate::store::now_ms() - crate::engine::cost::parse_since(s)?),
+        Some(s) => Some(crate::store::now_ms() - crate::views::cost::parse_since(s)?),
         None => None,
     };
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    Ok(Json(state.engine.runs_since(q.job.as_deref(), since, limit).await?))
+    Ok(Json(state.engine.views().runs_since(q.job.as_deref(), since, limit).await?))
 }
 
 pub(super) async fn run(
@@ -128,7 +129,7 @@ pub(super) async fn run(
     Path(id): Path<i64>,
 ) -> Reply<RunView> {
     caller.require(Role::Viewer)?;
-    Ok(Json(state.engine.run(id).await?))
+    Ok(Json(state.engine.views().run(id).await?))
 }
 
 pub(super) async fn cancel_run(
@@ -152,7 +153,7 @@ pub(super) async fn cancel_task(
 
 pub(super) async fn nodes(State(state): State<AppState>, caller: Caller) -> Reply<Vec<NodeView>> {
     caller.require(Role::Viewer)?;
-    Ok(Json(state.engine.nodes().await?))
+    Ok(Json(state.engine.views().nodes().await?))
 }
 
 pub(super) async fn register(
@@ -262,7 +263,9 @@ pub(super) async fn get_audit(
     Query(q): Query<AuditQuery>,
 ) -> Reply<Vec<crate::engine::AuditRecord>> {
     caller.require(Role::Viewer)?;
-    Ok(Json(state.engine.audit(q.denied.unwrap_or(false), q.limit.unwrap_or(50).clamp(1, 10_000)).await?))
+    Ok(Json(
+        state.engine.views().audit(q.denied.unwrap_or(false), q.limit.unwrap_or(50).clamp(1, 10_000)).await?,
+    ))
 }
 
 pub(super) async fn get_policy(
@@ -315,7 +318,7 @@ pub(super) async fn apply_policy(
 
 /// Prometheus text format. Unauthenticated, like most scrape targets; it holds no secrets.
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let body = state.engine.metrics().await?;
+    let body = state.engine.views().metrics().await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 
@@ -329,25 +332,25 @@ pub(super) struct CostQuery {
     since: Option<String>,
 }
 
-/// The cost report, exactly what `switchyard cost --json` prints (shape: [`crate::engine::cost`]).
+/// The cost report, exactly what `switchyard cost --json` prints (shape: [`crate::views::cost`]).
 pub(super) async fn cost(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<CostQuery>,
-) -> Reply<crate::engine::CostReport> {
+) -> Reply<crate::views::CostReport> {
     caller.require(Role::Viewer)?;
-    let since = q.since.as_deref().unwrap_or(crate::engine::cost::DEFAULT_SINCE);
-    Ok(Json(state.engine.cost(since).await?))
+    let since = q.since.as_deref().unwrap_or(crate::views::cost::DEFAULT_SINCE);
+    Ok(Json(state.engine.views().cost(since).await?))
 }
 
-/// Health of every job and pool with severities and actions ([`crate::engine::health::Health`]).
+/// Health of every job and pool with severities and actions ([`crate::views::health::Health`]).
 /// Needs a viewer token: it names jobs, pools, nodes and failure messages. Liveness and readiness
 /// probes use the unauthenticated `/healthz` and `/readyz`. Always 200 when it could be computed;
 /// the verdict is the body's `status`.
 pub(super) async fn health(
     State(state): State<AppState>,
     caller: Caller,
-) -> Reply<crate::engine::health::Health> {
+) -> Reply<crate::views::health::Health> {
     caller.require(Role::Viewer)?;
-    Ok(Json(state.engine.health().await?))
+    Ok(Json(state.engine.views().health().await?))
 }

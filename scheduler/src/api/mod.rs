@@ -7,8 +7,8 @@
 //! | `GET /` and `GET /assets/…` (the dashboard), `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /api/v1/openapi.json` | none |
 //! | `GET /api/v1/overview`, `GET /api/v1/egress/activity` (the dashboard's data) | viewer |
 //! | `GET /api/v1/runs`, `GET /api/v1/runs/{id}`, `GET /api/v1/nodes` | viewer |
-//! | `GET /api/v1/health` (per-job and per-pool checks, see [`crate::engine::health::Health`]; probes use `/healthz` and `/readyz`) | viewer |
-//! | `GET /api/v1/cost?since=7d` (the JSON of `switchyard cost --json`, see [`crate::engine::cost`]) | viewer |
+//! | `GET /api/v1/health` (per-job and per-pool checks, see [`crate::views::health::Health`]; probes use `/healthz` and `/readyz`) | viewer |
+//! | `GET /api/v1/cost?since=7d` (the JSON of `switchyard cost --json`, see [`crate::views::cost`]) | viewer |
 //! | `POST /api/v1/jobs`, `POST /api/v1/runs/{id}/cancel`, `POST /api/v1/tasks/{id}/cancel` | operator |
 //! | `POST /api/v1/nodes`, `…/{id}/heartbeat`, `…/{id}/leases`, `…/{id}/reports`, `DELETE …/{id}` | node |
 //! | `POST /api/v1/tokens` | admin |

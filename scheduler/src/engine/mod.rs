@@ -7,18 +7,15 @@
 //! complete) change many rows in one transaction so that a batch of tasks costs a few statements,
 //! not a few per task.
 
+mod cancel;
+mod certificates;
 mod commits;
 mod complete;
-pub mod cost;
-mod cron;
-mod dashboard;
+pub(crate) mod cron;
 mod egress;
-pub mod health;
-mod lease;
+pub(crate) mod lease;
 mod maintenance;
-mod metrics;
 mod nodes;
-mod query;
 mod queue;
 mod settle;
 pub mod state;
@@ -33,13 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-pub use cost::{Blocked, CostInputs, CostLine, CostReport, NodeUsage, Recommendation, Scenario, TaskUsage};
-pub use dashboard::{
-    DestinationCounts, EgressActivity, FailureView, IdentityExpiry, JobStatus, NodeStatus, Overview,
-    QueueDepth, ReasonCount, RunBrief, WorkerPoint,
-};
 pub use maintenance::maintenance_slot;
-pub use query::{AttemptView, NodeView, RunView, TaskView};
 pub use state::{AttemptState, RunState, TaskState};
 pub use tokens::hash_token;
 // The wire types, for callers that knew them here.
@@ -90,6 +81,12 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// What the control plane shows (runs, nodes, health, metrics, cost): read-only, on the
+    /// store's reader pool.
+    pub fn views(&self) -> crate::views::Views {
+        crate::views::Views::from(self)
     }
 
     /// Whether the store answers (for `/readyz`).

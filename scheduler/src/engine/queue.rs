@@ -2,9 +2,10 @@
 //! serverless key for workers), with the time it may start. Queuing a task is a state move
 //! ([`super::transition`]) plus its rows.
 
-use super::TaskState;
 use super::transition::{self, Also, Move, QueuedAt};
+use super::{Engine, TaskState};
 use crate::Error;
+use crate::store::now_ms;
 use crate::store::sql::{CHUNK, Tx, value_rows};
 
 /// Queues many tasks that were `from` (pending after their dependencies, or a new run's roots):
@@ -52,4 +53,24 @@ pub(crate) async fn push(tx: &mut Tx, rows: &[(i64, &str)], not_before: i64) -> 
         q.execute(&mut **tx).await.map_err(Error::store)?;
     }
     Ok(())
+}
+
+impl Engine {
+    /// Serverless tasks waiting for a worker, and serverless attempts running: the launcher's input.
+    pub async fn serverless_demand(&self) -> Result<(i64, i64), Error> {
+        let queued: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE pool = $1 AND not_before <= $2")
+                .bind(crate::spec::SERVERLESS)
+                .bind(now_ms())
+                .fetch_one(&self.store.read)
+                .await
+                .map_err(Error::store)?;
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.state = 'running' AND n.kind = 'serverless'",
+        )
+        .fetch_one(&self.store.read)
+        .await
+        .map_err(Error::store)?;
+        Ok((queued, running))
+    }
 }

@@ -1,7 +1,7 @@
 //! The event log's rows in the store: each event is written in the transaction of the change it
 //! describes (a task transition, a node registered or lost, a run finished, an egress denial), so
 //! an event exists exactly when its change was committed. Exporting them to the lake is
-//! `crate::events`' job.
+//! `crate::observe::export`' job.
 
 use std::sync::OnceLock;
 

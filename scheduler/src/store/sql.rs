@@ -33,6 +33,14 @@ pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
     text.parse().map_err(|e| Error::corrupt("state column", e))
 }
 
+/// One column of a row, typed; a type mismatch is a store error.
+pub(crate) fn get<T>(row: &sqlx::any::AnyRow, col: &str) -> Result<T, Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(Error::store)
+}
+
 /// A nullable JSON text column, parsed.
 pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
     row: &sqlx::any::AnyRow,

@@ -13,7 +13,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
 use switchyard_scheduler::api::types::SubmitResponse;
-use switchyard_scheduler::engine::{AttemptView, AuditRecord, RunState, RunView, TaskState, TaskView};
+use switchyard_scheduler::engine::{AuditRecord, RunState, TaskState};
+use switchyard_scheduler::views::{AttemptView, RunView, TaskView};
 use switchyard_scheduler::{Compute, TaskPlan};
 
 use super::super::render::Style;

@@ -26,13 +26,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use serde::Deserialize;
-use sqlx::Row;
 
-use super::Engine;
+use super::Views;
 use crate::Error;
-use crate::api::types::CertificateExpiry;
 use crate::spec::JobSpec;
 use crate::store::now_ms;
+use crate::store::sql::get;
 
 /// Upper bounds (seconds) of the task duration histogram's buckets.
 const DURATION_BUCKETS: [f64; 12] =
@@ -112,30 +111,7 @@ impl Exposition {
     }
 }
 
-fn get<T>(row: &sqlx::any::AnyRow, col: &str) -> Result<T, Error>
-where
-    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    row.try_get(col).map_err(Error::store)
-}
-
-impl Engine {
-    /// Stores the certificate expiries a node reported.
-    pub async fn record_certificates(
-        &self,
-        node_id: &str,
-        certificates: &[CertificateExpiry],
-    ) -> Result<(), Error> {
-        let json = serde_json::to_string(certificates).map_err(|e| Error::corrupt("certificates", e))?;
-        sqlx::query("UPDATE nodes SET certificates = $1 WHERE id = $2")
-            .bind(json)
-            .bind(node_id)
-            .execute(&self.store.pool)
-            .await
-            .map_err(Error::store)?;
-        Ok(())
-    }
-
+impl Views {
     /// Each registered job's task → workload class, for labelling task runs.
     pub(crate) async fn task_classes(&self) -> Result<HashMap<(String, String), String>, Error> {
         let rows = sqlx::query("SELECT name, spec FROM jobs")
@@ -471,45 +447,6 @@ impl Engine {
         }
         Ok(out)
     }
-
-    /// Nodes and workers heartbeating within the lease TTL, with their certificates.
-    pub(crate) async fn live_nodes(&self, now: i64) -> Result<Vec<LiveNode>, Error> {
-        let live_after = now - self.config.lease_ttl.as_millis() as i64;
-        let rows = sqlx::query(
-            "SELECT id, kind, pool, egress_ip, certificates FROM nodes \
-             WHERE state = 'active' AND heartbeat_at >= $1 ORDER BY id",
-        )
-        .bind(live_after)
-        .fetch_all(&self.store.read)
-        .await
-        .map_err(Error::store)?;
-        rows.iter()
-            .map(|row| {
-                let certificates: Option<String> = get(row, "certificates")?;
-                Ok(LiveNode {
-                    id: get(row, "id")?,
-                    kind: get(row, "kind")?,
-                    pool: get(row, "pool")?,
-                    egress_ip: get(row, "egress_ip")?,
-                    certificates: certificates
-                        .and_then(|c| serde_json::from_str(&c).ok())
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-}
-
-/// A node or worker that is heartbeating.
-#[derive(Debug, Clone)]
-pub(crate) struct LiveNode {
-    pub(crate) id: String,
-    /// `dedicated` or `serverless`.
-    pub(crate) kind: String,
-    pub(crate) pool: Option<String>,
-    #[allow(dead_code)]
-    pub(crate) egress_ip: Option<String>,
-    pub(crate) certificates: Vec<CertificateExpiry>,
 }
 
 /// Label values escape backslash, quote and newline.

@@ -41,8 +41,8 @@ use switchyard_config::settings::{Alerts, Webhook, WebhookFormat};
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::engine::Engine;
-use crate::engine::health::{Check, Health, Severity};
+use crate::views::Views;
+use crate::views::health::{Check, Health, Severity};
 
 /// One delivery gives up after this long.
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,11 +118,11 @@ impl Alerter {
     }
 
     /// Evaluates every `interval` until `shutdown` turns true.
-    pub async fn run(self, engine: Engine, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, views: Views, mut shutdown: watch::Receiver<bool>) {
         let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
         tracing::info!(webhooks = ?names, interval_s = self.interval.as_secs_f64(), rearm_s = self.rearm.as_secs_f64(), "Alerting.");
         loop {
-            if let Err(e) = self.evaluate(&engine).await {
+            if let Err(e) = self.evaluate(&views).await {
                 tracing::warn!(error = %e, "Alert evaluation failed; retrying at the next interval.");
             }
             tokio::select! {
@@ -133,16 +133,16 @@ impl Alerter {
     }
 
     /// One evaluation: health now, then the notifications that are due.
-    pub async fn evaluate(&self, engine: &Engine) -> Result<Sent, Error> {
-        let health = engine.health().await?;
-        self.notify(engine, &firing(&health), health.checked_at).await
+    pub async fn evaluate(&self, views: &Views) -> Result<Sent, Error> {
+        let health = views.health().await?;
+        self.notify(views, &firing(&health), health.checked_at).await
     }
 
     /// Sends what is due for the failing checks `now` (epoch ms): each newly failing check, each
     /// one whose last notification is older than `rearm` or whose severity changed, and a
     /// resolution for each notified check that is no longer failing.
-    pub async fn notify(&self, engine: &Engine, firing: &[Firing], now: i64) -> Result<Sent, Error> {
-        let pool = &engine.store().pool;
+    pub async fn notify(&self, views: &Views, firing: &[Firing], now: i64) -> Result<Sent, Error> {
+        let pool = &views.store().pool;
         let rearm_before = now - self.rearm.as_millis() as i64;
         let mut sent = Sent::default();
         for target in &self.targets {

@@ -23,8 +23,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::Engine;
-use super::metrics::LiveNode;
+use super::Views;
+use super::nodes::LiveNode;
 use crate::Error;
 use crate::plan::Compute;
 use crate::spec::JobSpec;
@@ -222,7 +222,7 @@ fn remedy(class: Option<&str>, job: &str) -> String {
     }
 }
 
-impl Engine {
+impl Views {
     /// Health of every job and pool now.
     pub async fn health(&self) -> Result<Health, Error> {
         self.health_at(now_ms()).await
@@ -596,8 +596,8 @@ fn certificates(nodes: &[&LiveNode], now: i64, whose: &str) -> Check {
 /// For a scheduled job without `expected_interval`: the slot before the latest slot at or before
 /// `at`. A success finished after it means at most one slot went without one.
 fn expected_by(schedule: &str, at: i64) -> Option<i64> {
-    let latest = super::cron::latest_slot(schedule, at)?;
-    super::cron::latest_slot(schedule, latest - 1)
+    let latest = crate::engine::cron::latest_slot(schedule, at)?;
+    crate::engine::cron::latest_slot(schedule, latest - 1)
 }
 
 #[cfg(test)]

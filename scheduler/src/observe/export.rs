@@ -33,7 +33,7 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 use crate::Error;
-use crate::engine::Engine;
+use crate::store::Store;
 pub use crate::store::event_log::{Level, replica};
 use crate::store::now_ms;
 
@@ -111,7 +111,18 @@ pub enum ExportStep {
 
 const CURSOR: &str = "event_log";
 
-impl Engine {
+/// The export's side of the store: the shared cursor, the lease that makes one replica the
+/// exporter, and the events themselves.
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    store: Store,
+}
+
+impl Exporter {
+    pub fn new(store: Store) -> Self {
+        Exporter { store }
+    }
+
     /// One export cycle as `owner` (see the module documentation).
     pub async fn export_events<S: EventSink>(
         &self,
@@ -351,7 +362,7 @@ fn to_event(row: &sqlx::any::AnyRow) -> Result<LogEvent, Error> {
 /// plane leaves nothing behind that it could still export) and gives up the lease. Failures are
 /// logged and retried: events wait in the store meanwhile.
 pub async fn export_loop<S: EventSink>(
-    engine: Engine,
+    exporter: Exporter,
     sink: S,
     policy: ExportPolicy,
     mut shutdown: watch::Receiver<bool>,
@@ -361,7 +372,7 @@ pub async fn export_loop<S: EventSink>(
     let mut closed = false;
     loop {
         let stopping = closed || *shutdown.borrow();
-        let more = match engine.export_events(&sink, owner, &policy).await {
+        let more = match exporter.export_events(&sink, owner, &policy).await {
             Ok(ExportStep::Exported { upto, events, more }) => {
                 tracing::debug!(upto, events, "Exported events to the event log.");
                 if failing {
@@ -390,7 +401,7 @@ pub async fn export_loop<S: EventSink>(
             changed = shutdown.changed() => closed = changed.is_err(),
         }
     }
-    if let Err(e) = engine.release_export_lease(owner).await {
+    if let Err(e) = exporter.release_export_lease(owner).await {
         tracing::debug!(error = %e, "Could not release the event log export lease; it expires by itself.");
     }
 }

@@ -1,14 +1,13 @@
-//! Read models for `runs`, the API and the dashboard, and cancellation.
+//! Runs as `switchyard runs`, the API and the dashboard show them: each with its tasks, their
+//! attempts and why they wait or why they were (not) retried.
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::complete::{finish_task, maybe_finish_run};
-use super::{Engine, RunState, TaskState};
+use super::Views;
 use crate::Error;
-use crate::api::types::{Outcome, Report};
-use crate::store::now_ms;
+use crate::engine::{RunState, TaskState};
 use crate::store::sql::{json_column, parse_column};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,7 +22,7 @@ pub struct RunView {
     pub finished_at: Option<i64>,
     /// How the run was asked to run (full refresh, pinned input versions).
     #[serde(default)]
-    pub options: super::RunOptions,
+    pub options: crate::api::types::RunOptions,
     pub tasks: Vec<TaskView>,
 }
 
@@ -60,7 +59,7 @@ pub struct AttemptView {
     pub number: i64,
     pub node_id: String,
     pub egress_ip: Option<String>,
-    pub state: super::AttemptState,
+    pub state: crate::engine::AttemptState,
     pub queued_at: i64,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -78,29 +77,13 @@ pub struct AttemptView {
     pub retry: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeView {
-    pub id: String,
-    pub kind: String,
-    pub pool: Option<String>,
-    pub egress_ip: Option<String>,
-    pub version: String,
-    pub slots: i64,
-    pub busy: i64,
-    pub state: String,
-    pub heartbeat_at: i64,
-    pub launched_at: Option<i64>,
-    pub registered_at: i64,
-    pub first_lease_at: Option<i64>,
-}
-
-impl Engine {
+impl Views {
     /// The latest runs (of one job, if given), newest first, with tasks and attempts.
     pub async fn runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<RunView>, Error> {
         self.runs_since(job, None, limit).await
     }
 
-    /// Like [`Engine::runs`], and with `since` (epoch ms) only runs still unfinished or finished
+    /// Like [`Views::runs`], and with `since` (epoch ms) only runs still unfinished or finished
     /// at or after it: every run with an attempt in a cost report's window.
     pub async fn runs_since(
         &self,
@@ -129,7 +112,7 @@ impl Engine {
                 slot: row.try_get("slot").map_err(Error::store)?,
                 created_at: row.try_get("created_at").map_err(Error::store)?,
                 finished_at: row.try_get("finished_at").map_err(Error::store)?,
-                options: super::lease::run_options(row)?,
+                options: crate::engine::lease::run_options(row)?,
                 tasks: vec![],
             });
         }
@@ -167,7 +150,7 @@ impl Engine {
             slot: row.try_get("slot").map_err(Error::store)?,
             created_at: row.try_get("created_at").map_err(Error::store)?,
             finished_at: row.try_get("finished_at").map_err(Error::store)?,
-            options: super::lease::run_options(&row)?,
+            options: crate::engine::lease::run_options(&row)?,
             tasks: self.tasks_of(id).await?,
         })
     }
@@ -239,125 +222,6 @@ impl Engine {
             tasks.push(view);
         }
         Ok(tasks)
-    }
-
-    pub async fn nodes(&self) -> Result<Vec<NodeView>, Error> {
-        let rows = sqlx::query(
-            "SELECT n.id, n.kind, n.pool, n.egress_ip, n.version, n.slots, n.state, n.heartbeat_at, n.launched_at, \
-             n.registered_at, n.first_lease_at, \
-             (SELECT COUNT(*) FROM attempts a WHERE a.node_id = n.id AND a.state = 'running') AS busy \
-             FROM nodes n ORDER BY n.registered_at",
-        )
-        .fetch_all(&self.store.read)
-        .await
-        .map_err(Error::store)?;
-        rows.iter()
-            .map(|row| {
-                Ok(NodeView {
-                    id: row.try_get("id").map_err(Error::store)?,
-                    kind: row.try_get("kind").map_err(Error::store)?,
-                    pool: row.try_get("pool").map_err(Error::store)?,
-                    egress_ip: row.try_get("egress_ip").map_err(Error::store)?,
-                    version: row.try_get("version").map_err(Error::store)?,
-                    slots: row.try_get("slots").map_err(Error::store)?,
-                    busy: row.try_get("busy").map_err(Error::store)?,
-                    state: row.try_get("state").map_err(Error::store)?,
-                    heartbeat_at: row.try_get("heartbeat_at").map_err(Error::store)?,
-                    launched_at: row.try_get("launched_at").map_err(Error::store)?,
-                    registered_at: row.try_get("registered_at").map_err(Error::store)?,
-                    first_lease_at: row.try_get("first_lease_at").map_err(Error::store)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Serverless tasks waiting for a worker, and serverless attempts running: the launcher's input.
-    pub async fn serverless_demand(&self) -> Result<(i64, i64), Error> {
-        let queued: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE pool = $1 AND not_before <= $2")
-                .bind(crate::spec::SERVERLESS)
-                .bind(now_ms())
-                .fetch_one(&self.store.read)
-                .await
-                .map_err(Error::store)?;
-        let running: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.state = 'running' AND n.kind = 'serverless'",
-        )
-        .fetch_one(&self.store.read)
-        .await
-        .map_err(Error::store)?;
-        Ok((queued, running))
-    }
-
-    /// Cancels every unfinished task of a run; running attempts are stopped at their next heartbeat.
-    pub async fn cancel_run(&self, run_id: i64) -> Result<RunView, Error> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM task_runs WHERE run_id = $1 AND state IN ('pending', 'queued', 'running', 'retrying')",
-        )
-        .bind(run_id)
-        .fetch_all(&self.store.read)
-        .await
-        .map_err(Error::store)?;
-        self.cancel_tasks(&ids, "run cancelled").await?;
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        maybe_finish_run(&mut tx, run_id, now).await?;
-        tx.commit().await.map_err(Error::store)?;
-        self.run(run_id).await
-    }
-
-    /// Cancels one task (and, transitively, the tasks waiting for it).
-    pub async fn cancel_task(&self, task_run_id: i64) -> Result<(), Error> {
-        self.cancel_tasks(&[task_run_id], "task cancelled").await
-    }
-
-    async fn cancel_tasks(&self, ids: &[i64], why: &str) -> Result<(), Error> {
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        for id in ids {
-            let row = sqlx::query(&format!(
-                "SELECT state, run_id FROM task_runs WHERE id = $1{}",
-                self.store.dialect.for_update()
-            ))
-            .bind(*id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(Error::store)?
-            .ok_or_else(|| Error::NotFound { what: "task run", id: id.to_string() })?;
-            let from: TaskState = parse_column(&row, "state")?;
-            if from.is_terminal() {
-                continue;
-            }
-            sqlx::query("DELETE FROM queue WHERE task_run_id = $1")
-                .bind(*id)
-                .execute(&mut *tx)
-                .await
-                .map_err(Error::store)?;
-            sqlx::query(
-                "UPDATE attempts SET state = 'cancelled', finished_at = $1, message = $2 WHERE task_run_id = $3 AND state = 'running'",
-            )
-            .bind(now)
-            .bind(why)
-            .bind(*id)
-            .execute(&mut *tx)
-            .await
-            .map_err(Error::store)?;
-            let report = Report {
-                attempt: 0,
-                outcome: Outcome::Cancelled,
-                exit_code: None,
-                error_class: None,
-                message: Some(why.to_owned()),
-                log_tail: None,
-                details: None,
-            };
-            let m = super::transition::Move { task_run: *id, attempt: None, from, reason: None, since: None };
-            finish_task(&mut tx, m, TaskState::Cancelled, now, &report, None).await?;
-            let run_id: i64 = row.try_get("run_id").map_err(Error::store)?;
-            maybe_finish_run(&mut tx, run_id, now).await?;
-        }
-        tx.commit().await.map_err(Error::store)?;
-        Ok(())
     }
 
     /// Queue→start latencies (ms) of attempts started since `since` (epoch ms), for benchmarks.

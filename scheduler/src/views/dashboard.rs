@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::{AuditRecord, Engine, NodeView};
+use super::Views;
+use super::nodes::NodeView;
 use crate::Error;
+use crate::api::types::AuditRecord;
 use crate::api::types::CertificateExpiry;
 use crate::store::now_ms;
 
@@ -132,7 +134,7 @@ pub struct IdentityExpiry {
     pub days_left: i64,
 }
 
-impl Engine {
+impl Views {
     pub async fn overview(&self) -> Result<Overview, Error> {
         let now = now_ms();
         Ok(Overview {

@@ -65,7 +65,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::Engine;
+use super::Views;
 use crate::Error;
 use crate::spec::{TaskSpec, Work};
 use crate::store::now_ms;
@@ -233,7 +233,7 @@ struct Span {
     end: i64,
 }
 
-impl Engine {
+impl Views {
     /// The cost report over the last `since` (a duration such as `7d`), until now.
     pub async fn cost(&self, since: &str) -> Result<CostReport, Error> {
         self.cost_until(since, now_ms()).await
