@@ -1,7 +1,11 @@
 //! Switchyard's scheduler: classification and planning ([`plan`]), the run engine with leases,
-//! retries, timeouts and cron ([`engine`]), the state store ([`store`]: SQLite embedded,
-//! PostgreSQL for several replicas), the control-plane HTTP API ([`api`]) and its client
-//! ([`client`]), and the serverless launcher ([`launcher`]).
+//! retries, timeouts and cron ([`engine`]; every task-state change goes through its one
+//! transition writer), what the control plane shows ([`views`]: runs, nodes, dashboard, health,
+//! metrics, cost, audit — read-only), what it tells the outside on its own ([`observe`]: alert
+//! webhooks, event-log export), the state store ([`store`]: SQLite embedded, PostgreSQL for
+//! several replicas, with the SQL helpers every writer shares), the control-plane HTTP API
+//! ([`api`], wire types in [`api::types`]) and its client ([`client`]), and the serverless
+//! launcher ([`launcher`]).
 //!
 //! Data flows: manifests → [`plan::plan`] → [`spec::JobSpec`]s stored by [`engine::Engine`] →
 //! task runs queued in DAG order → leased over the API by node agents and serverless workers →

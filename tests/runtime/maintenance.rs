@@ -59,6 +59,14 @@ async fn two_replicas_compact_each_slot_once_and_positions_survive() {
     .await
     .unwrap();
     pool.close().await;
+    // A slot that started just before the replicas were told to stop is given up by design
+    // (`switchyard control` aborts a compaction under way; its commit is atomic) and stays
+    // recorded as started, unfinished: only the last slot may be in that state.
+    let mut rows = rows;
+    let given_up = rows.last().is_some_and(|r| r.2.is_none());
+    if given_up {
+        rows.pop();
+    }
     assert!(rows.len() >= 4, "a slot every 2 s for 12 s: {rows:#?}");
     for pair in rows.windows(2) {
         assert_eq!(pair[1].0 - pair[0].0, 2_000, "one row per consecutive slot: {rows:#?}");
@@ -67,7 +75,10 @@ async fn two_replicas_compact_each_slot_once_and_positions_survive() {
     // Each slot's compaction is one OPTIMIZE commit in the Delta log, made by one replica: two
     // replicas both running a slot would leave more commits than recorded compactions.
     let compacted = rows.iter().filter(|r| !r.3.as_deref().unwrap_or("").starts_with("compacted 0 ")).count();
-    assert_eq!(optimize_commits(&root.join("bronze/events")), compacted, "{rows:#?}");
+    // (The given-up slot may have committed just before it was stopped: one commit more at most.)
+    let commits = optimize_commits(&root.join("bronze/events"));
+    let expected = if given_up { compacted..=compacted + 1 } else { compacted..=compacted };
+    assert!(expected.contains(&commits), "{commits} OPTIMIZE commits: {rows:#?}");
     assert!(compacted >= 3, "the writer kept leaving small files: {rows:#?}");
 
     // Nothing lost, nothing doubled, and the writer's position reads back as written.

@@ -1,4 +1,4 @@
-//! Alert webhooks: the control plane evaluates [`Engine::health`] every `[alerts] interval` and
+//! Alert webhooks: the control plane evaluates [`Views::health`] every `[alerts] interval` and
 //! POSTs to each webhook when a check turns bad, again every `rearm` while it stays bad (or at once
 //! when its severity changes), and once when it is good again (`status: resolved`).
 //!
@@ -35,7 +35,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use sha2::Digest;
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 use switchyard_config::Secret;
 use switchyard_config::settings::{Alerts, Webhook, WebhookFormat};
 use tokio::sync::watch;
@@ -142,110 +142,145 @@ impl Alerter {
     /// one whose last notification is older than `rearm` or whose severity changed, and a
     /// resolution for each notified check that is no longer failing.
     pub async fn notify(&self, views: &Views, firing: &[Firing], now: i64) -> Result<Sent, Error> {
-        let pool = &views.store().pool;
         let rearm_before = now - self.rearm.as_millis() as i64;
         let mut sent = Sent::default();
         for target in &self.targets {
+            let delivery = Delivery { pool: &views.store().pool, target, now };
             for f in firing {
-                let claimed = sqlx::query(
-                    "INSERT INTO alerts (alert, target, state, severity, message, since, sent_at, sent_count) \
-                     VALUES ($1, $2, 'firing', $3, $4, $5, $5, 1) \
-                     ON CONFLICT (alert, target) DO UPDATE SET state = 'firing', severity = excluded.severity, \
-                     message = excluded.message, sent_at = excluded.sent_at, \
-                     since = CASE WHEN alerts.state = 'resolved' THEN excluded.since ELSE alerts.since END, \
-                     sent_count = CASE WHEN alerts.state = 'resolved' THEN 1 ELSE alerts.sent_count + 1 END \
-                     WHERE alerts.state = 'resolved' OR alerts.sent_at IS NULL OR alerts.sent_at <= $6 \
-                     OR alerts.severity <> excluded.severity \
-                     RETURNING since, sent_count",
+                delivery.fire(f, rearm_before, &mut sent).await?;
+            }
+            delivery.resolve_cleared(firing, &mut sent).await?;
+        }
+        Ok(sent)
+    }
+}
+
+/// One webhook's part of an evaluation. Claims, give-backs and resolutions bind the same `now`: a
+/// failed delivery is given back by matching `sent_at = now`, so the claim and the give-back must
+/// agree on it.
+#[derive(Debug)]
+struct Delivery<'a> {
+    pool: &'a AnyPool,
+    target: &'a Target,
+    now: i64,
+}
+
+impl Delivery<'_> {
+    /// The conditional upsert is the claim: of several replicas only the one whose upsert matched
+    /// posts. A failed post gives the claim back (`sent_at` cleared) so the next evaluation retries.
+    async fn fire(&self, f: &Firing, rearm_before: i64, sent: &mut Sent) -> Result<(), Error> {
+        let (target, now) = (self.target, self.now);
+        let claimed = sqlx::query(
+            "INSERT INTO alerts (alert, target, state, severity, message, since, sent_at, sent_count) \
+             VALUES ($1, $2, 'firing', $3, $4, $5, $5, 1) \
+             ON CONFLICT (alert, target) DO UPDATE SET state = 'firing', severity = excluded.severity, \
+             message = excluded.message, sent_at = excluded.sent_at, \
+             since = CASE WHEN alerts.state = 'resolved' THEN excluded.since ELSE alerts.since END, \
+             sent_count = CASE WHEN alerts.state = 'resolved' THEN 1 ELSE alerts.sent_count + 1 END \
+             WHERE alerts.state = 'resolved' OR alerts.sent_at IS NULL OR alerts.sent_at <= $6 \
+             OR alerts.severity <> excluded.severity \
+             RETURNING since, sent_count",
+        )
+        .bind(&f.alert)
+        .bind(&target.id)
+        .bind(f.check.severity.as_str())
+        .bind(&f.check.message)
+        .bind(now)
+        .bind(rearm_before)
+        .fetch_optional(self.pool)
+        .await
+        .map_err(Error::store)?;
+        let Some(row) = claimed else { return Ok(()) };
+        let since: i64 = row.try_get("since").map_err(Error::store)?;
+        let count: i64 = row.try_get("sent_count").map_err(Error::store)?;
+        let body = body(target.format, f, "firing", since, now, count);
+        match target.post(&body).await {
+            Ok(()) => {
+                sent.firing += 1;
+                tracing::info!(webhook = %target.name, alert = %f.alert, severity = f.check.severity.as_str(), notification = count, "Alert sent.");
+            }
+            Err(problem) => {
+                sent.failed += 1;
+                tracing::warn!(webhook = %target.name, alert = %f.alert, problem = %problem, "Alert not delivered; retrying at the next evaluation.");
+                sqlx::query(
+                    "UPDATE alerts SET sent_at = NULL, sent_count = sent_count - 1 \
+                     WHERE alert = $1 AND target = $2 AND sent_at = $3",
                 )
                 .bind(&f.alert)
                 .bind(&target.id)
-                .bind(f.check.severity.as_str())
-                .bind(&f.check.message)
                 .bind(now)
-                .bind(rearm_before)
-                .fetch_optional(pool)
+                .execute(self.pool)
                 .await
                 .map_err(Error::store)?;
-                let Some(row) = claimed else { continue };
-                let since: i64 = row.try_get("since").map_err(Error::store)?;
-                let count: i64 = row.try_get("sent_count").map_err(Error::store)?;
-                let body = body(target.format, f, "firing", since, now, count);
-                match target.post(&body).await {
-                    Ok(()) => {
-                        sent.firing += 1;
-                        tracing::info!(webhook = %target.name, alert = %f.alert, severity = f.check.severity.as_str(), notification = count, "Alert sent.");
-                    }
-                    Err(problem) => {
-                        sent.failed += 1;
-                        tracing::warn!(webhook = %target.name, alert = %f.alert, problem = %problem, "Alert not delivered; retrying at the next evaluation.");
-                        sqlx::query(
-                            "UPDATE alerts SET sent_at = NULL, sent_count = sent_count - 1 \
-                             WHERE alert = $1 AND target = $2 AND sent_at = $3",
-                        )
-                        .bind(&f.alert)
-                        .bind(&target.id)
-                        .bind(now)
-                        .execute(pool)
-                        .await
-                        .map_err(Error::store)?;
-                    }
-                }
-            }
-            let bad: BTreeSet<&str> = firing.iter().map(|f| f.alert.as_str()).collect();
-            let open = sqlx::query("SELECT alert FROM alerts WHERE target = $1 AND state = 'firing'")
-                .bind(&target.id)
-                .fetch_all(pool)
-                .await
-                .map_err(Error::store)?;
-            for row in &open {
-                let alert: String = row.try_get("alert").map_err(Error::store)?;
-                if bad.contains(alert.as_str()) {
-                    continue;
-                }
-                // Notified before: say it is resolved (once, whichever replica gets here first).
-                let resolved = sqlx::query(
-                    "UPDATE alerts SET state = 'resolved', sent_at = $3 \
-                     WHERE alert = $1 AND target = $2 AND state = 'firing' AND sent_at IS NOT NULL \
-                     RETURNING since, severity, message, sent_count",
-                )
-                .bind(&alert)
-                .bind(&target.id)
-                .bind(now)
-                .fetch_optional(pool)
-                .await
-                .map_err(Error::store)?;
-                let Some(row) = resolved else {
-                    // Never delivered: close it quietly.
-                    sqlx::query(
-                        "UPDATE alerts SET state = 'resolved' WHERE alert = $1 AND target = $2 AND state = 'firing'",
-                    )
-                    .bind(&alert)
-                    .bind(&target.id)
-                    .execute(pool)
-                    .await
-                    .map_err(Error::store)?;
-                    continue;
-                };
-                let since: i64 = row.try_get("since").map_err(Error::store)?;
-                let severity: String = row.try_get("severity").map_err(Error::store)?;
-                let message: String = row.try_get("message").map_err(Error::store)?;
-                let count: i64 = row.try_get("sent_count").map_err(Error::store)?;
-                let f = resolved_firing(&alert, &severity, &message);
-                let body = body(target.format, &f, "resolved", since, now, count + 1);
-                match target.post(&body).await {
-                    Ok(()) => {
-                        sent.resolved += 1;
-                        tracing::info!(webhook = %target.name, alert = %alert, "Alert resolved.");
-                    }
-                    Err(problem) => {
-                        sent.failed += 1;
-                        tracing::warn!(webhook = %target.name, alert = %alert, problem = %problem, "Resolution not delivered; not retried.");
-                    }
-                }
             }
         }
-        Ok(sent)
+        Ok(())
+    }
+
+    /// Which alerts were notified is read from the store, not remembered, so a replica that never
+    /// saw an alert fire still resolves it.
+    async fn resolve_cleared(&self, firing: &[Firing], sent: &mut Sent) -> Result<(), Error> {
+        let bad: BTreeSet<&str> = firing.iter().map(|f| f.alert.as_str()).collect();
+        let open = sqlx::query("SELECT alert FROM alerts WHERE target = $1 AND state = 'firing'")
+            .bind(&self.target.id)
+            .fetch_all(self.pool)
+            .await
+            .map_err(Error::store)?;
+        for row in &open {
+            let alert: String = row.try_get("alert").map_err(Error::store)?;
+            if bad.contains(alert.as_str()) {
+                continue;
+            }
+            self.resolve(&alert, sent).await?;
+        }
+        Ok(())
+    }
+
+    /// The conditional update is the claim, as for firing. A resolution that is not delivered is
+    /// not retried: the row is marked resolved before the post, so no later evaluation sees it open.
+    async fn resolve(&self, alert: &str, sent: &mut Sent) -> Result<(), Error> {
+        let (target, now) = (self.target, self.now);
+        // Notified before: say it is resolved (once, whichever replica gets here first).
+        let resolved = sqlx::query(
+            "UPDATE alerts SET state = 'resolved', sent_at = $3 \
+             WHERE alert = $1 AND target = $2 AND state = 'firing' AND sent_at IS NOT NULL \
+             RETURNING since, severity, message, sent_count",
+        )
+        .bind(alert)
+        .bind(&target.id)
+        .bind(now)
+        .fetch_optional(self.pool)
+        .await
+        .map_err(Error::store)?;
+        let Some(row) = resolved else {
+            // Never delivered: close it quietly.
+            sqlx::query(
+                "UPDATE alerts SET state = 'resolved' WHERE alert = $1 AND target = $2 AND state = 'firing'",
+            )
+            .bind(alert)
+            .bind(&target.id)
+            .execute(self.pool)
+            .await
+            .map_err(Error::store)?;
+            return Ok(());
+        };
+        let since: i64 = row.try_get("since").map_err(Error::store)?;
+        let severity: String = row.try_get("severity").map_err(Error::store)?;
+        let message: String = row.try_get("message").map_err(Error::store)?;
+        let count: i64 = row.try_get("sent_count").map_err(Error::store)?;
+        let f = resolved_firing(alert, &severity, &message);
+        let body = body(target.format, &f, "resolved", since, now, count + 1);
+        match target.post(&body).await {
+            Ok(()) => {
+                sent.resolved += 1;
+                tracing::info!(webhook = %target.name, alert = %alert, "Alert resolved.");
+            }
+            Err(problem) => {
+                sent.failed += 1;
+                tracing::warn!(webhook = %target.name, alert = %alert, problem = %problem, "Resolution not delivered; not retried.");
+            }
+        }
+        Ok(())
     }
 }
 

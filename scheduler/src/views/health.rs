@@ -222,6 +222,33 @@ fn remedy(class: Option<&str>, job: &str) -> String {
     }
 }
 
+/// The job's runs the checks judge, read once so every check sees the same ones.
+#[derive(Debug)]
+struct JobRuns {
+    last_run: Option<HealthRun>,
+    last_finished: Option<HealthRun>,
+    last_success: Option<HealthRun>,
+}
+
+/// What the checks that only compute share, so they need not each take a long parameter list.
+#[derive(Debug)]
+struct JobContext<'a> {
+    spec: &'a JobSpec,
+    created_at: i64,
+    now: i64,
+    /// Not `spec.sla_ms`: a manifest without one gets [`DEFAULT_SLA`].
+    sla_ms: u64,
+}
+
+fn health_run(row: &sqlx::any::AnyRow) -> Result<HealthRun, Error> {
+    Ok(HealthRun {
+        id: row.try_get("id").map_err(Error::store)?,
+        state: row.try_get("state").map_err(Error::store)?,
+        created_at: row.try_get("created_at").map_err(Error::store)?,
+        finished_at: row.try_get("finished_at").map_err(Error::store)?,
+    })
+}
+
 impl Views {
     /// Health of every job and pool now.
     pub async fn health(&self) -> Result<Health, Error> {
@@ -251,46 +278,53 @@ impl Views {
             }
             out.push(self.job_health(&spec, created_at, now, &live).await?);
         }
-        let mut pools = Vec::with_capacity(live.len());
-        for (pool, nodes) in &live {
-            let egress_ips = self
-                .config
-                .settings
-                .pool(pool)
-                .map(|p| p.egress_ips.iter().map(ToString::to_string).collect())
-                .unwrap_or_default();
-            let mut checks = Vec::new();
-            checks.push(if nodes.is_empty() {
-                let (severity, why) = if needed.contains(pool) {
-                    (Severity::Critical, "; tasks that may run only here cannot run")
-                } else {
-                    (Severity::Warning, "; no registered job needs it")
-                };
-                Check::fail(
-                    "live_nodes",
-                    severity,
-                    format!("pool {pool} has no live node{why}"),
-                    format!(
-                        "start a node on a machine holding one of the pool's egress IPs: `switchyard node --pool {pool} --egress-ip IP`"
-                    ),
-                )
-            } else {
-                Check::pass("live_nodes", format!("{} live node(s)", nodes.len()))
-            });
-            checks.push(certificates(nodes, now, &format!("pool {pool}")));
-            pools.push(PoolHealth {
-                pool: pool.clone(),
-                status: Status::of(&checks),
-                live_nodes: nodes.len(),
-                egress_ips,
-                checks,
-            });
-        }
+        let pools: Vec<PoolHealth> = live
+            .iter()
+            .map(|(pool, nodes)| self.pool_health(pool, nodes, needed.contains(pool), now))
+            .collect();
         let status =
             out.iter().map(|j| j.status).chain(pools.iter().map(|p| p.status)).max().unwrap_or(Status::Ok);
         Ok(Health { status, checked_at: now, jobs: out, pools })
     }
 
+    /// `needed` (a registered job's dedicated task lists this pool) makes an empty pool critical
+    /// rather than a warning: work may be stranded, not just capacity missing.
+    fn pool_health(&self, pool: &str, nodes: &[&LiveNode], needed: bool, now: i64) -> PoolHealth {
+        let egress_ips = self
+            .config
+            .settings
+            .pool(pool)
+            .map(|p| p.egress_ips.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let live_nodes = if nodes.is_empty() {
+            let (severity, why) = if needed {
+                (Severity::Critical, "; tasks that may run only here cannot run")
+            } else {
+                (Severity::Warning, "; no registered job needs it")
+            };
+            Check::fail(
+                "live_nodes",
+                severity,
+                format!("pool {pool} has no live node{why}"),
+                format!(
+                    "start a node on a machine holding one of the pool's egress IPs: `switchyard node --pool {pool} --egress-ip IP`"
+                ),
+            )
+        } else {
+            Check::pass("live_nodes", format!("{} live node(s)", nodes.len()))
+        };
+        let checks = vec![live_nodes, certificates(nodes, now, &format!("pool {pool}"))];
+        PoolHealth {
+            pool: pool.to_owned(),
+            status: Status::of(&checks),
+            live_nodes: nodes.len(),
+            egress_ips,
+            checks,
+        }
+    }
+
+    /// The checks run in the order of the table in the module docs, which is the order the API
+    /// lists them in.
     async fn job_health(
         &self,
         spec: &JobSpec,
@@ -299,56 +333,81 @@ impl Views {
         live: &BTreeMap<String, Vec<&LiveNode>>,
     ) -> Result<JobHealth, Error> {
         let job = spec.job.as_str();
-        let pool = &self.store.pool;
-        let run_of = |row: &sqlx::any::AnyRow| -> Result<HealthRun, Error> {
-            Ok(HealthRun {
-                id: row.try_get("id").map_err(Error::store)?,
-                state: row.try_get("state").map_err(Error::store)?,
-                created_at: row.try_get("created_at").map_err(Error::store)?,
-                finished_at: row.try_get("finished_at").map_err(Error::store)?,
-            })
+        let runs = self.job_runs(job).await?;
+        let cx = JobContext {
+            spec,
+            created_at,
+            now,
+            sla_ms: spec.sla_ms.unwrap_or(DEFAULT_SLA.as_millis() as u64),
         };
-        let last_run = sqlx::query(
-            "SELECT id, state, created_at, finished_at FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(job)
-        .fetch_optional(pool)
-        .await
-        .map_err(Error::store)?
-        .map(|r| run_of(&r))
-        .transpose()?;
-        let last_finished = sqlx::query(
-            "SELECT id, state, created_at, finished_at FROM job_runs WHERE job = $1 AND finished_at IS NOT NULL \
-             ORDER BY finished_at DESC, id DESC LIMIT 1",
-        )
-        .bind(job)
-        .fetch_optional(pool)
-        .await
-        .map_err(Error::store)?
-        .map(|r| run_of(&r))
-        .transpose()?;
-        let last_success = sqlx::query(
-            "SELECT id, state, created_at, finished_at FROM job_runs WHERE job = $1 AND state = 'succeeded' \
-             ORDER BY finished_at DESC, id DESC LIMIT 1",
-        )
-        .bind(job)
-        .fetch_optional(pool)
-        .await
-        .map_err(Error::store)?
-        .map(|r| run_of(&r))
-        .transpose()?;
-        let sla_ms = spec.sla_ms.unwrap_or(DEFAULT_SLA.as_millis() as u64);
-        let mut checks = Vec::new();
+        let last_success_at = runs.last_success.as_ref().and_then(|r| r.finished_at);
+        let mut checks = vec![
+            self.failed_state_check(job, runs.last_finished.as_ref()).await?,
+            recent_success_check(&cx, last_success_at),
+            self.drop_rate_check(job, now).await?,
+            latency_check(&cx, &runs),
+        ];
+        checks.extend(dedicated_task_checks(&cx, live));
+        Ok(JobHealth {
+            job: job.to_owned(),
+            status: Status::of(&checks),
+            schedule: spec.schedule.clone(),
+            sla_ms: cx.sla_ms,
+            expected_interval_ms: spec.expected_interval_ms,
+            last_run: runs.last_run,
+            last_success_at,
+            checks,
+        })
+    }
 
-        // 1. Failed state.
-        checks.push(match &last_finished {
+    /// Three queries rather than one: the latest run, the latest finished one and the latest
+    /// success are often different runs, and each check needs a particular one.
+    async fn job_runs(&self, job: &str) -> Result<JobRuns, Error> {
+        Ok(JobRuns {
+            last_run: self
+                .latest_run(
+                    "SELECT id, state, created_at, finished_at FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+                    job,
+                )
+                .await?,
+            last_finished: self
+                .latest_run(
+                    "SELECT id, state, created_at, finished_at FROM job_runs WHERE job = $1 AND finished_at IS NOT NULL \
+                     ORDER BY finished_at DESC, id DESC LIMIT 1",
+                    job,
+                )
+                .await?,
+            last_success: self
+                .latest_run(
+                    "SELECT id, state, created_at, finished_at FROM job_runs WHERE job = $1 AND state = 'succeeded' \
+                     ORDER BY finished_at DESC, id DESC LIMIT 1",
+                    job,
+                )
+                .await?,
+        })
+    }
+
+    /// `sql` selects the columns [`health_run`] reads and binds the job as `$1`.
+    async fn latest_run(&self, sql: &str, job: &str) -> Result<Option<HealthRun>, Error> {
+        sqlx::query(sql)
+            .bind(job)
+            .fetch_optional(&self.store.read)
+            .await
+            .map_err(Error::store)?
+            .map(|r| health_run(&r))
+            .transpose()
+    }
+
+    /// Names the task that failed and its failure class, because the class decides the remedy.
+    async fn failed_state_check(&self, job: &str, last_finished: Option<&HealthRun>) -> Result<Check, Error> {
+        Ok(match last_finished {
             Some(run) if run.state == "failed" => {
                 let failed = sqlx::query(
                     "SELECT task, state, error_class, message FROM task_runs WHERE run_id = $1 \
                      AND state IN ('failed', 'timed_out') ORDER BY position LIMIT 1",
                 )
                 .bind(run.id)
-                .fetch_optional(pool)
+                .fetch_optional(&self.store.read)
                 .await
                 .map_err(Error::store)?;
                 let (detail, class) = match &failed {
@@ -377,47 +436,12 @@ impl Views {
             }
             Some(run) => Check::pass("failed_state", format!("latest finished run {} {}", run.id, run.state)),
             None => Check::pass("failed_state", "no run has finished yet"),
-        });
+        })
+    }
 
-        // 2. Recent success.
-        let last_success_at = last_success.as_ref().and_then(|r| r.finished_at);
-        let deadline = match (spec.expected_interval_ms, spec.schedule.as_deref()) {
-            (Some(interval), _) => {
-                Some((now - interval as i64, format!("expected at least every {}", human(interval as i64))))
-            }
-            (None, Some(schedule)) => expected_by(schedule, now - sla_ms as i64).map(|at| {
-                (
-                    at,
-                    format!(
-                        "schedule `{schedule}`: the run of the slot at {} should have succeeded",
-                        utc(at)
-                    ),
-                )
-            }),
-            (None, None) => None,
-        };
-        checks.push(match deadline {
-            None => Check::pass("recent_success", "not checked: the job has no schedule and no expected_interval"),
-            Some((due, why)) => match last_success_at {
-                Some(at) if at >= due => Check::pass("recent_success", format!("last success {} ago", human(now - at))),
-                _ if last_success_at.is_none() && created_at >= due => {
-                    Check::pass("recent_success", "no success yet, but the job is newer than its expected interval")
-                }
-                at => Check::fail(
-                    "recent_success",
-                    Severity::Warning,
-                    match at {
-                        Some(at) => format!("no successful run in {} ({why})", human(now - at)),
-                        None => format!("no successful run since the job was registered {} ago ({why})", human(now - created_at)),
-                    },
-                    format!(
-                        "verify the schedule and that runs start and finish: `switchyard runs --job {job}`; a control plane must be running for cron to fire"
-                    ),
-                ),
-            },
-        });
-
-        // 3. Drop rate.
+    /// Counts removed rows over everything the job wrote, so a transform that drops a few rows of
+    /// a large table does not alarm; names the worst expectation so the fix starts there.
+    async fn drop_rate_check(&self, job: &str, now: i64) -> Result<Check, Error> {
         let since = now - DROP_RATE_WINDOW.as_millis() as i64;
         let details = self.transform_details(Some(job), Some(since)).await?;
         let (mut removed, mut total) = (0u64, 0u64);
@@ -429,7 +453,7 @@ impl Views {
                 *worst.entry((task.clone(), e.name.clone())).or_default() += e.violations;
             }
         }
-        checks.push(if total == 0 {
+        Ok(if total == 0 {
             Check::pass("drop_rate", "no expectation results in the last 24h")
         } else {
             let rate = removed as f64 / total as f64;
@@ -455,101 +479,139 @@ impl Views {
             } else {
                 Check::pass("drop_rate", text)
             }
-        });
+        })
+    }
+}
 
-        // 4. Latency against the SLA.
-        let continuous = spec.tasks.iter().any(|t| t.continuous);
-        let slow_action = format!(
-            "find the slow task in `switchyard runs --job {job}`: add nodes to its pool or raise `[serverless] max_workers` if it waited for capacity, or raise the job's `sla`"
-        );
-        checks.push(if continuous {
-            Check::pass("latency", "not measured: continuous tasks keep the job's runs open")
-        } else {
-            match (&last_run, &last_finished) {
-                (Some(run), _) if run.state == "running" && now - run.created_at > sla_ms as i64 => {
+/// A job with neither a schedule nor an `expected_interval` has no deadline, so it cannot be late;
+/// one that has never succeeded is not late either while it was registered after the deadline.
+fn recent_success_check(cx: &JobContext<'_>, last_success_at: Option<i64>) -> Check {
+    let (job, now, created_at) = (cx.spec.job.as_str(), cx.now, cx.created_at);
+    let deadline = match (cx.spec.expected_interval_ms, cx.spec.schedule.as_deref()) {
+        (Some(interval), _) => {
+            Some((now - interval as i64, format!("expected at least every {}", human(interval as i64))))
+        }
+        (None, Some(schedule)) => expected_by(schedule, now - cx.sla_ms as i64).map(|at| {
+            (at, format!("schedule `{schedule}`: the run of the slot at {} should have succeeded", utc(at)))
+        }),
+        (None, None) => None,
+    };
+    match deadline {
+        None => {
+            Check::pass("recent_success", "not checked: the job has no schedule and no expected_interval")
+        }
+        Some((due, why)) => match last_success_at {
+            Some(at) if at >= due => {
+                Check::pass("recent_success", format!("last success {} ago", human(now - at)))
+            }
+            _ if last_success_at.is_none() && created_at >= due => Check::pass(
+                "recent_success",
+                "no success yet, but the job is newer than its expected interval",
+            ),
+            at => Check::fail(
+                "recent_success",
+                Severity::Warning,
+                match at {
+                    Some(at) => format!("no successful run in {} ({why})", human(now - at)),
+                    None => format!(
+                        "no successful run since the job was registered {} ago ({why})",
+                        human(now - created_at)
+                    ),
+                },
+                format!(
+                    "verify the schedule and that runs start and finish: `switchyard runs --job {job}`; a control plane must be running for cron to fire"
+                ),
+            ),
+        },
+    }
+}
+
+/// A run still going past the SLA is late already, so it is judged before the last finished one;
+/// failed runs are left to `failed_state`.
+fn latency_check(cx: &JobContext<'_>, runs: &JobRuns) -> Check {
+    let (job, now, sla_ms) = (cx.spec.job.as_str(), cx.now, cx.sla_ms);
+    let continuous = cx.spec.tasks.iter().any(|t| t.continuous);
+    let slow_action = format!(
+        "find the slow task in `switchyard runs --job {job}`: add nodes to its pool or raise `[serverless] max_workers` if it waited for capacity, or raise the job's `sla`"
+    );
+    if continuous {
+        Check::pass("latency", "not measured: continuous tasks keep the job's runs open")
+    } else {
+        match (&runs.last_run, &runs.last_finished) {
+            (Some(run), _) if run.state == "running" && now - run.created_at > sla_ms as i64 => Check::fail(
+                "latency",
+                Severity::Warning,
+                format!(
+                    "run {} has been running for {} (SLA {})",
+                    run.id,
+                    human(now - run.created_at),
+                    human(sla_ms as i64)
+                ),
+                slow_action,
+            ),
+            (_, Some(run)) if run.state == "succeeded" => {
+                let took = run.finished_at.unwrap_or(now) - run.created_at;
+                if took > sla_ms as i64 {
                     Check::fail(
                         "latency",
                         Severity::Warning,
-                        format!(
-                            "run {} has been running for {} (SLA {})",
-                            run.id,
-                            human(now - run.created_at),
-                            human(sla_ms as i64)
-                        ),
+                        format!("run {} took {} (SLA {})", run.id, human(took), human(sla_ms as i64)),
                         slow_action,
                     )
+                } else {
+                    Check::pass(
+                        "latency",
+                        format!("run {} took {} (SLA {})", run.id, human(took), human(sla_ms as i64)),
+                    )
                 }
-                (_, Some(run)) if run.state == "succeeded" => {
-                    let took = run.finished_at.unwrap_or(now) - run.created_at;
-                    if took > sla_ms as i64 {
-                        Check::fail(
-                            "latency",
-                            Severity::Warning,
-                            format!("run {} took {} (SLA {})", run.id, human(took), human(sla_ms as i64)),
-                            slow_action,
-                        )
-                    } else {
-                        Check::pass(
-                            "latency",
-                            format!("run {} took {} (SLA {})", run.id, human(took), human(sla_ms as i64)),
-                        )
-                    }
-                }
-                _ => Check::pass(
-                    "latency",
-                    format!("no successful run to measure (SLA {})", human(sla_ms as i64)),
-                ),
             }
-        });
-
-        // 5. Certificates on the job's pools, 6. a live node for every dedicated task.
-        let mut pools: BTreeSet<&str> = BTreeSet::new();
-        let mut stranded = Vec::new();
-        for t in spec.tasks.iter().filter(|t| t.compute == Compute::Dedicated) {
-            pools.extend(t.pools.iter().map(String::as_str));
-            if !t.pools.iter().any(|p| live.get(p).is_some_and(|n| !n.is_empty())) {
-                stranded.push(format!("{} (pools {})", t.name, t.pools.join(", ")));
+            _ => {
+                Check::pass("latency", format!("no successful run to measure (SLA {})", human(sla_ms as i64)))
             }
         }
-        let job_nodes: Vec<&LiveNode> =
-            pools.iter().filter_map(|p| live.get(*p)).flat_map(|n| n.iter().copied()).collect();
-        checks.push(if pools.is_empty() {
-            Check::pass("certificate_expiry", "no dedicated tasks")
-        } else {
-            certificates(
-                &job_nodes,
-                now,
-                &format!("the job's pools ({})", pools.iter().copied().collect::<Vec<_>>().join(", ")),
-            )
-        });
-        checks.push(if stranded.is_empty() {
-            Check::pass(
-                "live_nodes",
-                if pools.is_empty() {
-                    "no dedicated tasks".to_owned()
-                } else {
-                    "every dedicated task has a live node".to_owned()
-                },
-            )
-        } else {
-            Check::fail(
-                "live_nodes",
-                Severity::Critical,
-                format!("no live node can run {}", stranded.join("; ")),
-                "start a node of one of those pools: `switchyard node --pool POOL --egress-ip IP`",
-            )
-        });
-        Ok(JobHealth {
-            job: job.to_owned(),
-            status: Status::of(&checks),
-            schedule: spec.schedule.clone(),
-            sla_ms,
-            expected_interval_ms: spec.expected_interval_ms,
-            last_run,
-            last_success_at,
-            checks,
-        })
     }
+}
+
+/// `certificate_expiry` then `live_nodes` for the job: both look only at the pools its dedicated
+/// tasks may run in, so they share one pass over the tasks.
+fn dedicated_task_checks(cx: &JobContext<'_>, live: &BTreeMap<String, Vec<&LiveNode>>) -> [Check; 2] {
+    let mut pools: BTreeSet<&str> = BTreeSet::new();
+    let mut stranded = Vec::new();
+    for t in cx.spec.tasks.iter().filter(|t| t.compute == Compute::Dedicated) {
+        pools.extend(t.pools.iter().map(String::as_str));
+        if !t.pools.iter().any(|p| live.get(p).is_some_and(|n| !n.is_empty())) {
+            stranded.push(format!("{} (pools {})", t.name, t.pools.join(", ")));
+        }
+    }
+    let job_nodes: Vec<&LiveNode> =
+        pools.iter().filter_map(|p| live.get(*p)).flat_map(|n| n.iter().copied()).collect();
+    let certificate_expiry = if pools.is_empty() {
+        Check::pass("certificate_expiry", "no dedicated tasks")
+    } else {
+        certificates(
+            &job_nodes,
+            cx.now,
+            &format!("the job's pools ({})", pools.iter().copied().collect::<Vec<_>>().join(", ")),
+        )
+    };
+    let live_nodes = if stranded.is_empty() {
+        Check::pass(
+            "live_nodes",
+            if pools.is_empty() {
+                "no dedicated tasks".to_owned()
+            } else {
+                "every dedicated task has a live node".to_owned()
+            },
+        )
+    } else {
+        Check::fail(
+            "live_nodes",
+            Severity::Critical,
+            format!("no live node can run {}", stranded.join("; ")),
+            "start a node of one of those pools: `switchyard node --pool POOL --egress-ip IP`",
+        )
+    };
+    [certificate_expiry, live_nodes]
 }
 
 /// The soonest-expiring certificate of `nodes`.

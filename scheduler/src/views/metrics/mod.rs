@@ -22,12 +22,16 @@
 //!
 //! The job label is `job_name`, not `job`: Prometheus sets `job` on every scraped series itself.
 
+mod exposition;
+
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
 
 use serde::Deserialize;
+use sqlx::any::AnyRow;
 
+use self::exposition::Exposition;
 use super::Views;
+use super::nodes::LiveNode;
 use crate::Error;
 use crate::spec::JobSpec;
 use crate::store::now_ms;
@@ -86,31 +90,6 @@ impl TransformDetails {
     }
 }
 
-/// Prometheus text output.
-struct Exposition(String);
-
-impl Exposition {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"{}\"", escape(v));
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {value}");
-    }
-}
-
 impl Views {
     /// Each registered job's task → workload class, for labelling task runs.
     pub(crate) async fn task_classes(&self) -> Result<HashMap<(String, String), String>, Error> {
@@ -129,26 +108,34 @@ impl Views {
         Ok(classes)
     }
 
+    /// The order of the calls is the order of the families in the output; scrapers do not care,
+    /// but people diffing two scrapes do.
     pub async fn metrics(&self) -> Result<String, Error> {
         let now = now_ms();
         let mut out = Exposition(String::new());
-        let pool = &self.store.pool;
+        self.task_run_metrics(&mut out).await?;
+        self.running_metrics(&mut out).await?;
+        self.queue_metrics(&mut out, now).await?;
+        let nodes = self.live_nodes(now).await?;
+        self.node_metrics(&mut out, &nodes);
+        self.lease_loss_metrics(&mut out).await?;
+        self.egress_metrics(&mut out).await?;
+        certificate_metrics(&mut out, &nodes, now);
+        self.lake_commit_metrics(&mut out).await?;
+        self.ingest_byte_metrics(&mut out).await?;
+        self.expectation_metrics(&mut out).await?;
+        Ok(out.0)
+    }
+
+    /// Outcome counts and the duration histogram come from one grouped query, so both families
+    /// describe the same finished runs; the class is looked up in the job specs because task runs
+    /// do not store it.
+    async fn task_run_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let classes = self.task_classes().await?;
         let class_of = |job: &str, task: &str| {
             classes.get(&(job.to_owned(), task.to_owned())).cloned().unwrap_or_else(|| "unknown".to_owned())
         };
-
-        // Finished task runs and their durations, by class and compute.
-        let buckets: String = DURATION_BUCKETS
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                format!(
-                    ", SUM(CASE WHEN t.started_at IS NOT NULL AND t.finished_at - t.started_at <= {} THEN 1 ELSE 0 END) AS b{i}",
-                    (b * 1000.0) as i64
-                )
-            })
-            .collect();
+        let buckets = duration_bucket_columns();
         let rows = sqlx::query(&format!(
             "SELECT r.job, t.task, t.compute, t.state, COUNT(*) AS n, \
              SUM(CASE WHEN t.started_at IS NOT NULL THEN 1 ELSE 0 END) AS timed, \
@@ -156,7 +143,7 @@ impl Views {
              FROM task_runs t JOIN job_runs r ON r.id = t.run_id WHERE t.finished_at IS NOT NULL \
              GROUP BY r.job, t.task, t.compute, t.state"
         ))
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         let mut outcomes: BTreeMap<(String, String, String), i64> = BTreeMap::new();
@@ -203,11 +190,14 @@ impl Views {
             out.sample("switchyard_scheduler_task_duration_seconds_sum", &labels, *total_ms as f64 / 1000.0);
             out.sample("switchyard_scheduler_task_duration_seconds_count", &labels, timed);
         }
+        Ok(())
+    }
 
+    async fn running_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let running = sqlx::query(
             "SELECT compute, COUNT(*) AS n FROM task_runs WHERE state = 'running' GROUP BY compute ORDER BY compute",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         out.family(
@@ -215,21 +205,17 @@ impl Views {
             "gauge",
             "Task runs with a live attempt, by compute.",
         );
-        for compute in ["dedicated", "serverless"] {
-            let mut n = 0;
-            for row in &running {
-                if get::<String>(row, "compute")? == compute {
-                    n = get::<i64>(row, "n")?;
-                }
-            }
-            out.sample("switchyard_scheduler_tasks_running", &[("compute", compute)], n);
-        }
+        per_compute(out, "switchyard_scheduler_tasks_running", &running)
+    }
 
+    /// Only tasks whose `not_before` has passed count, so backed-off retries do not look like a
+    /// backlog.
+    async fn queue_metrics(&self, out: &mut Exposition, now: i64) -> Result<(), Error> {
         let queue = sqlx::query(
             "SELECT pool, COUNT(*) AS n FROM queue WHERE not_before <= $1 GROUP BY pool ORDER BY pool",
         )
         .bind(now)
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         out.family(
@@ -242,8 +228,12 @@ impl Views {
             let name = if name == crate::spec::SERVERLESS { "serverless".to_owned() } else { name };
             out.sample("switchyard_scheduler_queue_depth_tasks", &[("pool", &name)], get::<i64>(row, "n")?);
         }
+        Ok(())
+    }
 
-        let nodes = self.live_nodes(now).await?;
+    /// Every configured pool gets a sample, 0 included, so an alert on an empty pool has a series
+    /// to fire on.
+    fn node_metrics(&self, out: &mut Exposition, nodes: &[LiveNode]) {
         out.family(
             "switchyard_scheduler_nodes_live",
             "gauge",
@@ -273,12 +263,14 @@ impl Views {
             &[],
             nodes.iter().filter(|n| n.kind == "serverless").count(),
         );
+    }
 
+    async fn lease_loss_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let losses = sqlx::query(
             "SELECT t.compute, COUNT(*) AS n FROM attempts a JOIN task_runs t ON t.id = a.task_run_id \
              WHERE a.state = 'lost' GROUP BY t.compute",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         out.family(
@@ -286,21 +278,17 @@ impl Views {
             "counter",
             "Attempts whose node stopped heartbeating (lease reclaimed), by compute.",
         );
-        for compute in ["dedicated", "serverless"] {
-            let mut n = 0;
-            for row in &losses {
-                if get::<String>(row, "compute")? == compute {
-                    n = get::<i64>(row, "n")?;
-                }
-            }
-            out.sample("switchyard_scheduler_lease_losses_total", &[("compute", compute)], n);
-        }
+        per_compute(out, "switchyard_scheduler_lease_losses_total", &losses)
+    }
 
+    /// Decisions and bytes share one query; bytes count only for allowed connections, since a
+    /// denied one carries none worth reporting.
+    async fn egress_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let egress = sqlx::query(
             "SELECT destination, verdict, CAST(SUM(count) AS BIGINT) AS n, CAST(SUM(bytes) AS BIGINT) AS bytes \
              FROM egress_audit GROUP BY destination, verdict ORDER BY destination, verdict",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         out.family(
@@ -329,28 +317,18 @@ impl Views {
         for (destination, n) in &bytes {
             out.sample("switchyard_gateway_egress_bytes_total", &[("destination", destination)], n);
         }
+        Ok(())
+    }
 
-        out.family(
-            "switchyard_gateway_certificate_expiry_seconds",
-            "gauge",
-            "Seconds until a node's client certificate expires (negative: expired).",
-        );
-        for n in &nodes {
-            for c in &n.certificates {
-                out.sample(
-                    "switchyard_gateway_certificate_expiry_seconds",
-                    &[("node", &n.id), ("pool", n.pool.as_deref().unwrap_or("")), ("identity", &c.identity)],
-                    c.not_after - now / 1000,
-                );
-            }
-        }
-
+    /// Rows committed by dedicated nodes are ingestion and by serverless workers transforms, so
+    /// one query by compute feeds both families.
+    async fn lake_commit_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let commits = sqlx::query(
             "SELECT t.compute, c.table_name, CAST(SUM(c.rows_added) AS BIGINT) AS n FROM lake_commits c \
              JOIN attempts a ON a.id = c.attempt_id JOIN task_runs t ON t.id = a.task_run_id \
              GROUP BY t.compute, c.table_name ORDER BY c.table_name",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         for (compute, name, help) in [
@@ -373,11 +351,17 @@ impl Views {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Serverless workers have no gateway of their own (their audit rows say `serverless` for the
+    /// egress IP), so they are left out.
+    async fn ingest_byte_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let ingest_bytes = sqlx::query(
             "SELECT egress_ip, CAST(SUM(bytes) AS BIGINT) AS n FROM egress_audit \
              WHERE verdict = 'allowed' AND egress_ip <> 'serverless' GROUP BY egress_ip ORDER BY egress_ip",
         )
-        .fetch_all(pool)
+        .fetch_all(&self.store.read)
         .await
         .map_err(Error::store)?;
         out.family(
@@ -389,7 +373,10 @@ impl Views {
             let ip: String = get(row, "egress_ip")?;
             out.sample("switchyard_ingest_bytes_total", &[("egress_ip", &ip)], get::<i64>(row, "n")?);
         }
+        Ok(())
+    }
 
+    async fn expectation_metrics(&self, out: &mut Exposition) -> Result<(), Error> {
         let violations = self.expectation_violations(None).await?;
         out.family(
             "switchyard_transform_expectation_violations_total",
@@ -403,7 +390,7 @@ impl Views {
                 n,
             );
         }
-        Ok(out.0)
+        Ok(())
     }
 
     /// Expectation violations reported by transform attempts (finished after `since`, epoch ms, if
@@ -449,7 +436,50 @@ impl Views {
     }
 }
 
-/// Label values escape backslash, quote and newline.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// One `SUM(...) AS b{i}` column per histogram bucket, so the store does the bucketing and a
+/// scrape reads one row per group instead of every task run.
+fn duration_bucket_columns() -> String {
+    DURATION_BUCKETS
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                ", SUM(CASE WHEN t.started_at IS NOT NULL AND t.finished_at - t.started_at <= {} THEN 1 ELSE 0 END) AS b{i}",
+                (b * 1000.0) as i64
+            )
+        })
+        .collect()
+}
+
+/// Both computes get a sample, 0 when the `(compute, n)` rows have none, so the series do not
+/// vanish while a compute is idle.
+fn per_compute(out: &mut Exposition, name: &str, rows: &[AnyRow]) -> Result<(), Error> {
+    for compute in ["dedicated", "serverless"] {
+        let mut n: i64 = 0;
+        for row in rows {
+            if get::<String>(row, "compute")? == compute {
+                n = get::<i64>(row, "n")?;
+            }
+        }
+        out.sample(name, &[("compute", compute)], n);
+    }
+    Ok(())
+}
+
+/// Relative to `now` rather than the absolute `not_after`, so an alert is a plain threshold.
+fn certificate_metrics(out: &mut Exposition, nodes: &[LiveNode], now: i64) {
+    out.family(
+        "switchyard_gateway_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until a node's client certificate expires (negative: expired).",
+    );
+    for n in nodes {
+        for c in &n.certificates {
+            out.sample(
+                "switchyard_gateway_certificate_expiry_seconds",
+                &[("node", &n.id), ("pool", n.pool.as_deref().unwrap_or("")), ("identity", &c.identity)],
+                c.not_after - now / 1000,
+            );
+        }
+    }
 }
