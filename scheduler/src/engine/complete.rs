@@ -5,13 +5,13 @@
 use sqlx::Row;
 use switchyard_config::FailureClass;
 
-use super::queue::push;
+use super::queue::{enqueue_many, push};
 use super::submit::keys_of;
 use super::transition::{self, Also, Move, QueuedAt, Text};
 use super::{AttemptState, Engine, RunState, TaskState, backoff_ms};
 use crate::Error;
 use crate::api::types::{Lease, Outcome, Report, ReportResult};
-use crate::store::sql::{Tx, parse_column};
+use crate::store::sql::{CHUNK, Tx, parse_column};
 use crate::store::{Dialect, now_ms};
 
 impl Engine {
@@ -131,6 +131,16 @@ async fn record_retry_decision(tx: &mut Tx, attempt: i64, why: &str) -> Result<(
 /// What a successful report says beyond its attempt: exit code, message, log tail, details.
 type Said<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>, Option<String>);
 
+/// A plain success whose attempt still holds its lease, with what the later steps of the batch
+/// need from the rows locked when it was checked.
+#[derive(Debug, Clone, Copy)]
+struct Eligible<'r> {
+    report: &'r Report,
+    task_run: i64,
+    run: i64,
+    started: i64,
+}
+
 /// Completes, in bulk, the reports that are plain successes of live leases held by `node_id` for
 /// non-continuous tasks. Returns the attempt ids it handled.
 async fn complete_successes(
@@ -141,20 +151,39 @@ async fn complete_successes(
     now: i64,
     queued_any: &mut bool,
 ) -> Result<std::collections::HashSet<i64>, Error> {
-    use super::queue::enqueue_many;
-    use crate::store::sql::CHUNK;
     let wanted: Vec<&Report> = reports.iter().filter(|r| r.outcome == Outcome::Succeeded).collect();
     let mut handled = std::collections::HashSet::new();
     if wanted.is_empty() {
         return Ok(handled);
     }
-    let mut eligible: Vec<(&Report, i64, i64, i64)> = Vec::new(); // (report, task run, run, started)
+    let eligible = lock_live_successes(tx, engine.store.dialect, node_id, &wanted).await?;
+    if eligible.is_empty() {
+        return Ok(handled);
+    }
+    record_successes(tx, &eligible, now).await?;
+    mark_tasks_succeeded(tx, &eligible, now).await?;
+    queue_ready_dependents(tx, engine.store.dialect, &eligible, now, queued_any).await?;
+    finish_runs(tx, &eligible, now).await?;
+    handled.extend(eligible.iter().map(|e| e.report.attempt));
+    Ok(handled)
+}
+
+/// Fencing for the whole batch at once: the attempts are locked, and only those still running on
+/// `node_id` for a running, non-continuous task take the bulk path; the rest (lost leases,
+/// cancelled tasks, continuous restarts) are left to `apply_report`, which answers each.
+async fn lock_live_successes<'r>(
+    tx: &mut Tx,
+    dialect: Dialect,
+    node_id: &str,
+    wanted: &[&'r Report],
+) -> Result<Vec<Eligible<'r>>, Error> {
+    let mut eligible = Vec::new();
     for chunk in wanted.chunks(CHUNK) {
         let sql = format!(
             "SELECT a.id, a.state, a.node_id, a.task_run_id, a.started_at, t.state AS task_state, t.continuous, t.run_id \
              FROM attempts a JOIN task_runs t ON t.id = a.task_run_id WHERE a.id IN ({}){}",
             crate::store::sql::placeholders(1, chunk.len()),
-            engine.store.dialect.for_update()
+            dialect.for_update()
         );
         let mut q = sqlx::query(&sql);
         for r in chunk {
@@ -169,23 +198,25 @@ async fn complete_successes(
             if live {
                 let report = chunk.iter().find(|r| r.attempt == attempt).copied();
                 if let Some(report) = report {
-                    let task: i64 = row.try_get("task_run_id").map_err(Error::store)?;
+                    let task_run: i64 = row.try_get("task_run_id").map_err(Error::store)?;
                     let run: i64 = row.try_get("run_id").map_err(Error::store)?;
                     let started: i64 = row.try_get("started_at").map_err(Error::store)?;
-                    eligible.push((report, task, run, started));
+                    eligible.push(Eligible { report, task_run, run, started });
                 }
             }
         }
     }
-    if eligible.is_empty() {
-        return Ok(handled);
-    }
-    // Reports that say the same (a no-op task's: exit 0, nothing else) finish in one statement
-    // keyed by the primary key alone. A join with the reports as a derived table let PostgreSQL
-    // cache a plan made while `attempts` was small — a hash join over a sequential scan — and
-    // keep scanning the whole table on every batch as it grew (1 ms a batch at 10,000 attempts).
+    Ok(eligible)
+}
+
+/// Reports that say the same (a no-op task's: exit 0, nothing else) finish in one statement
+/// keyed by the primary key alone. A join with the reports as a derived table let PostgreSQL
+/// cache a plan made while `attempts` was small — a hash join over a sequential scan — and
+/// keep scanning the whole table on every batch as it grew (1 ms a batch at 10,000 attempts).
+async fn record_successes(tx: &mut Tx, eligible: &[Eligible<'_>], now: i64) -> Result<(), Error> {
     let mut groups: Vec<(Said<'_>, Vec<i64>)> = Vec::new();
-    for (r, _, _, _) in &eligible {
+    for e in eligible {
+        let r = e.report;
         let key = (r.exit_code, r.message.as_deref(), r.log_tail.as_deref(), details_text(r)?);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, ids)) => ids.push(r.attempt),
@@ -211,21 +242,47 @@ async fn complete_successes(
             q.execute(&mut **tx).await.map_err(Error::store)?;
         }
     }
-    let tasks: Vec<i64> = eligible.iter().map(|(_, t, _, _)| *t).collect();
+    Ok(())
+}
+
+/// One batched move for the whole batch: the same few statements as for a single task.
+async fn mark_tasks_succeeded(tx: &mut Tx, eligible: &[Eligible<'_>], now: i64) -> Result<(), Error> {
     let moves: Vec<Move<'_>> = eligible
         .iter()
-        .map(|(r, t, _, started)| Move {
-            task_run: *t,
-            attempt: Some(r.attempt),
+        .map(|e| Move {
+            task_run: e.task_run,
+            attempt: Some(e.report.attempt),
             from: TaskState::Running,
             reason: None,
-            since: Some(*started),
+            since: Some(e.started),
         })
         .collect();
-    transition::apply(tx, TaskState::Succeeded, &moves, &Also::default(), now).await?;
-    // Dependents whose dependencies have now all succeeded. First only whether there are any, on
-    // the dependency index alone: most tasks have none (a wide run has no edges at all), and the
-    // join with the readiness check cost a millisecond a batch even when it found nothing.
+    transition::apply(tx, TaskState::Succeeded, &moves, &Also::default(), now).await
+}
+
+/// Dependents whose dependencies have now all succeeded. First only whether there are any, on
+/// the dependency index alone: most tasks have none (a wide run has no edges at all), and the
+/// join with the readiness check cost a millisecond a batch even when it found nothing.
+async fn queue_ready_dependents(
+    tx: &mut Tx,
+    dialect: Dialect,
+    eligible: &[Eligible<'_>],
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<(), Error> {
+    let tasks: Vec<i64> = eligible.iter().map(|e| e.task_run).collect();
+    let dependents = dependents_of(tx, &tasks).await?;
+    let ready = ready_among(tx, &dependents).await?;
+    let ready = lock_pending(tx, dialect, ready).await?;
+    if !ready.is_empty() {
+        enqueue_many(tx, &ready, TaskState::Pending, now, Some("dependencies succeeded")).await?;
+        *queued_any = true;
+    }
+    Ok(())
+}
+
+/// The tasks that depend on any of `tasks`, each once, in id order.
+async fn dependents_of(tx: &mut Tx, tasks: &[i64]) -> Result<Vec<i64>, Error> {
     let mut dependents: Vec<i64> = Vec::new();
     for chunk in tasks.chunks(CHUNK) {
         let sql = format!(
@@ -240,6 +297,12 @@ async fn complete_successes(
     }
     dependents.sort_unstable();
     dependents.dedup();
+    Ok(dependents)
+}
+
+/// Of `dependents`, those still pending with every dependency succeeded, with their queue keys;
+/// not yet locked (see `lock_pending`).
+async fn ready_among(tx: &mut Tx, dependents: &[i64]) -> Result<Vec<(i64, Vec<String>)>, Error> {
     let mut ready: Vec<(i64, Vec<String>)> = Vec::new();
     for chunk in dependents.chunks(CHUNK) {
         let sql = format!(
@@ -254,19 +317,18 @@ async fn complete_successes(
             ready.push((row.try_get("id").map_err(Error::store)?, keys_of(&row)?));
         }
     }
-    let ready = lock_pending(tx, engine.store.dialect, ready).await?;
-    if !ready.is_empty() {
-        enqueue_many(tx, &ready, TaskState::Pending, now, Some("dependencies succeeded")).await?;
-        *queued_any = true;
-    }
-    let mut runs: Vec<i64> = eligible.iter().map(|(_, _, r, _)| *r).collect();
+    Ok(ready)
+}
+
+/// Each run the batch touched is checked once, however many of its tasks the batch finished.
+async fn finish_runs(tx: &mut Tx, eligible: &[Eligible<'_>], now: i64) -> Result<(), Error> {
+    let mut runs: Vec<i64> = eligible.iter().map(|e| e.run).collect();
     runs.sort_unstable();
     runs.dedup();
     for run in runs {
         maybe_finish_run(tx, run, now).await?;
     }
-    handled.extend(eligible.iter().map(|(r, _, _, _)| r.attempt));
-    Ok(handled)
+    Ok(())
 }
 
 /// The report's details as stored: JSON text, or NULL when the agent reported none.
@@ -279,6 +341,7 @@ fn details_text(report: &Report) -> Result<Option<String>, Error> {
         .map_err(|e| Error::corrupt("attempt details", e))
 }
 
+/// One report on its own: any the bulk path (`complete_successes`) did not take.
 async fn apply_report(
     tx: &mut Tx,
     engine: &Engine,
@@ -287,16 +350,63 @@ async fn apply_report(
     now: i64,
     queued_any: &mut bool,
 ) -> Result<ReportResult, Error> {
+    let dialect = engine.store.dialect;
+    let held = match lock_held_attempt(tx, dialect, node_id, report).await? {
+        Ok(held) => held,
+        Err(rejected) => return Ok(rejected),
+    };
+    record_attempt_end(tx, report, now).await?;
+    let row = lock_task(tx, dialect, held.task_run).await?;
+    let from: TaskState = parse_column(&row, "state")?;
+    if from != TaskState::Running {
+        // Cancelled while the report was in flight: the attempt is recorded, the task stays put.
+        return Ok(ReportResult::Accepted { task_state: from });
+    }
+    let task = RunningTask::read(report, held, from, row)?;
+    let next = match report.outcome {
+        Outcome::HandedBack => hand_back(tx, &task, now, queued_any).await?,
+        Outcome::Cancelled => {
+            finish_task(tx, task.step(None), TaskState::Cancelled, now, report, None).await?;
+            TaskState::Cancelled
+        }
+        Outcome::Succeeded if task.continuous == 0 => succeed(tx, dialect, &task, now, queued_any).await?,
+        Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut => {
+            retry_or_fail(tx, &task, now, queued_any).await?
+        }
+    };
+    let run_id: i64 = task.row.try_get("run_id").map_err(Error::store)?;
+    maybe_finish_run(tx, run_id, now).await?;
+    Ok(ReportResult::Accepted { task_state: next })
+}
+
+/// The attempt of a report that passed fencing.
+#[derive(Debug, Clone, Copy)]
+struct HeldAttempt {
+    task_run: i64,
+    started: i64,
+}
+
+/// Fencing: a node that lost its lease may still report, late; only the holder's report may
+/// change anything. The attempt's row stays locked until the transaction ends (SQLite has one
+/// writer anyway), so the lease cannot be taken away while the report is applied. `Err` is the
+/// answer to a report that is refused.
+async fn lock_held_attempt(
+    tx: &mut Tx,
+    dialect: Dialect,
+    node_id: &str,
+    report: &Report,
+) -> Result<Result<HeldAttempt, ReportResult>, Error> {
     let row = sqlx::query(&format!(
         "SELECT state, task_run_id, node_id, started_at FROM attempts WHERE id = $1{}",
-        engine.store.dialect.for_update()
+        dialect.for_update()
     ))
     .bind(report.attempt)
     .fetch_optional(&mut **tx)
     .await
     .map_err(Error::store)?;
     let Some(row) = row else {
-        return Ok(ReportResult::Rejected { reason: format!("attempt {} does not exist", report.attempt) });
+        let reason = format!("attempt {} does not exist", report.attempt);
+        return Ok(Err(ReportResult::Rejected { reason }));
     };
     let state: AttemptState = parse_column(&row, "state")?;
     let holder: String = row.try_get("node_id").map_err(Error::store)?;
@@ -308,10 +418,16 @@ async fn apply_report(
             state = state.as_str(),
             "Rejected a report from a lost lease."
         );
-        return Ok(ReportResult::Rejected { reason });
+        return Ok(Err(ReportResult::Rejected { reason }));
     }
     let task_run: i64 = row.try_get("task_run_id").map_err(Error::store)?;
     let started: i64 = row.try_get("started_at").map_err(Error::store)?;
+    Ok(Ok(HeldAttempt { task_run, started }))
+}
+
+/// The attempt's end is recorded before the task is looked at, so it is kept even when the task
+/// has moved on meanwhile (cancelled while the report was in flight).
+async fn record_attempt_end(tx: &mut Tx, report: &Report, now: i64) -> Result<(), Error> {
     let attempt_state = match report.outcome {
         Outcome::Succeeded => AttemptState::Succeeded,
         Outcome::Failed => AttemptState::Failed,
@@ -334,100 +450,153 @@ async fn apply_report(
     .execute(&mut **tx)
     .await
     .map_err(Error::store)?;
+    Ok(())
+}
 
-    let task = sqlx::query(&format!(
+/// The task row, locked: the report decides the task's next state from what it reads here, and
+/// nothing else may move the task meanwhile.
+async fn lock_task(tx: &mut Tx, dialect: Dialect, task_run: i64) -> Result<sqlx::any::AnyRow, Error> {
+    sqlx::query(&format!(
         "SELECT state, run_id, continuous, max_retries, failures, backoff_ms, max_backoff_ms, pools, spec FROM task_runs WHERE id = $1{}",
-        engine.store.dialect.for_update()
+        dialect.for_update()
     ))
     .bind(task_run)
     .fetch_one(&mut **tx)
     .await
-    .map_err(Error::store)?;
-    let from: TaskState = parse_column(&task, "state")?;
-    if from != TaskState::Running {
-        // Cancelled while the report was in flight: the attempt is recorded, the task stays put.
-        return Ok(ReportResult::Accepted { task_state: from });
-    }
-    let continuous: i64 = task.try_get("continuous").map_err(Error::store)?;
-    let max_retries: i64 = task.try_get("max_retries").map_err(Error::store)?;
-    let failures: i64 = task.try_get("failures").map_err(Error::store)?;
-    let base: i64 = task.try_get("backoff_ms").map_err(Error::store)?;
-    let cap: i64 = task.try_get("max_backoff_ms").map_err(Error::store)?;
-    let keys = keys_of(&task)?;
-    let reason = report.message.as_deref();
+    .map_err(Error::store)
+}
 
-    let next = match report.outcome {
-        Outcome::HandedBack => {
-            let m = Move {
-                task_run,
-                attempt: Some(report.attempt),
-                from,
-                reason: Some("handed back"),
-                since: Some(started),
-            };
-            transition::one(tx, TaskState::Queued, m, &Also::default(), now).await?;
-            push(tx, &key_rows(task_run, &keys), now).await?;
-            *queued_any = true;
-            TaskState::Queued
+/// A task still running when its attempt's report arrived: what choosing and making its next
+/// move needs, read once under the task's lock.
+struct RunningTask<'r> {
+    report: &'r Report,
+    task_run: i64,
+    from: TaskState,
+    started: i64,
+    continuous: i64,
+    max_retries: i64,
+    failures: i64,
+    base: i64,
+    cap: i64,
+    keys: Vec<String>,
+    /// The locked row, for what only some outcomes read (the spec, the run).
+    row: sqlx::any::AnyRow,
+}
+
+impl<'r> RunningTask<'r> {
+    fn read(
+        report: &'r Report,
+        held: HeldAttempt,
+        from: TaskState,
+        row: sqlx::any::AnyRow,
+    ) -> Result<Self, Error> {
+        let continuous: i64 = row.try_get("continuous").map_err(Error::store)?;
+        let max_retries: i64 = row.try_get("max_retries").map_err(Error::store)?;
+        let failures: i64 = row.try_get("failures").map_err(Error::store)?;
+        let base: i64 = row.try_get("backoff_ms").map_err(Error::store)?;
+        let cap: i64 = row.try_get("max_backoff_ms").map_err(Error::store)?;
+        let keys = keys_of(&row)?;
+        Ok(RunningTask {
+            report,
+            task_run: held.task_run,
+            from,
+            started: held.started,
+            continuous,
+            max_retries,
+            failures,
+            base,
+            cap,
+            keys,
+            row,
+        })
+    }
+
+    /// Every move a report makes is of its own attempt, timed from the attempt's start.
+    fn step<'m>(&self, reason: Option<&'m str>) -> Move<'m> {
+        Move {
+            task_run: self.task_run,
+            attempt: Some(self.report.attempt),
+            from: self.from,
+            reason,
+            since: Some(self.started),
         }
-        Outcome::Cancelled => {
-            let m =
-                Move { task_run, attempt: Some(report.attempt), from, reason: None, since: Some(started) };
-            finish_task(tx, m, TaskState::Cancelled, now, report, None).await?;
-            TaskState::Cancelled
-        }
-        Outcome::Succeeded if continuous == 0 => {
-            let m =
-                Move { task_run, attempt: Some(report.attempt), from, reason: None, since: Some(started) };
-            finish_task(tx, m, TaskState::Succeeded, now, report, None).await?;
-            promote_dependents(tx, engine.store.dialect, task_run, now, queued_any).await?;
-            TaskState::Succeeded
-        }
-        Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut => {
-            let failed = report.outcome != Outcome::Succeeded;
-            let failures = failures + i64::from(failed);
-            let spec: Option<crate::spec::TaskSpec> =
-                task.try_get::<String, _>("spec").ok().and_then(|s| serde_json::from_str(&s).ok());
-            let decision = retry_decision(report, spec.as_ref(), continuous != 0, failures, max_retries);
-            record_retry_decision(tx, report.attempt, &decision.why).await?;
-            if decision.retry {
-                let delay = backoff_ms(base, cap, failures.max(1));
-                let m = Move {
-                    task_run,
-                    attempt: Some(report.attempt),
-                    from,
-                    reason: Some(decision.why.as_str()),
-                    since: Some(started),
-                };
-                let also = Also {
-                    queued_at: QueuedAt::At(now + delay),
-                    failures: Some(failures),
-                    error_class: Text::Set(report.error_class.map(FailureClass::as_str)),
-                    message: Text::Set(reason),
-                    leased: false,
-                };
-                transition::one(tx, TaskState::Retrying, m, &also, now).await?;
-                push(tx, &key_rows(task_run, &keys), now + delay).await?;
-                *queued_any = true;
-                TaskState::Retrying
-            } else {
-                let to =
-                    if report.outcome == Outcome::TimedOut { TaskState::TimedOut } else { TaskState::Failed };
-                let m = Move {
-                    task_run,
-                    attempt: Some(report.attempt),
-                    from,
-                    reason: None,
-                    since: Some(started),
-                };
-                finish_task(tx, m, to, now, report, Some(failures)).await?;
-                to
-            }
-        }
+    }
+}
+
+/// A lease handed back is no failure: the task is queued again at once and spends no retry.
+async fn hand_back(
+    tx: &mut Tx,
+    task: &RunningTask<'_>,
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<TaskState, Error> {
+    transition::one(tx, TaskState::Queued, task.step(Some("handed back")), &Also::default(), now).await?;
+    push(tx, &key_rows(task.task_run, &task.keys), now).await?;
+    *queued_any = true;
+    Ok(TaskState::Queued)
+}
+
+/// A success may free dependents; they are queued in the same transaction rather than left for
+/// the tick's sweep.
+async fn succeed(
+    tx: &mut Tx,
+    dialect: Dialect,
+    task: &RunningTask<'_>,
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<TaskState, Error> {
+    finish_task(tx, task.step(None), TaskState::Succeeded, now, task.report, None).await?;
+    promote_dependents(tx, dialect, task.task_run, now, queued_any).await?;
+    Ok(TaskState::Succeeded)
+}
+
+/// Failures, timeouts and the exits of continuous tasks: the decision and why are kept with the
+/// attempt whichever way it goes.
+async fn retry_or_fail(
+    tx: &mut Tx,
+    task: &RunningTask<'_>,
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<TaskState, Error> {
+    let report = task.report;
+    let failed = report.outcome != Outcome::Succeeded;
+    let failures = task.failures + i64::from(failed);
+    let spec: Option<crate::spec::TaskSpec> =
+        task.row.try_get::<String, _>("spec").ok().and_then(|s| serde_json::from_str(&s).ok());
+    let decision = retry_decision(report, spec.as_ref(), task.continuous != 0, failures, task.max_retries);
+    record_retry_decision(tx, report.attempt, &decision.why).await?;
+    if decision.retry {
+        schedule_retry(tx, task, &decision.why, failures, now, queued_any).await?;
+        return Ok(TaskState::Retrying);
+    }
+    let to = if report.outcome == Outcome::TimedOut { TaskState::TimedOut } else { TaskState::Failed };
+    finish_task(tx, task.step(None), to, now, report, Some(failures)).await?;
+    Ok(to)
+}
+
+/// The backoff is waited out in the queue (`not_before`), not here: the report's transaction
+/// ends at once and the task is leased again once it is due.
+async fn schedule_retry(
+    tx: &mut Tx,
+    task: &RunningTask<'_>,
+    why: &str,
+    failures: i64,
+    now: i64,
+    queued_any: &mut bool,
+) -> Result<(), Error> {
+    let delay = backoff_ms(task.base, task.cap, failures.max(1));
+    let m = task.step(Some(why));
+    let also = Also {
+        queued_at: QueuedAt::At(now + delay),
+        failures: Some(failures),
+        error_class: Text::Set(task.report.error_class.map(FailureClass::as_str)),
+        message: Text::Set(task.report.message.as_deref()),
+        leased: false,
     };
-    let run_id: i64 = task.try_get("run_id").map_err(Error::store)?;
-    maybe_finish_run(tx, run_id, now).await?;
-    Ok(ReportResult::Accepted { task_state: next })
+    transition::one(tx, TaskState::Retrying, m, &also, now).await?;
+    push(tx, &key_rows(task.task_run, &task.keys), now + delay).await?;
+    *queued_any = true;
+    Ok(())
 }
 
 /// Moves a task to a terminal state; a failure marks every waiting dependent `upstream_failed`,

@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{Engine, RunOptions, TaskState};
 use crate::Error;
-use crate::spec::JobSpec;
+use crate::spec::{JobSpec, TaskSpec};
 use crate::store::now_ms;
 use crate::store::sql::Tx;
 
@@ -108,8 +108,26 @@ pub(crate) async fn start_run(
     job: &str,
     request: &RunRequest<'_>,
 ) -> Result<Option<i64>, Error> {
-    let (trigger, slot) = (request.trigger, request.slot);
     let now = now_ms();
+    let spec = load_spec(tx, job, request.only).await?;
+    let Some(run_id) = insert_run(tx, job, request, now).await? else { return Ok(None) };
+    let ids = insert_task_runs(tx, run_id, &spec.tasks, now).await?;
+    let graph = dependencies(&spec.tasks, &ids);
+    insert_deps(tx, &graph.deps).await?;
+    super::queue::enqueue_many(tx, &graph.roots, TaskState::Pending, now, Some("no dependencies")).await?;
+    tracing::info!(
+        job,
+        run = run_id,
+        trigger = request.trigger.as_str(),
+        tasks = spec.tasks.len(),
+        "Started a job run."
+    );
+    Ok(Some(run_id))
+}
+
+/// The job's definition as stored, cut down to the tasks of `only` when given: naming none of
+/// the job's tasks is an error rather than an empty run.
+async fn load_spec(tx: &mut Tx, job: &str, only: Option<&[String]>) -> Result<JobSpec, Error> {
     let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE name = $1")
         .bind(job)
         .fetch_optional(&mut **tx)
@@ -117,12 +135,23 @@ pub(crate) async fn start_run(
         .map_err(Error::store)?
         .ok_or_else(|| Error::NotFound { what: "job", id: job.to_owned() })?;
     let mut spec: JobSpec = serde_json::from_str(&spec).map_err(|e| Error::corrupt("job spec", e))?;
-    if let Some(only) = request.only {
+    if let Some(only) = only {
         spec.tasks.retain(|t| only.contains(&t.name));
         if spec.tasks.is_empty() {
             return Err(Error::NotFound { what: "task", id: format!("{} of job {job}", only.join(", ")) });
         }
     }
+    Ok(spec)
+}
+
+/// The run's row; `None` when the (job, slot) row exists already, so a cron slot fires once.
+/// Default options are stored as NULL, like runs from before options existed.
+async fn insert_run(
+    tx: &mut Tx,
+    job: &str,
+    request: &RunRequest<'_>,
+    now: i64,
+) -> Result<Option<i64>, Error> {
     let options = if *request.options == RunOptions::default() {
         None
     } else {
@@ -133,32 +162,31 @@ pub(crate) async fn start_run(
          ON CONFLICT (job, slot) DO NOTHING RETURNING id",
     )
     .bind(job)
-    .bind(trigger.as_str())
-    .bind(slot)
+    .bind(request.trigger.as_str())
+    .bind(request.slot)
     .bind(now)
     .bind(options)
     .fetch_optional(&mut **tx)
     .await
     .map_err(Error::store)?;
-    let Some(run_id) = run_id else { return Ok(None) };
+    Ok(run_id)
+}
 
-    // Task runs in multi-row inserts; RETURNING gives (id, task) pairs, matched back by name.
+/// Task runs in multi-row inserts; RETURNING gives (id, task) pairs, matched back by name
+/// (task name → task run id).
+async fn insert_task_runs(
+    tx: &mut Tx,
+    run_id: i64,
+    tasks: &[TaskSpec],
+    now: i64,
+) -> Result<HashMap<String, i64>, Error> {
     let per = crate::store::sql::CHUNK / 2;
     let mut ids: HashMap<String, i64> = HashMap::new();
-    for (c, chunk) in spec.tasks.chunks(per).enumerate() {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
-                format!(
-                    "({}, {}, {}, 'pending', {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-                    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[11]
-                )
-            })
-            .collect();
+    for (c, chunk) in tasks.chunks(per).enumerate() {
         let sql = format!(
             "INSERT INTO task_runs (run_id, task, position, state, compute, pools, spec, continuous, max_retries, \
              backoff_ms, max_backoff_ms, timeout_ms, created_at, updated_at) VALUES {} RETURNING id, task",
-            values.join(", ")
+            task_run_values(chunk.len())
         );
         let mut q = sqlx::query(&sql);
         for (i, task) in chunk.iter().enumerate() {
@@ -182,9 +210,38 @@ pub(crate) async fn start_run(
             ids.insert(row.try_get("task").map_err(Error::store)?, row.try_get("id").map_err(Error::store)?);
         }
     }
+    Ok(ids)
+}
+
+/// The VALUES list for `rows` task runs: twelve binds a row, the state a literal, and `now`
+/// bound once for both created_at and updated_at.
+fn task_run_values(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|i| {
+            let p: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
+            format!(
+                "({}, {}, {}, 'pending', {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[11]
+            )
+        })
+        .collect();
+    values.join(", ")
+}
+
+/// A run's task runs as a graph, by task run id.
+struct Graph {
+    /// (task run, dependency), the `task_deps` rows.
+    deps: Vec<(i64, i64)>,
+    /// The task runs with no dependency in the run, queued at once, with their queue keys.
+    roots: Vec<(i64, Vec<String>)>,
+}
+
+/// A dependency on a task outside the run (left out by `only`) is dropped: its tables are read
+/// as they are, so a task whose dependencies were all left out is a root.
+fn dependencies(tasks: &[TaskSpec], ids: &HashMap<String, i64>) -> Graph {
     let mut deps: Vec<(i64, i64)> = Vec::new();
     let mut roots: Vec<(i64, Vec<String>)> = Vec::new();
-    for task in &spec.tasks {
+    for task in tasks {
         let id = ids[&task.name];
         let known: Vec<i64> = task.depends_on.iter().filter_map(|d| ids.get(d).copied()).collect();
         if known.is_empty() {
@@ -192,6 +249,11 @@ pub(crate) async fn start_run(
         }
         deps.extend(known.into_iter().map(|dep| (id, dep)));
     }
+    Graph { deps, roots }
+}
+
+/// Dependency rows in multi-row inserts, chunked to stay under the databases' bind limits.
+async fn insert_deps(tx: &mut Tx, deps: &[(i64, i64)]) -> Result<(), Error> {
     for chunk in deps.chunks(crate::store::sql::CHUNK) {
         let sql = format!(
             "INSERT INTO task_deps (task_run_id, dep_id) VALUES {}",
@@ -203,15 +265,7 @@ pub(crate) async fn start_run(
         }
         q.execute(&mut **tx).await.map_err(Error::store)?;
     }
-    super::queue::enqueue_many(tx, &roots, TaskState::Pending, now, Some("no dependencies")).await?;
-    tracing::info!(
-        job,
-        run = run_id,
-        trigger = trigger.as_str(),
-        tasks = spec.tasks.len(),
-        "Started a job run."
-    );
-    Ok(Some(run_id))
+    Ok(())
 }
 
 /// The queue keys stored with a task run.
