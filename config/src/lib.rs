@@ -10,6 +10,10 @@
 //!
 //! Secrets are never held here, only where to find them ([`SecretRef`]); a resolved one is a
 //! [`Secret`], which prints as `***`.
+//!
+//! With the `tls` feature, `tls` is the process's one owner of rustls setup (provider, roots,
+//! client and server configurations), here because both the scheduler and the gateway may import
+//! this crate.
 
 #![forbid(unsafe_code)]
 // A `Diagnostic` is the error of a parser that runs once per file, on the cold path; boxing it

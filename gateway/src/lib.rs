@@ -6,7 +6,8 @@
 //!   (reason); deny by default; indexed lookups shared with `plan`.
 //! - [`dial`]: the layered dialer, the only way connectors get sockets.
 //! - [`identity`]: client certificates (key/cert match, expiry, reload on change).
-//! - [`tls`]: the one rustls module on the egress side.
+//! - [`tls`]: the handshake over a dialed stream and the classification of TLS failures; the
+//!   configurations come from `switchyard_config::tls`, the process's one owner of rustls setup.
 //! - [`audit`]: decision records for the control plane.
 //!
 //! Depends on `switchyard-config` only. `transform` never depends on this crate: serverless code
