@@ -20,6 +20,7 @@ impl Location {
 }
 
 /// The stable error codes of DESIGN §4.5. Scripts match on these; never rename one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {

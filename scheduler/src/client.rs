@@ -239,14 +239,9 @@ impl Client {
         }
     }
 
-    pub async fn apply_policy(&self, yaml: String, mode: &str) -> Result<i64, Error> {
+    pub async fn apply_policy(&self, yaml: String, mode: PolicyMode) -> Result<i64, Error> {
         let applied: Applied = self
-            .call(
-                Method::POST,
-                "/api/v1/egress/policy",
-                Some(&ApplyPolicy { yaml, mode: mode.to_owned() }),
-                TIMEOUT,
-            )
+            .call(Method::POST, "/api/v1/egress/policy", Some(&ApplyPolicy { yaml, mode }), TIMEOUT)
             .await?;
         Ok(applied.version)
     }

@@ -26,7 +26,7 @@ pub struct JobSpec {
     pub expected_interval_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskSpec {
     pub name: String,
     pub class: String,
@@ -39,6 +39,9 @@ pub struct TaskSpec {
     pub backoff_ms: u64,
     pub max_backoff_ms: u64,
     pub timeout_ms: Option<u64>,
+    /// The work itself: `kind` (`run`, `ingest`, `transform`) and its fields, as the manifest's
+    /// task says (DESIGN §4.2). Kept open in the document: it mirrors the manifest format.
+    #[schema(value_type = Object)]
     pub work: Work,
     /// Lake tables the task reads (a transform's SQL), lower-case: a commit to one of them starts
     /// an `on_update` task. Specs stored before this existed read nothing, hence the defaults.

@@ -62,6 +62,35 @@ async fn raw(
     (status, json)
 }
 
+/// Raw HTTP with the head kept: status, the head's text (headers), the body as JSON (or Null).
+/// `body` is (content type, text).
+async fn raw_response(
+    url: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> (u16, String, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let (kind, text) = body.unwrap_or(("application/json", ""));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        text.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    // The server may answer (413) and close before reading all of a large body.
+    let _ = s.write_all(text.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status: u16 = out[9..12].parse().unwrap();
+    let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_owned(), serde_json::from_str(rest).unwrap_or(serde_json::Value::Null))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_roles_and_error_shapes() {
     let s = start(None).await;
@@ -116,24 +145,158 @@ async fn tokens_roles_and_error_shapes() {
     let _ = s.stop.send(true);
 }
 
+/// The served document is the one generated from the handlers, and `docs/openapi.json` (for
+/// readers and client generators) is that same document: `UPDATE_GOLDEN=1` rewrites it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openapi_lists_every_route() {
+async fn openapi_document_is_generated_and_checked_in() {
     let s = start(None).await;
-    let (status, doc) = raw(&s.url, "GET", "/api/v1/openapi.json", None, "").await;
+    let (status, head, served) = raw_response(&s.url, "GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
-    let paths = doc["paths"].as_object().unwrap();
-    let source = include_str!("../src/api/mod.rs");
-    let routes: Vec<&str> = source
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(".route(\""))
-        .map(|l| l.split('"').next().unwrap())
+    assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
+    let generated = switchyard_scheduler::api::openapi();
+    assert_eq!(served, generated);
+    assert_eq!(served["openapi"], "3.1.0");
+    // Links name operations that exist, in the spec's spelling, so a tester can follow them.
+    let ids: Vec<&str> = served["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
         .collect();
-    assert!(routes.len() >= 14, "{routes:?}");
-    for route in routes {
-        assert!(paths.contains_key(route), "{route} is not in openapi.json");
+    let links = &served["paths"]["/api/v1/nodes"]["post"]["responses"]["201"]["links"];
+    assert_eq!(links["heartbeat"]["operationId"], "heartbeat", "{links}");
+    for link in links.as_object().unwrap().values() {
+        assert!(ids.contains(&link["operationId"].as_str().unwrap()), "{link}");
     }
+    // Every operation states its statuses and, unless it is open, the roles it needs.
+    let paths = served["paths"].as_object().unwrap();
+    assert!(paths.len() >= 22, "{:?}", paths.keys());
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            let open = ["/", "/assets/{name}", "/healthz", "/readyz", "/api/v1/openapi.json"]
+                .contains(&path.as_str());
+            if !open {
+                assert!(op["security"].is_array(), "{method} {path} declares no security");
+                assert!(responses.contains_key("401") && responses.contains_key("403"), "{method} {path}");
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415"] {
+                    assert!(responses.contains_key(status), "{method} {path} lacks {status}");
+                }
+            }
+        }
+    }
+    assert_eq!(
+        served["paths"]["/api/v1/runs"]["get"]["parameters"][2]["schema"]["pattern"],
+        switchyard_scheduler::api::doc::SINCE_PATTERN
+    );
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let text = switchyard_scheduler::api::doc::json();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&file, text).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        checked_in == text,
+        "docs/openapi.json differs from the generated document: run `UPDATE_GOLDEN=1 cargo test -p switchyard-scheduler --test api openapi` and review the diff"
+    );
     let _ = s.stop.send(true);
+}
+
+/// Whatever refuses a request, the answer is the one JSON error shape: axum's own rejections
+/// (query, path, body), unknown routes, methods a path does not have (with `Allow`), bodies over
+/// the limit and bodies not declared as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_json_with_the_right_status() {
+    let s = start(None).await;
+    let viewer = s.engine.create_token(Role::Viewer, "v").await.unwrap();
+    let node = s.engine.create_token(Role::Node, "n").await.unwrap();
+    let json = |head: &str| head.to_ascii_lowercase().contains("content-type: application/json");
+
+    let (status, head, body) =
+        raw_response(&s.url, "GET", "/api/v1/runs?limit=lots", Some(&viewer), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(json(&head) && body["code"] == "bad_request", "{head}{body}");
+    assert!(body["message"].as_str().unwrap().contains("limit"), "{body}");
+
+    let (status, head, body) =
+        raw_response(&s.url, "GET", "/api/v1/runs?since=1h%2030m", Some(&viewer), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(json(&head) && body["message"].as_str().unwrap().contains("since"), "{body}");
+
+    let (status, head, body) = raw_response(&s.url, "GET", "/api/v1/runs/abc", Some(&viewer), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(json(&head), "{head}");
+    assert!(body["message"].as_str().unwrap().contains("`id` is `abc`"), "{body}");
+
+    let (status, head, body) = raw_response(&s.url, "PATCH", "/api/v1/runs", Some(&viewer), None).await;
+    assert_eq!(status, 405, "{body}");
+    assert!(json(&head) && body["code"] == "method_not_allowed", "{head}{body}");
+    let allow = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("allow:"))
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(allow.contains("GET") && !allow.contains("POST"), "{allow}");
+
+    let (status, head, body) = raw_response(&s.url, "GET", "/api/v2/nothing", None, None).await;
+    assert_eq!(status, 404);
+    assert!(json(&head) && body["code"] == "not_found", "{head}{body}");
+
+    // 17 MiB of a valid-looking body: refused by size, before any parsing.
+    let big = format!("{{\"records\":[{}]}}", "0,".repeat(17 << 19));
+    let (status, head, body) =
+        raw_response(&s.url, "POST", "/api/v1/egress/audit", Some(&node), Some(("application/json", &big)))
+            .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(json(&head) && body["code"] == "payload_too_large", "{head}{body}");
+
+    let (status, head, body) = raw_response(
+        &s.url,
+        "POST",
+        "/api/v1/nodes/n1/leases",
+        Some(&node),
+        Some(("text/plain", r#"{"max":1}"#)),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert!(json(&head) && body["code"] == "unsupported_media_type", "{head}{body}");
+    let _ = s.stop.send(true);
+}
+
+/// `/metrics` is open by default and asks for a viewer token when the settings say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_viewer_token() {
+    let db = common::TestDb::sqlite().await;
+    let mut settings = common::settings();
+    settings.control_plane.metrics_token = true;
+    let engine = Engine::new(
+        switchyard_scheduler::store::Store::open(&db.url).await.unwrap(),
+        switchyard_scheduler::engine::EngineConfig {
+            lease_ttl: Duration::from_secs(30),
+            max_losses: 3,
+            settings,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, mut rx) = watch::channel(false);
+    let app =
+        router(AppState { engine: engine.clone(), planning: std::sync::Arc::new(PlanningInputs::default()) });
+    tokio::spawn(serve(listener, app, None, async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    let viewer = engine.create_token(Role::Viewer, "v").await.unwrap();
+    let node = engine.create_token(Role::Node, "n").await.unwrap();
+    let (status, _, body) = raw_response(&url, "GET", "/metrics", None, None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (status, _, body) = raw_response(&url, "GET", "/metrics", Some(&node), None).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, head, _) = raw_response(&url, "GET", "/metrics", Some(&viewer), None).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let _ = stop.send(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +451,7 @@ async fn submit_selects_tables_and_carries_options() {
     let err = client.submit(&request(&["gold.c"])).await.unwrap_err();
     match &err {
         switchyard_scheduler::Error::Api { status, code, message, .. } => {
-            assert_eq!((*status, code.as_str()), (400, "unknown_table"));
+            assert_eq!((*status, code.as_str()), (422, "unknown_table"));
             assert!(message.contains("`gold.c`") && message.contains("gold.b, silver.a"), "{message}");
         }
         other => panic!("{other}"),

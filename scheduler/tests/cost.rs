@@ -400,7 +400,7 @@ async fn cost_api_returns_the_engine_report() {
     let (status, body) = get(&url, "/api/v1/cost?since=7", &token).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "bad_request");
-    assert!(body["message"].as_str().unwrap().contains("--since 7"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("`since`: `7`"), "{body}");
     assert!(body["hint"].as_str().unwrap().contains("7d"), "{body}");
     let (status, body) = get(&url, "/api/v1/cost", &token).await;
     assert_eq!((status, body["since"].as_str()), (200, Some("7d")), "default window");

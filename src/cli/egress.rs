@@ -11,6 +11,7 @@ use switchyard_config::egress::{EgressPolicy, RuleIndex};
 use switchyard_config::settings::Settings;
 use switchyard_config::value::Endpoint;
 use switchyard_config::{Inputs, LoadOptions};
+use switchyard_scheduler::api::types::PolicyMode;
 use switchyard_scheduler::{Plan, TaskPlan};
 
 use super::render::{Style, render_errors};
@@ -341,10 +342,10 @@ async fn apply(client: &super::ClientArgs, new: &std::path::Path, dry_run: bool)
     let yaml =
         std::fs::read_to_string(new).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", new.display()))?;
     let (client, _) = super::control::client_for(client)?;
-    let mode = if dry_run { "dry_run" } else { "enforce" };
+    let mode = if dry_run { PolicyMode::DryRun } else { PolicyMode::Enforce };
     match client.apply_policy(yaml, mode).await {
         Ok(version) => {
-            println!("applied {} as egress policy version {version} ({mode})", new.display());
+            println!("applied {} as egress policy version {version} ({})", new.display(), mode.as_str());
             Ok(ExitCode::SUCCESS)
         }
         Err(switchyard_scheduler::Error::Rejected { errors }) => {

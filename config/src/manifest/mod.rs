@@ -112,6 +112,7 @@ impl Task {
 }
 
 /// Where a task runs (DESIGN §4.4).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Compute {
@@ -131,6 +132,7 @@ impl Compute {
 }
 
 /// Workload class tags (DESIGN §4.1).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 pub enum WorkloadClass {
     /// SQL Server or PostgreSQL ingestion.
@@ -167,6 +169,7 @@ pub enum RunMode {
 }
 
 /// What starts a task besides its job's runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
@@ -450,6 +453,7 @@ pub struct Retries {
 }
 
 /// A kind of failure `retries.retry_on` can name: a failure class, or running out of time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryOn {

@@ -62,6 +62,10 @@ pub struct ControlPlane {
     pub tls_cert: Option<PathBuf>,
     /// …and this private key (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Ask `/metrics` scrapers for a viewer token. Off by default: scrape targets are usually
+    /// open (the Prometheus convention) and the metrics hold no secrets, but they do name jobs,
+    /// pools and egress IPs.
+    pub metrics_token: bool,
 }
 
 impl Default for ControlPlane {
@@ -73,6 +77,7 @@ impl Default for ControlPlane {
             lease_ttl: Duration(std::time::Duration::from_secs(15)),
             tls_cert: None,
             tls_key: None,
+            metrics_token: false,
         }
     }
 }

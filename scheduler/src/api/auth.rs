@@ -1,6 +1,6 @@
 //! Bearer-token authentication. The token is looked up by its hash; it is never logged.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 
@@ -28,29 +28,49 @@ impl Caller {
     }
 }
 
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        message,
+        "send `Authorization: Bearer TOKEN`; the admin token is in the control plane's token_file",
+    )
+}
+
+/// 401 for a route that needs a token and got none.
+pub(super) fn missing_token() -> ApiError {
+    unauthorized("missing bearer token")
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized = |message: &str| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                message,
-                "send `Authorization: Bearer TOKEN`; the admin token is in the control plane's token_file",
-            )
-        };
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("missing bearer token"))?;
+            .ok_or_else(missing_token)?;
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| unauthorized("the Authorization header is not a bearer token"))?;
         match state.engine.authenticate(token.trim()).await? {
             Some(role) => Ok(Caller(role)),
             None => Err(unauthorized("unknown token")),
+        }
+    }
+}
+
+/// For routes open by default (`/metrics`): no `Authorization` header is no caller, a wrong one is
+/// still 401.
+impl OptionalFromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, ApiError> {
+        if parts.headers.contains_key(axum::http::header::AUTHORIZATION) {
+            <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state).await.map(Some)
+        } else {
+            Ok(None)
         }
     }
 }

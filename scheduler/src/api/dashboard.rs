@@ -4,7 +4,7 @@
 //! polls the API with it.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
+use super::extract::Path;
 use crate::engine::Role;
 use crate::views::{EgressActivity, Overview};
 
@@ -23,10 +24,23 @@ const STYLE: &str = include_str!("dashboard/app.css");
 /// and new.
 const CACHE: &str = "no-cache";
 
+/// The dashboard's page.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    responses((status = 200, description = "the page", body = String, content_type = "text/html; charset=utf-8")))]
 pub(super) async fn index() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, CACHE)], INDEX)
 }
 
+/// The dashboard's script and style sheet.
+#[utoipa::path(get, path = "/assets/{name}", tag = "dashboard",
+    params(("name" = String, Path, description = "`app.js` or `app.css`", example = "app.js")),
+    responses(
+        (status = 200, description = "the asset", content(
+            (String = "text/javascript; charset=utf-8"),
+            (String = "text/css; charset=utf-8"),
+        )),
+        (status = 404, description = "no such asset", body = ApiError),
+    ))]
 pub(super) async fn asset(Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let (body, kind) = match name.as_str() {
         "app.js" => (SCRIPT, "text/javascript; charset=utf-8"),
@@ -43,6 +57,10 @@ pub(super) async fn asset(Path(name): Path<String>) -> Result<impl IntoResponse,
     Ok(([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, CACHE)], body))
 }
 
+/// Everything the dashboard's front page shows.
+#[utoipa::path(get, path = "/api/v1/overview", tag = "dashboard",
+    security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "the overview", body = Overview)))]
 pub(super) async fn overview(
     State(state): State<AppState>,
     caller: Caller,
@@ -52,7 +70,7 @@ pub(super) async fn overview(
 }
 
 /// The egress page: the rules in force, and what the audit trail says about them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EgressPage {
     /// Where the rules come from: `control plane vN (mode)` or the policy file the control plane
     /// plans with; `None` when there is neither (everything is denied).
@@ -62,7 +80,7 @@ pub struct EgressPage {
     pub activity: EgressActivity,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleView {
     pub name: String,
     pub host: String,
@@ -72,6 +90,9 @@ pub struct RuleView {
     pub description: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/egress/activity", tag = "dashboard",
+    security(("bearer" = ["viewer"])),
+    responses((status = 200, description = "rules and activity", body = EgressPage)))]
 pub(super) async fn egress(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,22 +1,29 @@
 //! API errors as JSON `{code, message, hint}` with the right status: 400 for malformed input
 //! (naming the field), 401/403 for tokens, 404, 409 for stale leases, 422 for invalid manifests.
-//! A store failure is the only 500, and its message never carries secrets.
+//! 405 (with `Allow`), 413 and 415 from axum itself. A store failure is the only 500, and its
+//! message never carries secrets.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::plan::PlanError;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Every error the API answers with, whatever the status.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: u16,
+    /// What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`, `lease_lost`, `node_refused`, `invalid_manifests`,
+    /// `payload_too_large`, `unsupported_media_type`, `internal`, …
     pub code: String,
+    /// What went wrong, for people, naming the field or the id.
     pub message: String,
+    /// What to do about it.
     pub hint: String,
     /// For `invalid_manifests`: every error, as `plan --json` reports them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -69,8 +76,9 @@ impl From<Error> for ApiError {
                     "run `switchyard plan` on them locally for the full report",
                 )
             },
+            // The request is well formed; the manifests it came with have no such table.
             Error::UnknownSelection { .. } => ApiError::new(
-                StatusCode::BAD_REQUEST,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_table",
                 e.to_string(),
                 "select tables by the name in a task's `sink: { table: … }`, e.g. `--select silver.claims`",
@@ -97,16 +105,40 @@ impl From<Error> for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        // serde's text names the field and position: "missing field `max` at line 1 column 2".
-        let detail = r.body_text();
-        let detail = detail.trim_start_matches("Failed to deserialize the JSON body into the target type: ");
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("malformed JSON body: {detail}"),
-            "see /api/v1/openapi.json for the request schema",
-        )
+/// The net under the extractors: a response axum made itself (405 for a method the path does not
+/// have, a rejection outside [`super::extract`]) arrives as `text/plain`; it leaves as the one
+/// JSON shape, same status, `Allow` kept. Responses of the handlers pass untouched.
+pub(super) async fn json_errors(method: Method, uri: Uri, response: Response) -> Response {
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
     }
+    let (parts, body) = response.into_parts();
+    let error = if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+        ApiError::new(
+            status,
+            "method_not_allowed",
+            format!("{} is not allowed on {}", method, uri.path()),
+            format!("use one of: {allow} (see /api/v1/openapi.json)"),
+        )
+    } else {
+        let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+        ApiError::new(
+            status,
+            status.canonical_reason().unwrap_or("error").to_lowercase().replace(' ', "_").as_str(),
+            String::from_utf8_lossy(&text).trim().to_owned(),
+            "see /api/v1/openapi.json",
+        )
+    };
+    let mut out = error.into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
 }

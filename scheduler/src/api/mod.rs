@@ -14,10 +14,15 @@
 //! | `POST /api/v1/tokens` | admin |
 //! | `POST /api/v1/egress/audit` | node; `GET` viewer |
 //! | `GET /api/v1/egress/policy` | node or viewer; `POST` (apply a version) operator |
+//!
+//! `/metrics` asks for a viewer token when `[control_plane] metrics_token = true`. The roles are
+//! also in the OpenAPI document ([`doc`]), generated from the handlers.
 
 mod auth;
 pub mod dashboard;
+pub mod doc;
 pub mod error;
+mod extract;
 mod handlers;
 mod tls;
 pub mod types;
@@ -26,7 +31,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use tls::{load_server_tls, serve};
 
@@ -45,35 +52,50 @@ pub struct AppState {
     pub planning: Arc<PlanningInputs>,
 }
 
-/// The OpenAPI document, kept beside the routes it describes (a test checks they agree).
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The largest request body the API reads (16 MiB: a submission of a few thousand manifests);
+/// larger is answered 413.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Every route, with its OpenAPI operation: a handler is routed and documented by the same
+/// `routes!` entry, so neither can exist without the other.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(doc::base())
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::asset))
+        .routes(routes!(dashboard::overview))
+        .routes(routes!(dashboard::egress))
+        .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::readyz))
+        .routes(routes!(handlers::metrics))
+        .routes(routes!(handlers::health))
+        .routes(routes!(handlers::openapi))
+        .routes(routes!(handlers::submit))
+        .routes(routes!(handlers::runs))
+        .routes(routes!(handlers::run))
+        .routes(routes!(handlers::cancel_run))
+        .routes(routes!(handlers::cancel_task))
+        .routes(routes!(handlers::nodes, handlers::register))
+        .routes(routes!(handlers::deregister))
+        .routes(routes!(handlers::heartbeat))
+        .routes(routes!(handlers::lease))
+        .routes(routes!(handlers::report))
+        .routes(routes!(handlers::tables))
+        .routes(routes!(handlers::cost))
+        .routes(routes!(handlers::create_token))
+        .routes(routes!(handlers::get_audit, handlers::post_audit))
+        .routes(routes!(handlers::get_policy, handlers::apply_policy))
+}
+
+/// The API's OpenAPI document (what `/api/v1/openapi.json` serves).
+pub fn openapi() -> serde_json::Value {
+    doc::to_json(&doc::finish(routes().split_for_parts().1))
+}
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/assets/{name}", get(dashboard::asset))
-        .route("/api/v1/overview", get(dashboard::overview))
-        .route("/api/v1/egress/activity", get(dashboard::egress))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
-        .route("/api/v1/health", get(handlers::health))
-        .route("/api/v1/openapi.json", get(handlers::openapi))
-        .route("/api/v1/jobs", post(handlers::submit))
-        .route("/api/v1/runs", get(handlers::runs))
-        .route("/api/v1/runs/{id}", get(handlers::run))
-        .route("/api/v1/runs/{id}/cancel", post(handlers::cancel_run))
-        .route("/api/v1/tasks/{id}/cancel", post(handlers::cancel_task))
-        .route("/api/v1/nodes", get(handlers::nodes).post(handlers::register))
-        .route("/api/v1/nodes/{id}", delete(handlers::deregister))
-        .route("/api/v1/nodes/{id}/heartbeat", post(handlers::heartbeat))
-        .route("/api/v1/nodes/{id}/leases", post(handlers::lease))
-        .route("/api/v1/nodes/{id}/reports", post(handlers::report))
-        .route("/api/v1/tables", get(handlers::tables))
-        .route("/api/v1/cost", get(handlers::cost))
-        .route("/api/v1/tokens", post(handlers::create_token))
-        .route("/api/v1/egress/audit", get(handlers::get_audit).post(handlers::post_audit))
-        .route("/api/v1/egress/policy", get(handlers::get_policy).post(handlers::apply_policy))
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use switchyard_config::FailureClass;
 
 use crate::engine::state::TaskState;
@@ -13,7 +13,7 @@ use crate::plan::{PlanError, TaskPlan};
 use crate::spec::TaskSpec;
 
 /// A granted lease: what to run, and the attempt id to report with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// The attempt; also the fencing token.
     pub attempt: i64,
@@ -32,7 +32,7 @@ pub struct Lease {
 
 /// How a run was asked to run, stored with the run (`job_runs.options`) and carried by each of its
 /// leases.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunOptions {
     /// Rebuild outputs from scratch instead of processing only what changed.
     #[serde(default)]
@@ -43,7 +43,7 @@ pub struct RunOptions {
     pub input_versions: std::collections::BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
@@ -56,7 +56,7 @@ pub enum Outcome {
 }
 
 /// What a node reports about one attempt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub attempt: i64,
     pub outcome: Outcome,
@@ -71,7 +71,8 @@ pub struct Report {
     pub log_tail: Option<String>,
     /// What the task did beyond succeeding or failing (a transform: refresh mode, versions read
     /// and written, expectation violations), kept with the attempt for `switchyard runs`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
+    #[schema(value_type = Option<Object>)]
     pub details: Option<serde_json::Value>,
 }
 
@@ -91,7 +92,7 @@ impl Report {
 }
 
 /// The answer to one report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ReportResult {
     Accepted {
@@ -103,7 +104,7 @@ pub enum ReportResult {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     /// A dedicated node of a pool, with a static egress IP.
@@ -113,24 +114,27 @@ pub enum NodeKind {
 }
 
 /// What a node says about itself when it registers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     pub kind: NodeKind,
     #[serde(default)]
     pub pool: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = ip_address)]
     pub egress_ip: Option<IpAddr>,
     #[serde(default)]
     pub identities: Vec<String>,
     pub version: String,
+    #[schema(schema_with = unsigned_32)]
     pub slots: u32,
     /// When the launcher decided to start this worker (epoch ms), for cold-start figures.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_epoch_ms")]
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
     pub launched_at: Option<i64>,
 }
 
 /// The answer to a registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Registration {
     pub node_id: String,
     /// Heartbeat at least this often (ms).
@@ -139,21 +143,24 @@ pub struct Registration {
 }
 
 /// An attempt the node must stop, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Stop {
     pub attempt: i64,
     /// `cancelled`, `lost`, …: the attempt's state in the store.
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatReply {
     pub stop: Vec<Stop>,
 }
 
 /// One audit record (a denial, or allowed connections aggregated per destination and minute).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
+    /// When (epoch ms).
+    #[serde(deserialize_with = "epoch_ms")]
+    #[schema(minimum = 0, maximum = 253_402_300_799_999_i64)]
     pub at: i64,
     pub egress_ip: String,
     #[serde(default)]
@@ -168,17 +175,21 @@ pub struct AuditRecord {
     #[serde(default)]
     pub reason: Option<String>,
     /// How many connections this record stands for.
+    #[serde(deserialize_with = "amount")]
+    #[schema(minimum = 0, maximum = 281_474_976_710_656_i64)]
     pub count: i64,
     /// Bytes both ways of the connections that ended in this record's minute.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "amount")]
+    #[schema(minimum = 0, maximum = 281_474_976_710_656_i64)]
     pub bytes: i64,
     /// Their total duration.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "amount")]
+    #[schema(minimum = 0, maximum = 281_474_976_710_656_i64)]
     pub duration_ms: i64,
 }
 
 /// A stored policy version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyVersion {
     pub version: i64,
     pub yaml: String,
@@ -188,7 +199,7 @@ pub struct PolicyVersion {
     pub applied_by: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -230,14 +241,22 @@ impl Role {
 
 /// A manifest file sent for submission: its path (for messages and `run` working directories)
 /// and its contents.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ManifestFile {
     pub path: String,
     pub content: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "manifests": [{
+        "path": "jobs/orders.yaml",
+        "content": "job: orders\nexternal_tables: [bronze.orders]\ntasks:\n  - { name: daily, sql: \"SELECT * FROM bronze.orders\", sink: { table: silver.orders } }\n"
+    }],
+    "run": true
+}))]
 pub struct SubmitRequest {
+    #[schema(min_items = 1)]
     pub manifests: Vec<ManifestFile>,
     /// Start a run of each job now (default true).
     #[serde(default = "yes")]
@@ -255,38 +274,42 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmittedJob {
     pub job: String,
     pub run: Option<i64>,
     pub tasks: Vec<TaskPlan>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmitResponse {
     pub jobs: Vec<SubmittedJob>,
 }
 
 /// A lease request: up to `max` tasks, waiting up to `wait_ms` for work.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseRequest {
+    /// At most this many leases (above 1024 counts as 1024).
+    #[schema(schema_with = unsigned_64)]
     pub max: usize,
+    /// How long to wait for work when there is none (ms; above 30000 counts as 30000).
     #[serde(default)]
+    #[schema(schema_with = unsigned_64)]
     pub wait_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseResponse {
     pub leases: Vec<Lease>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogTail {
     pub attempt: i64,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatRequest {
     /// Attempts the node is running.
     #[serde(default)]
@@ -303,16 +326,19 @@ pub struct HeartbeatRequest {
 }
 
 /// A Delta version an attempt committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommitRecord {
     pub attempt: i64,
     pub table: String,
     pub version: i64,
+    /// Rows the version added.
+    #[serde(deserialize_with = "amount")]
+    #[schema(minimum = 0, maximum = 281_474_976_710_656_i64)]
     pub rows: i64,
 }
 
 /// A lake table's latest version known to the control plane.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableVersion {
     pub table: String,
     pub version: i64,
@@ -324,34 +350,36 @@ pub struct TableVersion {
     pub rows: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CertificateExpiry {
     pub identity: String,
     /// Seconds since the Unix epoch.
+    #[serde(deserialize_with = "epoch_s")]
+    #[schema(minimum = 0, maximum = 253_402_300_799_i64)]
     pub not_after: i64,
 }
 
 /// Reports, and optionally a lease request answered in the same round trip.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportRequest {
     pub reports: Vec<Report>,
     #[serde(default)]
     pub lease: Option<LeaseRequest>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportResponse {
     pub results: Vec<ReportResult>,
     pub leases: Vec<Lease>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
     pub role: Role,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// Shown once; only its hash is stored.
     pub token: String,
@@ -360,25 +388,152 @@ pub struct TokenResponse {
 /// Plan errors are returned inside [`super::error::ApiError`]; re-exported for clients.
 pub type SubmitErrors = Vec<PlanError>;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditBatch {
     pub records: Vec<AuditRecord>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "yaml": "destinations:\n  - { name: partner-api, host: api.partner.example, ports: [443], egress_ips: [127.0.0.2] }\n",
+    "mode": "dry_run"
+}))]
 pub struct ApplyPolicy {
     /// The policy file's contents.
     pub yaml: String,
     /// `enforce` (default) or `dry_run`: log would-be denials without blocking.
-    #[serde(default = "enforce")]
-    pub mode: String,
+    #[serde(default)]
+    pub mode: PolicyMode,
 }
 
-fn enforce() -> String {
-    "enforce".to_owned()
+/// How nodes apply an egress policy version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// Deny what no rule allows.
+    #[default]
+    Enforce,
+    /// Allow everything, and audit what would have been denied.
+    DryRun,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl PolicyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::DryRun => "dry_run",
+        }
+    }
+}
+
+/// An IPv4 or IPv6 address, as `IpAddr` reads it, or null.
+fn ip_address() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let ip = |format| {
+        ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    OneOfBuilder::new()
+        .item(ip(KnownFormat::Ipv4))
+        .item(ip(KnownFormat::Ipv6))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Applied {
     pub version: i64,
+}
+
+/// `u32` as serde reads it: the document's `int32` would stop at 2^31 - 1.
+fn unsigned_32() -> utoipa::openapi::Schema {
+    unsigned(u32::MAX.into())
+}
+
+/// `u64` (and `usize`) as serde reads it: the document's `int64` would stop at 2^63 - 1.
+fn unsigned_64() -> utoipa::openapi::Schema {
+    unsigned(u64::MAX)
+}
+
+fn unsigned(max: u64) -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(max)).build().into()
+}
+
+/// The largest count, byte total or row count one record may carry (2^48, 281 TB): sums over
+/// millions of records in the store's 64-bit columns stay far from overflowing. The schemas'
+/// `maximum` states the same numbers (checked by `bounds_match_the_document`).
+pub const MAX_AMOUNT: i64 = 1 << 48;
+/// The last millisecond of year 9999: differences between timestamps cannot overflow.
+pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+/// The same in seconds.
+pub const MAX_EPOCH_S: i64 = MAX_EPOCH_MS / 1000;
+
+fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    within(i64::deserialize(d)?, MAX_AMOUNT)
+}
+
+fn epoch_ms<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    within(i64::deserialize(d)?, MAX_EPOCH_MS)
+}
+
+fn optional_epoch_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<i64>::deserialize(d)?.map(|v| within(v, MAX_EPOCH_MS)).transpose()
+}
+
+fn epoch_s<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    within(i64::deserialize(d)?, MAX_EPOCH_S)
+}
+
+/// What the document's `Object` says: a JSON object, or null.
+fn optional_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(object @ serde_json::Value::Object(_)) => Ok(Some(object)),
+        Some(_) => Err(serde::de::Error::custom("expected a JSON object or null")),
+    }
+}
+
+fn within<E: serde::de::Error>(value: i64, max: i64) -> Result<i64, E> {
+    if (0..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(E::custom(format_args!("{value} is out of range: expected 0 to {max}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    use super::*;
+
+    fn schema_of<T: PartialSchema>() -> serde_json::Value {
+        serde_json::to_value(T::schema()).unwrap()
+    }
+
+    #[test]
+    fn bounds_match_the_document() {
+        let audit = schema_of::<AuditRecord>();
+        for field in ["count", "bytes", "duration_ms"] {
+            assert_eq!(audit["properties"][field]["maximum"], MAX_AMOUNT, "{field}");
+        }
+        assert_eq!(audit["properties"]["at"]["maximum"], MAX_EPOCH_MS);
+        assert_eq!(schema_of::<CommitRecord>()["properties"]["rows"]["maximum"], MAX_AMOUNT);
+        assert_eq!(schema_of::<CertificateExpiry>()["properties"]["not_after"]["maximum"], MAX_EPOCH_S);
+        assert_eq!(schema_of::<NodeInfo>()["properties"]["launched_at"]["maximum"], MAX_EPOCH_MS);
+        assert_eq!(schema_of::<NodeInfo>()["properties"]["slots"]["maximum"], u32::MAX);
+        assert_eq!(schema_of::<LeaseRequest>()["properties"]["wait_ms"]["maximum"], u64::MAX);
+    }
+
+    #[test]
+    fn numbers_past_their_bounds_are_refused_naming_the_bound() {
+        let record = |count: i64| serde_json::json!({"at": 0, "egress_ip": "", "destination": "d", "verdict": "allowed", "count": count});
+        assert!(serde_json::from_value::<AuditRecord>(record(MAX_AMOUNT)).is_ok());
+        for bad in [MAX_AMOUNT + 1, -1] {
+            let err = serde_json::from_value::<AuditRecord>(record(bad)).unwrap_err().to_string();
+            assert!(err.contains("out of range: expected 0 to 281474976710656"), "{err}");
+        }
+    }
 }

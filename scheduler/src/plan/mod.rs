@@ -48,12 +48,13 @@ pub struct JobPlan {
     pub file: PathBuf,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TaskPlan {
     pub task: String,
     pub class: WorkloadClass,
     pub compute: Compute,
     pub pool: Option<String>,
+    #[schema(value_type = Vec<String>)]
     pub egress_ips: Vec<IpAddr>,
     pub destinations: Vec<String>,
     pub depends_on: Vec<String>,
@@ -67,7 +68,7 @@ pub struct TaskPlan {
 }
 
 /// One error of `plan --json`: a [`Diagnostic`] flattened to the documented fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PlanError {
     pub file: String,
     pub line: u32,

@@ -21,7 +21,7 @@ const DAY_MS: i64 = 24 * HOUR_MS;
 const WORKER_BUCKETS: i64 = 60;
 
 /// The overview page.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Overview {
     /// The store's clock (epoch ms), so the page computes ages without trusting the browser's.
     pub now: i64,
@@ -36,7 +36,7 @@ pub struct Overview {
     pub nodes: Vec<NodeStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub job: String,
     pub schedule: Option<String>,
@@ -46,7 +46,7 @@ pub struct JobStatus {
     pub last_success_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunBrief {
     pub id: i64,
     pub state: String,
@@ -55,7 +55,7 @@ pub struct RunBrief {
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FailureView {
     pub run: i64,
     pub job: String,
@@ -68,7 +68,7 @@ pub struct FailureView {
     pub at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueDepth {
     /// `dedicated` or `serverless`.
     pub compute: String,
@@ -80,20 +80,20 @@ pub struct QueueDepth {
     pub reasons: Vec<ReasonCount>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReasonCount {
     pub reason: String,
     pub tasks: i64,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerPoint {
     /// Start of the minute (epoch ms).
     pub at: i64,
     pub workers: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     #[serde(flatten)]
     pub node: NodeView,
@@ -103,7 +103,7 @@ pub struct NodeStatus {
 
 /// The egress page: the rules come from the policy (see the API handler), the rest from the audit
 /// trail and the nodes' certificate reports.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EgressActivity {
     pub now: i64,
     /// Connections per destination over the last 24 hours.
@@ -114,7 +114,7 @@ pub struct EgressActivity {
     pub identities: Vec<IdentityExpiry>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DestinationCounts {
     pub destination: String,
     pub allowed: i64,
@@ -123,7 +123,7 @@ pub struct DestinationCounts {
     pub last_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IdentityExpiry {
     pub identity: String,
     pub node: String,

@@ -42,7 +42,9 @@ pub const CERT_WARNING: Duration = Duration::from_secs(30 * 86_400);
 pub const CERT_CRITICAL: Duration = Duration::from_secs(7 * 86_400);
 
 /// How bad a failing check is. A passing check is `info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -61,7 +63,9 @@ impl Severity {
 }
 
 /// A job's, a pool's or the whole control plane's verdict: the worst failing check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -107,7 +111,7 @@ impl Status {
 ///
 /// Every check is always listed: `ok: true` with severity `info` and `action: null` when it
 /// passes (or is not applicable, which its message says).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: Status,
     pub checked_at: i64,
@@ -115,7 +119,7 @@ pub struct Health {
     pub pools: Vec<PoolHealth>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Check {
     /// `failed_state`, `recent_success`, `drop_rate`, `latency`, `certificate_expiry`, `live_nodes`.
     pub check: String,
@@ -148,7 +152,7 @@ impl Check {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobHealth {
     pub job: String,
     pub status: Status,
@@ -162,7 +166,7 @@ pub struct JobHealth {
 }
 
 /// The job's latest run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthRun {
     pub id: i64,
     pub state: String,
@@ -170,7 +174,7 @@ pub struct HealthRun {
     pub finished_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PoolHealth {
     pub pool: String,
     pub status: Status,

@@ -9,7 +9,7 @@ use crate::Error;
 use crate::api::types::CertificateExpiry;
 use crate::store::sql::get;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub id: String,
     pub kind: String,

@@ -10,7 +10,7 @@ use crate::Error;
 use crate::engine::{RunState, TaskState};
 use crate::store::sql::{json_column, parse_column};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: i64,
     pub job: String,
@@ -26,7 +26,7 @@ pub struct RunView {
     pub tasks: Vec<TaskView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskView {
     pub id: i64,
     pub task: String,
@@ -53,7 +53,7 @@ pub struct TaskView {
     pub attempts: Vec<AttemptView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub id: i64,
     pub number: i64,

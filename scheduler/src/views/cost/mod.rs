@@ -78,7 +78,7 @@ pub const DEFAULT_SINCE: &str = "7d";
 /// Slots per node for the all-dedicated scenario when no pool is configured (the pools' default).
 const DEFAULT_SLOTS: i64 = 4;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CostReport {
     /// The window as asked for (`7d`, `12h`).
     pub since: String,
@@ -103,7 +103,7 @@ pub struct CostReport {
 }
 
 /// Prices and measured figures the scenarios are computed from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CostInputs {
     pub dedicated_node_hour: f64,
     pub serverless_vcpu_second: f64,
@@ -122,7 +122,7 @@ pub struct CostInputs {
     pub break_even_busy_share: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scenario {
     pub dedicated: CostLine,
     pub serverless: CostLine,
@@ -136,7 +136,7 @@ pub struct Scenario {
 }
 
 /// One priced quantity: `quantity × price = cost`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CostLine {
     pub quantity: f64,
     /// `node-hour` or `vCPU-second`.
@@ -146,7 +146,7 @@ pub struct CostLine {
     pub arithmetic: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Blocked {
     pub job: String,
     pub task: String,
@@ -154,7 +154,7 @@ pub struct Blocked {
 }
 
 /// A node or worker's time in the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeUsage {
     pub id: String,
     /// `dedicated` or `serverless`.
@@ -183,7 +183,7 @@ pub struct NodeUsage {
 }
 
 /// A task's work in the window (all runs of it), priced on either compute.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskUsage {
     pub job: String,
     pub task: String,
@@ -209,7 +209,7 @@ pub struct TaskUsage {
 }
 
 /// Another compute would cost less for a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recommendation {
     pub job: String,
     pub task: String,
