@@ -177,6 +177,16 @@ fn check_body(m: &LoadedManifest, i: usize, push: &mut dyn FnMut(Diagnostic)) {
             );
         }
     }
+    if let (Some(engine), None) = (task.engine, &task.sql) {
+        push(
+            doc.error(
+                Code::Schema,
+                &at("engine"),
+                format!("task `{}` declares `engine: {}` but is not a transform", task.name, engine.as_str()),
+            )
+            .with_hint("only `sql` tasks run on a query engine; remove `engine`"),
+        );
+    }
     if task.trigger.is_some() && task.sql.is_none() {
         push(
             doc.error(
@@ -289,6 +299,19 @@ mod tests {
         assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
         assert_eq!(diagnostics[0].location.line, 7);
         assert!(diagnostics[0].message.contains("continuous"), "{}", diagnostics[0].message);
+    }
+
+    #[test]
+    fn engine_is_only_for_transforms() {
+        let yaml = "job: j\ntasks:\n  - name: export\n    run: { command: [\"true\"] }\n    engine: distributed\n  \
+                    - name: silver\n    sql: SELECT 1 AS x\n    sink: { table: silver.x }\n    engine: distributed\n";
+        let (manifest, diagnostics) = crate::parse_manifest(std::path::Path::new("j.yaml"), yaml.as_bytes());
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let d = &diagnostics[0];
+        assert_eq!((d.code, d.location.line, d.location.column), (Code::Schema, 5, 13), "{d:?}");
+        assert!(d.message.contains("`export`") && d.hint.contains("remove `engine`"), "{d:?}");
+        let tasks = manifest.unwrap().manifest.tasks;
+        assert_eq!(tasks[1].engine, Some(crate::manifest::Engine::Distributed));
     }
 
     #[test]

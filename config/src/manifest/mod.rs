@@ -90,6 +90,12 @@ pub struct Task {
     /// an error (`class_mismatch`): serverless workers have no egress.
     #[serde(default, deserialize_with = "recover_opt")]
     pub compute: Option<Compute>,
+    /// How a transform's query runs: `local` (the default), in the serverless worker's own
+    /// DataFusion; or `distributed`, on the Apache DataFusion Ballista cluster the settings name
+    /// (`[transform.ballista] scheduler`), for inputs past one worker. Only for `sql` tasks.
+    /// Planned and checked; this version cannot run `distributed` yet, and `plan` says so.
+    #[serde(default, deserialize_with = "recover_opt")]
+    pub engine: Option<Engine>,
     /// Pin the task to one pool; placement then considers only that pool. For a task with
     /// destinations, or one with `compute: dedicated`.
     #[serde(default)]
@@ -127,6 +133,27 @@ impl Compute {
         match self {
             Compute::Dedicated => "dedicated",
             Compute::Serverless => "serverless",
+        }
+    }
+}
+
+/// Which query engine runs a transform.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// DataFusion inside the serverless worker.
+    #[default]
+    Local,
+    /// Apache DataFusion Ballista: a scheduler and its executors.
+    Distributed,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Local => "local",
+            Engine::Distributed => "distributed",
         }
     }
 }

@@ -43,6 +43,7 @@ pub(crate) fn check_settings(s: &LoadedSettings, out: &mut Vec<Diagnostic>) {
             .with_hint("nodes heartbeat three times per lease_ttl; use at least 1s (15s is the default)"),
         );
     }
+    check_transform(doc, &settings.transform, out);
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, pool) in settings.pools.iter().enumerate() {
         let at = |key: &'static str| [Seg::Key("pools"), Seg::Index(s.pool_index[i]), Seg::Key(key)];
@@ -356,6 +357,44 @@ fn check_kubernetes(
     }
 }
 
+/// `[transform]`: a Ballista scheduler address that parses, and one whenever `distributed` is the
+/// default engine.
+fn check_transform(doc: &crate::document::Document, t: &super::Transform, out: &mut Vec<Diagnostic>) {
+    let at = |key: &'static str| [Seg::Key("transform"), Seg::Key("ballista"), Seg::Key(key)];
+    match &t.ballista {
+        Some(b) if !valid_ballista_url(&b.scheduler) => out.push(
+            doc.error(
+                Code::Schema,
+                &at("scheduler"),
+                format!("`{}` is not a Ballista scheduler address", b.scheduler),
+            )
+            .with_hint("write it as df://HOST:PORT, e.g. df://ballista-scheduler:50050"),
+        ),
+        None if t.engine == crate::manifest::Engine::Distributed => out.push(
+            doc.error(
+                Code::Schema,
+                &[Seg::Key("transform"), Seg::Key("engine")],
+                "`engine = \"distributed\"` but no Ballista scheduler is configured",
+            )
+            .with_hint(
+                "add `[transform.ballista] scheduler = \"df://HOST:50050\"`, or set `engine = \"local\"`",
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// `df://host:port` with a host and a port number.
+pub(crate) fn valid_ballista_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("df://") else { return false };
+    match rest.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
+}
+
 /// Kubernetes object names: a DNS label (namespaces) or a DNS subdomain (most other objects).
 pub(crate) fn valid_kubernetes_name(name: &str, label: bool) -> bool {
     let max = if label { 63 } else { 253 };
@@ -391,6 +430,19 @@ mod tests {
         std::fs::write(&egress, "destinations: []\n").unwrap();
         let inputs = load(&options).unwrap();
         inputs.diagnostics.iter().map(|d| (d.path.clone(), d.message.clone())).collect()
+    }
+
+    #[test]
+    fn ballista_scheduler_is_an_address_and_needed_by_a_distributed_default() {
+        assert_eq!(errors("[transform.ballista]\nscheduler = \"df://sched:50050\"\n", &[]), vec![]);
+        for bad in ["http://sched:50050", "df://sched", "df://:50050", "df://sched:0", "df://a/b:1"] {
+            let errs = errors(&format!("[transform.ballista]\nscheduler = \"{bad}\"\n"), &[]);
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert_eq!(errs[0].0, "transform.ballista.scheduler", "{bad}");
+            assert!(errs[0].1.contains(bad), "{errs:?}");
+        }
+        let errs = errors("[transform]\nengine = \"distributed\"\n", &[]);
+        assert_eq!(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["transform.engine"], "{errs:?}");
     }
 
     #[test]

@@ -36,8 +36,17 @@ impl LoadedSettings {
     }
 }
 
-const SECTIONS: &[&str] =
-    &["control_plane", "lake", "pools", "serverless", "scheduler", "identities", "prices", "alerts"];
+const SECTIONS: &[&str] = &[
+    "control_plane",
+    "lake",
+    "pools",
+    "serverless",
+    "transform",
+    "scheduler",
+    "identities",
+    "prices",
+    "alerts",
+];
 
 /// Reads the file alone, one section (and one pool) at a time, so that every problem in it is
 /// reported; returns what could be read, over the defaults.
@@ -53,6 +62,7 @@ fn read_file(doc: &Document, sink: &Sink) -> (Settings, Vec<usize>) {
             "control_plane" => settings.control_plane = from_node_at(node, &at, sink).unwrap_or_default(),
             "lake" => settings.lake = from_node_at(node, &at, sink).unwrap_or_default(),
             "serverless" => settings.serverless = from_node_at(node, &at, sink).unwrap_or_default(),
+            "transform" => settings.transform = from_node_at(node, &at, sink).unwrap_or_default(),
             "scheduler" => settings.scheduler = from_node_at(node, &at, sink).unwrap_or_default(),
             "identities" => settings.identities = from_node_at(node, &at, sink).unwrap_or_default(),
             "prices" => settings.prices = from_node_at(node, &at, sink).unwrap_or_default(),

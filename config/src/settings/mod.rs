@@ -30,6 +30,8 @@ pub struct Settings {
     /// Dedicated node pools, each with its static egress IPs.
     pub pools: Vec<Pool>,
     pub serverless: Serverless,
+    /// How transforms run: the default engine and the Ballista cluster for `engine: distributed`.
+    pub transform: Transform,
     pub scheduler: Scheduler,
     /// Client identities by name: PEM files read by nodes, never by `plan`.
     pub identities: BTreeMap<String, IdentityFiles>,
@@ -264,6 +266,24 @@ impl Default for Serverless {
             netns: None,
         }
     }
+}
+
+/// Transforms' query engine.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transform {
+    /// The engine of `sql` tasks that do not say (`local` or `distributed`).
+    pub engine: crate::manifest::Engine,
+    /// The Apache DataFusion Ballista cluster that `engine: distributed` transforms run on.
+    pub ballista: Option<Ballista>,
+}
+
+/// Where the Ballista scheduler listens.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ballista {
+    /// The scheduler's address, `df://HOST:PORT` (Ballista's default port is 50050).
+    pub scheduler: String,
 }
 
 /// How the control plane starts runs on its own.

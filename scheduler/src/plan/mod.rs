@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use serde::Serialize;
 use switchyard_config::egress::RuleIndex;
-use switchyard_config::manifest::{LoadedManifest, Task, WorkloadClass};
+use switchyard_config::manifest::{Engine, LoadedManifest, Task, WorkloadClass};
 use switchyard_config::{Code, Diagnostic, Inputs, Seg, sort_in_reading_order};
 
 pub use classify::{Compute, Needs, class_mismatch, derive_needs, source_destinations};
@@ -59,6 +59,10 @@ pub struct TaskPlan {
     pub destinations: Vec<String>,
     pub depends_on: Vec<String>,
     pub reasons: Vec<String>,
+    /// A transform's query engine (absent for other tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "local")]
+    pub engine: Option<Engine>,
     /// Every pool the task may run on (the chosen one first); the runtime uses all of them.
     #[serde(skip)]
     pub eligible_pools: Vec<String>,
@@ -292,9 +296,11 @@ impl Context<'_> {
             destinations: needs.destinations.iter().map(ToString::to_string).collect(),
             depends_on: vec![],
             reasons: vec![],
+            engine: None,
             eligible_pools: vec![],
             reads: reads.iter().map(|r| r.name.clone()).collect(),
         };
+        self.choose_engine(m, t, task, &mut plan, out);
         match compute {
             Compute::Serverless => {
                 reasons.insert(
@@ -326,6 +332,56 @@ impl Context<'_> {
         }
         plan.reasons.extend(reasons);
         (plan, TaskFacts { reads })
+    }
+
+    /// A transform's engine: its own `engine:`, else the settings' `[transform] engine`.
+    /// `distributed` is refused for now, with why: without a Ballista scheduler in the settings
+    /// there is nowhere to run it, and with one this version still cannot ship the query.
+    fn choose_engine(
+        &self,
+        m: &LoadedManifest,
+        t: usize,
+        task: &Task,
+        plan: &mut TaskPlan,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        if task.sql.is_none() {
+            return;
+        }
+        let transform = &self.inputs.settings.settings.transform;
+        let engine = task.engine.unwrap_or(transform.engine);
+        plan.engine = Some(engine);
+        if engine == Engine::Local || (task.engine.is_none() && transform.ballista.is_none()) {
+            // A distributed default without a scheduler is the settings' error, reported there.
+            return;
+        }
+        let base = m.task_path(t);
+        let (key, whose) = match task.engine {
+            Some(_) => ("engine", "the task asks for `engine: distributed`"),
+            None => ("sql", "the settings' `[transform] engine` is `distributed`"),
+        };
+        let at = [base[0], base[1], Seg::Key(key)];
+        let error = match &transform.ballista {
+            None => m
+                .doc
+                .error(Code::Unplaceable, &at, format!("{whose} but the settings name no Ballista scheduler"))
+                .with_hint(
+                    "add `[transform.ballista] scheduler = \"df://HOST:50050\"` to the settings, or remove \
+                     `engine: distributed` to run it on one serverless worker",
+                ),
+            Some(ballista) => m
+                .doc
+                .error(
+                    Code::Unplaceable,
+                    &at,
+                    format!(
+                        "{whose} (Ballista at {}), but this version of Switchyard cannot run transforms on Ballista yet",
+                        ballista.scheduler
+                    ),
+                )
+                .with_hint("remove `engine: distributed` to run it on one serverless worker"),
+        };
+        out.push(error);
     }
 
     /// Parses the task's SQL and expectations; returns the tables it reads.
