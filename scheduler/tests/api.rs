@@ -188,10 +188,16 @@ async fn openapi_document_is_generated_and_checked_in() {
             }
         }
     }
-    assert_eq!(
-        served["paths"]["/api/v1/runs"]["get"]["parameters"][2]["schema"]["pattern"],
-        switchyard_scheduler::api::doc::SINCE_PATTERN
-    );
+    // utoipa takes a pattern only as a literal: each `since` repeats the handler's constant.
+    let since: Vec<&serde_json::Value> = ["/api/v1/runs", "/api/v1/cost"]
+        .iter()
+        .flat_map(|path| served["paths"][path]["get"]["parameters"].as_array().unwrap())
+        .filter(|p| p["name"] == "since")
+        .collect();
+    assert_eq!(since.len(), 2, "{since:?}");
+    for p in since {
+        assert_eq!(p["schema"]["pattern"], switchyard_scheduler::api::doc::SINCE_PATTERN, "{p}");
+    }
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
     let text = switchyard_scheduler::api::doc::json();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {

@@ -133,6 +133,8 @@ pub(super) struct RunsQuery {
     /// At most this many runs, newest first (default 20; below 1 counts as 1, above 1000 as 1000).
     limit: Option<i64>,
     /// Only runs unfinished or finished within this long (`7d`): the runs a cost report counts.
+    // The pattern is `doc::SINCE_PATTERN`: utoipa takes only a literal, and the API test
+    // checks that they are equal.
     #[param(pattern = r"^0*[1-9][0-9]{0,5}(ms|s|m|h|d)$", example = "7d")]
     since: Option<String>,
 }
@@ -466,6 +468,8 @@ pub(super) async fn tables(State(state): State<AppState>, caller: Caller) -> Rep
 #[into_params(parameter_in = Query)]
 pub(super) struct CostQuery {
     /// The window the report covers (default `7d`).
+    // The pattern is `doc::SINCE_PATTERN`: utoipa takes only a literal, and the API test
+    // checks that they are equal.
     #[param(pattern = r"^0*[1-9][0-9]{0,5}(ms|s|m|h|d)$", example = "7d")]
     since: Option<String>,
 }
