@@ -67,6 +67,7 @@ pub(crate) fn session(budget: Option<&Budget>) -> Result<(SessionContext, Option
     let pool = Arc::new(PeakPool {
         inner: TrackConsumersPool::new(FairSpillPool::new(limit), top),
         peak: AtomicU64::new(0),
+        merge_cap: limit / (config.target_partitions() + 1),
     });
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(pool.clone())
@@ -90,7 +91,16 @@ pub(crate) fn spilled_bytes(plan: &dyn ExecutionPlan) -> u64 {
 pub(crate) struct PeakPool {
     inner: TrackConsumersPool<FairSpillPool>,
     peak: AtomicU64,
+    /// The most one partition's spill merge may hold: a share of the pool that leaves as much
+    /// again for the final merge across partitions. DataFusion's multi-level merge reads as many
+    /// spill files at once as the pool grants and merges fewer (in more passes) when refused;
+    /// on a shared pool it took everything, two partitions' merges held 63 of 64 MiB and the
+    /// final `SortPreservingMergeExec` failed for want of 768 KiB (CI, December 2026).
+    merge_cap: usize,
 }
+
+/// The consumer name DataFusion gives a sort's spill merge (`ExternalSorterMerge[partition]`).
+const SPILL_MERGE: &str = "ExternalSorterMerge";
 
 impl PeakPool {
     pub(crate) fn peak(&self) -> u64 {
@@ -135,6 +145,15 @@ impl MemoryPool for PeakPool {
         reservation: &MemoryReservation,
         additional: usize,
     ) -> deltalake::datafusion::error::Result<()> {
+        let consumer = reservation.consumer();
+        let wanted = reservation.size().saturating_add(additional);
+        if !consumer.can_spill() && consumer.name().starts_with(SPILL_MERGE) && wanted > self.merge_cap {
+            return Err(deltalake::datafusion::error::DataFusionError::ResourcesExhausted(format!(
+                "{} may hold at most {} bytes of the budget's pool (it asked for {wanted})",
+                consumer.name(),
+                self.merge_cap
+            )));
+        }
         self.inner.try_grow(reservation, additional)?;
         self.note();
         Ok(())
@@ -146,5 +165,32 @@ impl MemoryPool for PeakPool {
 
     fn memory_limit(&self) -> MemoryLimit {
         self.inner.memory_limit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sort's spill merge is held to its share, so the final merge keeps room; other
+    /// consumers, spilling or not, still draw on the whole pool.
+    #[test]
+    fn a_spill_merge_is_held_to_its_share_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget { memory_bytes: 30 << 20, spill_dir: dir.path().join("spill") };
+        let (_, pool) = session(Some(&budget)).unwrap();
+        let pool: Arc<dyn MemoryPool> = pool.unwrap();
+        // However many partitions, a merge's share is at most half the pool.
+        let half = (30 << 20) / 2;
+        let merge = MemoryConsumer::new(format!("{SPILL_MERGE}[0]")).register(&pool);
+        assert!(merge.try_grow(1 << 20).is_ok(), "a merge gets its share");
+        let refused = merge.try_grow(half).unwrap_err().to_string();
+        assert!(refused.contains("ExternalSorterMerge[0] may hold at most"), "{refused}");
+        drop(merge);
+        let join = MemoryConsumer::new("HashJoinInput").register(&pool);
+        assert!(
+            join.try_grow(half + (1 << 20)).is_ok(),
+            "a consumer that is not a spill merge is not capped"
+        );
     }
 }
