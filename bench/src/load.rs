@@ -38,7 +38,7 @@
 //! and, checked in the store afterwards, attempts of the run that did not end `succeeded` (lost =
 //! reclaimed after the TTL, or still running). Tasks attempted more than once are shown beside.
 //!
-//! Knobs: `SWITCHYARD_BENCH_RUNS` (default 3; medians are printed), `SWITCHYARD_BENCH_NODES`
+//! Knobs: `SWITCHYARD_BENCH_RUNS` (default 5; medians are printed), `SWITCHYARD_BENCH_NODES`
 //! (100), `SWITCHYARD_BENCH_TASKS` (10,000), `SWITCHYARD_BENCH_BATCH` (16, also the pools' slots),
 //! `SWITCHYARD_BENCH_HOLD_MS` (1,000),
 //! `SWITCHYARD_BENCH_SERVER_LOG` (the server's `RUST_LOG`), `SWITCHYARD_TEST_POSTGRES`.
@@ -241,7 +241,7 @@ pub(crate) fn run() {
         nodes: env_usize("SWITCHYARD_BENCH_NODES", 100),
         tasks: env_usize("SWITCHYARD_BENCH_TASKS", 10_000),
         batch: env_usize("SWITCHYARD_BENCH_BATCH", 16),
-        runs: env_usize("SWITCHYARD_BENCH_RUNS", 3),
+        runs: env_usize("SWITCHYARD_BENCH_RUNS", 5),
         hold: Duration::from_millis(env_usize("SWITCHYARD_BENCH_HOLD_MS", 1_000) as u64),
     };
     assert!(cfg.nodes <= POOLS * 254, "at most {} nodes (254 loopback egress IPs per pool)", POOLS * 254);
