@@ -190,13 +190,13 @@ impl Figures {
             if self.timed_out { "  — TIMED OUT" } else { "" }
         );
         println!(
-            "         lease {:.1} / {:.1} ms ({} calls with work, {} empty polls)   heartbeat {:.1} / {:.1} ms ({})   report {:.1} / {:.1} ms ({})",
+            "         lease {:.1} / {:.1} ms ({} calls with work, {} empty polls)   heartbeat {} / {} ms ({})   report {:.1} / {:.1} ms ({})",
             self.lease.p50,
             self.lease.p99,
             self.lease.calls,
             self.empty_polls,
-            self.heartbeat.p50,
-            self.heartbeat.p99,
+            ms(self.heartbeat.p50),
+            ms(self.heartbeat.p99),
             self.heartbeat.calls,
             self.report.p50,
             self.report.p99,
@@ -327,7 +327,7 @@ pub(crate) fn run() {
         let losses: usize = runs.iter().map(|f| f.losses).sum();
         let incomplete = runs.iter().filter(|f| f.completed < cfg.tasks).count();
         println!(
-            "  {:<11} {:<26} {:>6}  {:>6}  {:>8.0}   {:>6.1} / {:>6.1}     {:>6.1} / {:>6.1}       {:>6.1} / {:>6.1}         {:>6}{}",
+            "  {:<11} {:<26} {:>6}  {:>6}  {:>8.0}   {:>6.1} / {:>6.1}     {:>6} / {:>6}       {:>6.1} / {:>6.1}         {:>6}{}",
             kind.label(),
             pace.label(),
             cfg.nodes,
@@ -335,8 +335,8 @@ pub(crate) fn run() {
             tps,
             l50,
             l99,
-            h50,
-            h99,
+            ms(h50),
+            ms(h99),
             r50,
             r99,
             losses,
@@ -883,4 +883,10 @@ async fn check_store(url: &str, run: i64) -> Result<StoreCheck, String> {
         .map_err(db)?;
     pool.close().await;
     Ok(StoreCheck { attempts, retried, succeeded, not_succeeded, run_state })
+}
+
+/// A latency in ms to one decimal, or "—" when there was no call to measure (no heartbeat is
+/// sent while tasks are reported at once).
+fn ms(v: f64) -> String {
+    if v.is_nan() { "—".into() } else { format!("{v:.1}") }
 }
