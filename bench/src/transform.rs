@@ -124,6 +124,7 @@ pub(crate) fn child(args: &[String]) {
         expectations: &expectations,
         full_refresh: true,
         input_versions: &versions,
+        distributed: None,
     };
     let spill = std::env::temp_dir().join(format!("switchyard-bench-spill-{}", std::process::id()));
     let budget = (budget_bytes > 0)

@@ -132,6 +132,16 @@ impl Lake {
         Ok(built.object_store(None))
     }
 
+    /// The object store that holds the lake root, addressed from the store's own root
+    /// (`s3://bucket/…` paths as they are), for query engines that resolve file URLs themselves.
+    pub fn root_object_store(&self) -> Result<deltalake::logstore::ObjectStoreRef, Error> {
+        let built = self
+            .builder(self.root.clone())
+            .and_then(|b| b.build_storage())
+            .map_err(|cause| Error::Delta { table: "(lake root)".into(), cause })?;
+        Ok(built.root_object_store(None))
+    }
+
     pub(crate) async fn open(&self, table: &TableName) -> Result<DeltaTable, Error> {
         let url = self.location(table);
         let delta = |cause| Error::Delta { table: table.to_string(), cause };

@@ -151,6 +151,10 @@ pub enum Work {
         sink: Option<SinkSpec>,
         #[serde(default)]
         expectations: Vec<Expectation>,
+        /// `engine: distributed`: the Ballista scheduler (`df://HOST:PORT`) the query runs on,
+        /// from the planning settings. Absent: the worker runs it itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        distributed: Option<String>,
     },
 }
 
@@ -194,7 +198,7 @@ pub fn job_specs(inputs: &Inputs, plan: &Plan) -> Result<Vec<JobSpec>, Vec<PlanE
                         .and_then(|r| r.max_backoff)
                         .map_or(DEFAULT_MAX_BACKOFF_MS, |d| d.as_std().as_millis() as u64),
                     timeout_ms: task.timeout.map(|d| d.as_std().as_millis() as u64),
-                    work: work_of(task, &base),
+                    work: work_of(task, &base, scheduler(inputs, tp)),
                     reads: tp.reads.clone(),
                     writes: task.sink.iter().map(|s| s.table.as_str().to_owned()).collect(),
                     trigger: task.trigger,
@@ -243,7 +247,13 @@ pub fn select_tasks(
     Ok(selected)
 }
 
-fn work_of(task: &Task, base: &std::path::Path) -> Work {
+/// The Ballista scheduler of a transform planned `engine: distributed`.
+fn scheduler(inputs: &Inputs, tp: &crate::plan::TaskPlan) -> Option<String> {
+    let ballista = inputs.settings.settings.transform.ballista.as_ref()?;
+    (tp.engine == Some(switchyard_config::manifest::Engine::Distributed)).then(|| ballista.scheduler.clone())
+}
+
+fn work_of(task: &Task, base: &std::path::Path, distributed: Option<String>) -> Work {
     if let Some(run) = &task.run {
         return Work::Run {
             command: run.command.clone(),
@@ -258,11 +268,12 @@ fn work_of(task: &Task, base: &std::path::Path) -> Work {
             sql: sql.clone(),
             sink: task.sink.clone(),
             expectations: task.expectations.clone(),
+            distributed,
         };
     }
     match (&task.source, &task.sink) {
         (Some(source), Some(sink)) => Work::Ingest { source: Box::new(source.clone()), sink: sink.clone() },
         // A clean plan has a sink on every ingestion (`missing_sink`) and one of source/sql/run.
-        _ => Work::Transform { sql: String::new(), sink: None, expectations: vec![] },
+        _ => Work::Transform { sql: String::new(), sink: None, expectations: vec![], distributed: None },
     }
 }

@@ -116,7 +116,8 @@ async fn retries_follow_the_failure_class(db: &TestDb) {
     let transform = |name: &str, retry_on: Option<Vec<RetryOn>>| {
         let mut t = task(name, Compute::Serverless, &[], &[]);
         t.max_retries = 2;
-        t.work = Work::Transform { sql: "SELECT 1".into(), sink: None, expectations: vec![] };
+        t.work =
+            Work::Transform { sql: "SELECT 1".into(), sink: None, expectations: vec![], distributed: None };
         t.retry_on = retry_on;
         t
     };

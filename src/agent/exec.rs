@@ -46,10 +46,15 @@ pub(crate) async fn execute(
         Work::Ingest { source, sink } => {
             return super::ingest::execute(lease, source, sink, tail, stop, access.ingest.as_ref()).await;
         }
-        Work::Transform { sql, sink, expectations } => {
+        Work::Transform { sql, sink, expectations, distributed } => {
             let access = access.transform.as_ref();
-            return super::transform::execute(lease, sql, sink.as_ref(), expectations, tail, stop, access)
-                .await;
+            let work = super::transform::Work {
+                sql,
+                sink: sink.as_ref(),
+                expectations,
+                distributed: distributed.as_deref(),
+            };
+            return super::transform::execute(lease, work, tail, stop, access).await;
         }
     };
     let Some((program, args)) = command.split_first() else {

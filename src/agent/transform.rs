@@ -27,11 +27,19 @@ pub(crate) struct TransformAccess {
     pub(crate) budget: Option<switchyard_transform::Budget>,
 }
 
+/// What a transform task asks for, from its spec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Work<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) sink: Option<&'a SinkSpec>,
+    pub(crate) expectations: &'a [Expectation],
+    /// `engine: distributed`: the Ballista scheduler that runs the query.
+    pub(crate) distributed: Option<&'a str>,
+}
+
 pub(crate) async fn execute(
     lease: &Lease,
-    sql: &str,
-    sink: Option<&SinkSpec>,
-    expectations: &[Expectation],
+    work: Work<'_>,
     tail: Tail,
     mut stop: watch::Receiver<Option<Stop>>,
     access: Option<&TransformAccess>,
@@ -49,6 +57,7 @@ pub(crate) async fn execute(
         let message = "this agent has no lake configured for transforms; run transforms on serverless workers (`switchyard worker`) or on nodes (`switchyard node`)".to_owned();
         return Some(report(Outcome::Failed, Some(FailureClass::Internal), message, None, &tail));
     };
+    let Work { sql, sink, expectations, distributed } = work;
     let Some(sink) = sink else {
         let message =
             "the task has no sink; re-submit the job so its spec carries the table it writes".to_owned();
@@ -62,8 +71,14 @@ pub(crate) async fn execute(
         expectations,
         full_refresh: lease.options.full_refresh,
         input_versions: &lease.options.input_versions,
+        distributed,
     };
-    tail.push(format!("transforming into {}\n", sink.table).as_bytes());
+    match distributed {
+        Some(scheduler) => tail.push(
+            format!("transforming into {} on the Ballista cluster at {scheduler}\n", sink.table).as_bytes(),
+        ),
+        None => tail.push(format!("transforming into {}\n", sink.table).as_bytes()),
+    }
     let started = Instant::now();
     let timeout = lease.spec.timeout_ms.map(Duration::from_millis);
     let deadline = deadline(timeout);

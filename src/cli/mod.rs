@@ -1,6 +1,7 @@
 //! Command definitions (clap) and dispatch. Exit codes (DESIGN §4.6): 0 success, 1 the thing
 //! checked or run failed, 2 usage or I/O error.
 
+mod ballista;
 mod check;
 mod control;
 mod cost;
@@ -108,6 +109,11 @@ enum Command {
         #[command(subcommand)]
         command: lake::LakeCommand,
     },
+    /// Run the Apache DataFusion Ballista scheduler that `engine: distributed` transforms use.
+    BallistaScheduler(ballista::SchedulerArgs),
+    /// Run a Ballista executor for `engine: distributed` transforms: reads the lake, serves the
+    /// scheduler, no egress.
+    Executor(ballista::ExecutorArgs),
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -175,7 +181,12 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli.log_format,
             matches!(
                 cli.command,
-                Command::Serve(_) | Command::Node(_) | Command::Worker(_) | Command::Gateway(_)
+                Command::Serve(_)
+                    | Command::Node(_)
+                    | Command::Worker(_)
+                    | Command::Gateway(_)
+                    | Command::BallistaScheduler(_)
+                    | Command::Executor(_)
             ),
         );
     }
@@ -196,6 +207,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => runtime()?.block_on(ops::cancel(args)),
         Command::Events(args) => runtime()?.block_on(events::run(args)),
         Command::Cost(args) => runtime()?.block_on(cost::run(args)),
+        Command::BallistaScheduler(args) => runtime()?.block_on(ballista::scheduler(args)),
+        Command::Executor(args) => runtime()?.block_on(ballista::executor(args)),
         Command::Token { command } => runtime()?.block_on(ops::token(command)),
         Command::Lake { command } => runtime()?.block_on(lake::run(command)),
     }

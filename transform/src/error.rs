@@ -28,6 +28,14 @@ pub enum Error {
     Environment { message: String, class: FailureClass },
     #[error("expectation `{name}` (`{check}`): {message}")]
     Expectation { name: String, check: String, message: String },
+    /// `engine: distributed`: the Ballista cluster failed the run (scheduler unreachable, an
+    /// executor lost past Ballista's own retries) or could not be started.
+    #[error("the Ballista cluster failed the query: {message}")]
+    Distributed { message: String, class: FailureClass },
+    /// `engine: distributed` reads inputs as the Parquet files of their pinned version; this
+    /// input's files alone do not give its rows.
+    #[error("input table {table} cannot be read by the distributed engine: {why}")]
+    NotDistributable { table: String, why: String },
     #[error(transparent)]
     Lake(Box<switchyard_lake::Error>),
     #[error("internal error: {0}")]
@@ -72,7 +80,9 @@ impl Error {
             | Error::MissingInput { .. }
             | Error::Query { .. }
             | Error::OutOfMemory { .. }
-            | Error::Expectation { .. } => FailureClass::Data,
+            | Error::Expectation { .. }
+            | Error::NotDistributable { .. } => FailureClass::Data,
+            Error::Distributed { class, .. } => *class,
             Error::Lake(e) => e.class(),
             Error::Storage { failure, .. } => failure.class(),
             Error::Environment { class, .. } => *class,
@@ -100,6 +110,15 @@ impl Error {
             }
             Error::Expectation { .. } => {
                 "fix the data upstream, or change the expectation's `on_violation` to `drop` or `quarantine` to keep the pipeline moving"
+            }
+            Error::Distributed { class: FailureClass::Connectivity, .. } => {
+                "the Ballista scheduler or an executor could not be reached or was lost: the attempt is retried; check that `switchyard ballista-scheduler` and its executors run and reach each other and the lake ([transform.ballista] scheduler in the settings)"
+            }
+            Error::Distributed { .. } => {
+                "check the Ballista scheduler's and executors' logs for the job named above; remove `engine: distributed` to run the task on one serverless worker meanwhile"
+            }
+            Error::NotDistributable { .. } => {
+                "remove `engine: distributed` from the task to read it with the Delta reader on one serverless worker"
             }
             Error::Lake(e) => e.hint(),
             Error::Storage { failure, .. } => failure.hint(),

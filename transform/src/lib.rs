@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod budget;
+pub mod distributed;
 mod error;
 pub mod expectations;
 mod inputs;
@@ -54,6 +55,9 @@ pub struct Request<'a> {
     pub full_refresh: bool,
     /// Input versions to read, by table name; tables not named are read at their latest version.
     pub input_versions: &'a BTreeMap<String, i64>,
+    /// `engine: distributed`: the Ballista scheduler (`df://HOST:PORT`) the query runs on. `None`
+    /// runs it in this process. Either way this process writes and commits the output.
+    pub distributed: Option<&'a str>,
 }
 
 /// What a run did, recorded with the attempt (`details.transform`).
@@ -70,6 +74,9 @@ pub struct Outcome {
     /// Where the time went (absent when the run was skipped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// `engine: distributed`: the cluster's stages and executors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<distributed::Distributed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -121,6 +128,14 @@ pub async fn run_within(
     };
     let mut spent = Profile::default();
     let (ctx, peak) = budget::session(budget)?;
+    // The query's own context: this process's, or one that ships it to the Ballista cluster.
+    // Commits (and an upsert's merge) always run on this process's.
+    let remote = request.distributed.map(|scheduler| distributed::session(lake, scheduler)).transpose()?;
+    let qctx = remote.as_ref().unwrap_or(&ctx);
+    let query_error = |e: deltalake::datafusion::error::DataFusionError| match remote {
+        Some(_) => distributed::query_error(e),
+        None => Error::query(e),
+    };
     let inputs = inputs::referenced(&ctx, request.sql)?;
     // Each input's log is replayed once: the handle that tells its version is the one scanned.
     let mut versions: BTreeMap<TableName, u64> = BTreeMap::new();
@@ -158,14 +173,15 @@ pub async fn run_within(
                 quarantined: 0,
                 memory: None,
                 profile: None,
+                distributed: None,
             });
         }
     }
     for (table, handle) in &handles {
-        inputs::register(&ctx, table, handle, None).await?;
+        register(qctx, remote.is_some(), table, handle, None).await?;
     }
     spent.inputs_ms = lap();
-    let df = ctx.sql(request.sql).await.map_err(Error::query)?;
+    let df = qctx.sql(request.sql).await.map_err(query_error)?;
     spent.plan_ms = lap();
     let plan = refresh::decide(lake, request, &app_id, &versions, shape::shape(df.logical_plan())).await?;
     spent.refresh_ms = lap();
@@ -174,8 +190,8 @@ pub async fn run_within(
         refresh::Plan::Incremental { table, files, .. } => {
             let handle =
                 handles.get(table).ok_or_else(|| Error::internal(format!("{table} is not an input")))?;
-            inputs::register(&ctx, table, handle, Some(files)).await?;
-            ctx.sql(request.sql).await.map_err(Error::query)?
+            register(qctx, remote.is_some(), table, handle, Some(files)).await?;
+            qctx.sql(request.sql).await.map_err(query_error)?
         }
     };
     let output = plain(Arc::new(df.schema().as_arrow().clone()));
@@ -191,7 +207,7 @@ pub async fn run_within(
         selected.push(check.alias(format!("{}{i}", expectations::CHECK_PREFIX)));
     }
     let df = df.select(selected).map_err(Error::query)?;
-    let physical = df.create_physical_plan().await.map_err(Error::query)?;
+    let physical = df.create_physical_plan().await.map_err(query_error)?;
     spent.plan_ms += lap();
     let mut sink =
         write::Sink::open(lake, request, &plan, output, checker.quarantine_schema(), budget).await?;
@@ -201,10 +217,10 @@ pub async fn run_within(
     let mut writing = std::time::Duration::ZERO;
     let streamed = async {
         let mut stream =
-            deltalake::datafusion::physical_plan::execute_stream(physical.clone(), ctx.task_ctx())
-                .map_err(Error::query)?;
+            deltalake::datafusion::physical_plan::execute_stream(physical.clone(), qctx.task_ctx())
+                .map_err(query_error)?;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(Error::query)?;
+            let batch = batch.map_err(query_error)?;
             let started = std::time::Instant::now();
             let batch = switchyard_lake::plain_types(&batch).map_err(|e| Error::internal(e.to_string()))?;
             sink.push(checker.push(batch)?).await?;
@@ -228,6 +244,10 @@ pub async fn run_within(
         peak_pool_bytes: peak.as_ref().map_or(0, |p| p.peak()),
         spilled_bytes: budget::spilled_bytes(physical.as_ref()),
     });
+    let cluster = match request.distributed {
+        Some(scheduler) => distributed::report(&physical, scheduler).await,
+        None => None,
+    };
     let quarantined = checker.quarantined_rows();
     let (mode, reason) = match &plan {
         refresh::Plan::Full { reason } => (RefreshMode::Full, reason.clone()),
@@ -251,7 +271,24 @@ pub async fn run_within(
         quarantined,
         memory,
         profile: Some(spent),
+        distributed: cluster,
     })
+}
+
+/// Registers an input for the engine that runs the query: the Delta reader here, or a Parquet
+/// scan of the pinned files that Ballista can ship.
+async fn register(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    remote: bool,
+    table: &TableName,
+    handle: &deltalake::DeltaTable,
+    files: Option<&[String]>,
+) -> Result<(), Error> {
+    if remote {
+        distributed::register(ctx, table, handle, files).await
+    } else {
+        inputs::register(ctx, table, handle, files).await
+    }
 }
 
 /// The schema with string and binary views as their plain types (what Delta tables declare).

@@ -55,6 +55,7 @@ async fn run(
         expectations: &[],
         full_refresh: true,
         input_versions: &versions,
+        distributed: None,
     };
     switchyard_transform::run_within(lake, &request, Some(budget)).await
 }

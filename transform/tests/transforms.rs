@@ -99,6 +99,7 @@ async fn try_run(
         expectations: checks,
         full_refresh,
         input_versions: &versions,
+        distributed: None,
     };
     switchyard_transform::run(lake, &request).await
 }

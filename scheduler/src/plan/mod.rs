@@ -335,8 +335,8 @@ impl Context<'_> {
     }
 
     /// A transform's engine: its own `engine:`, else the settings' `[transform] engine`.
-    /// `distributed` is refused for now, with why: without a Ballista scheduler in the settings
-    /// there is nowhere to run it, and with one this version still cannot ship the query.
+    /// `distributed` needs a Ballista scheduler in the settings; without one there is nowhere to
+    /// run it, and the plan says so.
     fn choose_engine(
         &self,
         m: &LoadedManifest,
@@ -351,37 +351,33 @@ impl Context<'_> {
         let transform = &self.inputs.settings.settings.transform;
         let engine = task.engine.unwrap_or(transform.engine);
         plan.engine = Some(engine);
-        if engine == Engine::Local || (task.engine.is_none() && transform.ballista.is_none()) {
-            // A distributed default without a scheduler is the settings' error, reported there.
+        if engine == Engine::Local {
             return;
         }
-        let base = m.task_path(t);
-        let (key, whose) = match task.engine {
-            Some(_) => ("engine", "the task asks for `engine: distributed`"),
-            None => ("sql", "the settings' `[transform] engine` is `distributed`"),
+        let whose = match task.engine {
+            Some(_) => "the task asks for `engine: distributed`",
+            None => "the settings' `[transform] engine` is `distributed`",
         };
-        let at = [base[0], base[1], Seg::Key(key)];
-        let error = match &transform.ballista {
-            None => m
-                .doc
-                .error(Code::Unplaceable, &at, format!("{whose} but the settings name no Ballista scheduler"))
-                .with_hint(
-                    "add `[transform.ballista] scheduler = \"df://HOST:50050\"` to the settings, or remove \
-                     `engine: distributed` to run it on one serverless worker",
-                ),
-            Some(ballista) => m
-                .doc
-                .error(
-                    Code::Unplaceable,
-                    &at,
-                    format!(
-                        "{whose} (Ballista at {}), but this version of Switchyard cannot run transforms on Ballista yet",
-                        ballista.scheduler
-                    ),
-                )
-                .with_hint("remove `engine: distributed` to run it on one serverless worker"),
-        };
-        out.push(error);
+        match &transform.ballista {
+            Some(ballista) => plan.reasons.push(format!(
+                "{whose}: the query runs on the Ballista cluster at {}; this worker pins the inputs, checks expectations and commits the output",
+                ballista.scheduler
+            )),
+            // A distributed default without a scheduler is the settings' error, reported there.
+            None if task.engine.is_none() => {}
+            None => {
+                let base = m.task_path(t);
+                let at = [base[0], base[1], Seg::Key("engine")];
+                out.push(
+                    m.doc
+                        .error(Code::Unplaceable, &at, format!("{whose} but the settings name no Ballista scheduler"))
+                        .with_hint(
+                            "add `[transform.ballista] scheduler = \"df://HOST:50050\"` to the settings, or remove \
+                             `engine: distributed` to run it on one serverless worker",
+                        ),
+                );
+            }
+        }
     }
 
     /// Parses the task's SQL and expectations; returns the tables it reads.
