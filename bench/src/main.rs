@@ -10,6 +10,7 @@
 
 mod cold;
 mod dispatch;
+mod distributed;
 mod generate;
 mod ingest;
 mod kdi;
@@ -43,6 +44,7 @@ fn main() {
         "transform" => transform::run(),
         "transform-large" => transform_large::large(),
         "transform-wide" => transform_large::wide(),
+        "transform-distributed" => distributed::run(),
         "proxy-child" => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             proxy::child(&args);
@@ -66,7 +68,7 @@ fn main() {
         }
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; available: plan, dispatch, load, cold-start, proxy, kafka-ingest, pg-ingest, transform, transform-large, transform-wide, all"
+                "unknown benchmark `{other}`; available: plan, dispatch, load, cold-start, proxy, kafka-ingest, pg-ingest, transform, transform-large, transform-wide, transform-distributed, all"
             );
             std::process::exit(2);
         }

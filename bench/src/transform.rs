@@ -101,6 +101,8 @@ pub(crate) fn child(args: &[String]) {
     let (lake_root, out) = (&args[0], &args[1]);
     let query = args.get(2).map_or("agg", String::as_str);
     let budget_bytes: u64 = args.get(3).and_then(|b| b.parse().ok()).unwrap_or(0);
+    // `transform-distributed`: the Ballista scheduler to run the query on.
+    let scheduler = args.get(4).map(String::as_str);
     let rt = super::runtime();
     let lake = Lake::new(lake_root).expect("lake");
     let sink: SinkSpec =
@@ -124,7 +126,7 @@ pub(crate) fn child(args: &[String]) {
         expectations: &expectations,
         full_refresh: true,
         input_versions: &versions,
-        distributed: None,
+        distributed: scheduler,
     };
     let spill = std::env::temp_dir().join(format!("switchyard-bench-spill-{}", std::process::id()));
     let budget = (budget_bytes > 0)
@@ -138,7 +140,7 @@ pub(crate) fn child(args: &[String]) {
     let spilled = outcome.memory.map_or(0, |m| m.spilled_bytes);
     println!(
         "{}",
-        serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib(std::process::id()), "spilled": spilled, "profile": outcome.profile})
+        serde_json::json!({"seconds": seconds, "rows": rows, "peak_kib": peak_kib(std::process::id()), "spilled": spilled, "profile": outcome.profile, "distributed": outcome.distributed})
     );
 }
 

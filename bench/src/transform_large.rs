@@ -19,11 +19,11 @@ use switchyard_lake::Lake;
 
 use super::transform::{generate, measure, measure_full, median, print_profile, runs};
 
-const FACT_ROWS: i64 = 100_000_000;
-const BUDGET: u64 = 2 << 30;
+pub(crate) const FACT_ROWS: i64 = 100_000_000;
+pub(crate) const BUDGET: u64 = 2 << 30;
 
 /// The 100M-row lake, generated on first use.
-fn lake_root() -> PathBuf {
+pub(crate) fn lake_root() -> PathBuf {
     let target = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf))

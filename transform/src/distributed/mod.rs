@@ -45,6 +45,12 @@ pub struct Distributed {
     pub stages: Vec<Stage>,
     /// The executors that served the final stage's output (`ID at HOST:PORT`).
     pub executors: Vec<String>,
+    /// From submission to the scheduler starting the job, as the scheduler timed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_ms: Option<u64>,
+    /// From the job's start to its last stage finishing on the executors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ran_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,8 +212,14 @@ pub(crate) async fn report(physical: &Arc<dyn ExecutionPlan>, scheduler: &str) -
     use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
     use ballista_core::serde::protobuf::{GetJobMetricsParams, GetJobStatusParams, job_status};
     let job = find_job(physical.as_ref());
-    let mut out =
-        Distributed { scheduler: scheduler.to_owned(), job: job.clone(), stages: vec![], executors: vec![] };
+    let mut out = Distributed {
+        scheduler: scheduler.to_owned(),
+        job: job.clone(),
+        stages: vec![],
+        executors: vec![],
+        queued_ms: None,
+        ran_ms: None,
+    };
     let (Some(job), Ok(url)) = (job, grpc_url(scheduler)) else {
         return Some(out);
     };
@@ -242,6 +254,8 @@ pub(crate) async fn report(physical: &Arc<dyn ExecutionPlan>, scheduler: &str) -
             executors.sort();
             executors.dedup();
             out.executors = executors;
+            out.queued_ms = done.started_at.checked_sub(done.queued_at);
+            out.ran_ms = done.ended_at.checked_sub(done.started_at);
         }
     }
     Some(out)

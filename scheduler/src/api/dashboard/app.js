@@ -297,7 +297,23 @@ function detailsView(details) {
     ),
     (t.expectations || []).length ? table(["Expectation", "Action", "Check", "Violations"], t.expectations.map((e) => h("tr", {},
       h("td", {}, e.name), h("td", {}, e.action), h("td", {}, h("code", {}, e.check)), h("td", { class: "num" }, e.violations),
-    )), { label: "Expectations" }) : null);
+    )), { label: "Expectations" }) : null,
+    t.distributed ? distributedView(t.distributed) : null);
+}
+
+/// `engine: distributed`: the Ballista job, its stages with their operators, and the executors.
+function distributedView(d) {
+  return h("section", { class: "distributed", "aria-label": "Distributed query" },
+    h("h3", {}, "Distributed on Ballista"),
+    h("dl", { class: "kv" },
+      h("dt", {}, "Scheduler"), h("dd", {}, d.scheduler),
+      h("dt", {}, "Job"), h("dd", {}, d.job || "–"),
+      h("dt", {}, "Executors"), h("dd", {}, (d.executors || []).length ? d.executors.join(", ") : "–"),
+    ),
+    table(["Stage", "Partitions", "Operators"], (d.stages || []).map((s) => h("tr", {},
+      h("td", { class: "num" }, s.id), h("td", { class: "num" }, s.partitions),
+      h("td", {}, h("pre", { class: "log" }, (s.operators || []).join("\n"))),
+    )), { label: "Stages", empty: "The scheduler reported no stages." }));
 }
 
 async function egressPage() {
