@@ -6,6 +6,7 @@
 //! firewall (root, iproute2, nftables).
 
 mod chain;
+mod distributed;
 mod event_log;
 mod exactly_once;
 mod harness;
