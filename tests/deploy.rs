@@ -552,3 +552,159 @@ fn deploy_dockerfile_builds_locked_and_runs_as_the_manifests_user() {
     // The Job's command (`switchyard`) is on the image's PATH.
     assert!(text.contains("/usr/local/bin/switchyard"));
 }
+
+#[test]
+fn deploy_ballista_cluster_matches_the_cli_and_the_network_policies() {
+    fn flag(args: &[String], name: &str) -> Option<String> {
+        args.iter().position(|a| a == name).map(|i| args[i + 1].clone())
+    }
+    /// The ports a NetworkPolicy's `rules` (`ingress`/`egress`) open to or from (`peers`:
+    /// `from`/`to`) pods of this namespace with `labels`.
+    fn ports(policy: &Value, rules: &str, peers: &str, labels: &Value) -> Vec<u64> {
+        policy["spec"][rules]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r[peers].as_array().into_iter().flatten().any(|p| {
+                    p.get("namespaceSelector").is_none() && selects(&p["podSelector"]["matchLabels"], labels)
+                })
+            })
+            .flat_map(|r| {
+                r["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p["port"].as_u64())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+    /// The settings file's commented `[transform.ballista]` example, switched on.
+    fn with_ballista(toml: &str) -> String {
+        let on = toml
+            .replace("#[transform.ballista]", "[transform.ballista]")
+            .replace("#scheduler = ", "scheduler = ");
+        assert_ne!(on, toml, "no commented [transform.ballista] example");
+        on
+    }
+
+    let docs = manifests();
+    // The scheduler: one replica (Ballista keeps its state in memory), real flags, and the
+    // Service on the port it listens on.
+    let scheduler = named(&docs, "Deployment", "switchyard-ballista-scheduler");
+    assert_eq!(scheduler["spec"]["replicas"], 1);
+    let scheduler_labels = &scheduler["spec"]["template"]["metadata"]["labels"];
+    let c = &scheduler["spec"]["template"]["spec"]["containers"][0];
+    let args = expand_k8s_args(c);
+    assert_eq!(args[0], "ballista-scheduler");
+    cli_accepts(&args).unwrap();
+    let svc = named(&docs, "Service", "switchyard-ballista-scheduler");
+    assert!(selects(&svc["spec"]["selector"], scheduler_labels));
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], c["ports"][0]["name"]);
+    assert_eq!(c["ports"][0]["containerPort"], svc["spec"]["ports"][0]["port"]);
+    let port = svc["spec"]["ports"][0]["port"].as_u64().unwrap();
+    let listen: std::net::SocketAddr = flag(&args, "--listen").unwrap().parse().unwrap();
+    assert_eq!(u64::from(listen.port()), port);
+
+    // The executors: real flags once $(POD_IP) is substituted, the scheduler's Service as their
+    // scheduler, the pod's own IP as the advertised Flight address, the work dir on a volume.
+    let sts = named(&docs, "StatefulSet", "switchyard-ballista-executor");
+    let headless = named(&docs, "Service", sts["spec"]["serviceName"].as_str().unwrap());
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    let executor_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let args = expand_k8s_args(c);
+    assert_eq!(args[0], "executor");
+    cli_accepts(&args).unwrap();
+    let scheduler_name = svc["metadata"]["name"].as_str().unwrap();
+    assert_eq!(flag(&args, "--scheduler").unwrap(), format!("df://{scheduler_name}:{port}"));
+    let flight: std::net::SocketAddr = flag(&args, "--listen").unwrap().parse().unwrap();
+    assert_eq!(flight.ip().to_string(), "10.1.2.3", "executors advertise their pod IP");
+    let flight_port = u64::from(flight.port());
+    let grpc_port: u64 = flag(&args, "--grpc-port").unwrap().parse().unwrap();
+    let mounts: Vec<&str> =
+        c["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
+    for path in [flag(&args, "--work-dir").unwrap(), flag(&args, "--settings").unwrap()] {
+        assert!(mounts.iter().any(|m| path.starts_with(m)), "{path} is not mounted ({mounts:?})");
+    }
+    let documented = documented_secrets();
+    for pod in [pod, &scheduler["spec"]["template"]["spec"]] {
+        let refs = secret_refs(pod);
+        assert!(refs.contains("switchyard-lake"), "the lake's credentials");
+        for secret in refs {
+            assert!(documented.contains(&secret), "Secret {secret} is not in deploy/README.md");
+        }
+    }
+    // The commented settings example names the same Service.
+    let cm = named(&docs, "ConfigMap", "switchyard-config");
+    let settings = load_settings(
+        &with_ballista(cm["data"]["switchyard.toml"].as_str().unwrap()),
+        cm["data"]["egress.yaml"].as_str().unwrap(),
+    );
+    let ballista = settings.transform.ballista.expect("[transform.ballista]");
+    assert_eq!(ballista.scheduler, format!("df://{scheduler_name}.switchyard.svc:{port}"));
+
+    // Network policies: workers reach the scheduler and the executors' Flight port; executors
+    // reach the scheduler and each other; the scheduler reaches the executors' gRPC port.
+    let workers = named(&docs, "NetworkPolicy", "switchyard-worker-egress");
+    assert!(ports(workers, "egress", "to", scheduler_labels).contains(&port));
+    assert!(ports(workers, "egress", "to", executor_labels).contains(&flight_port));
+    let executors = named(&docs, "NetworkPolicy", "switchyard-ballista-executor");
+    assert!(selects(&executors["spec"]["podSelector"]["matchLabels"], executor_labels));
+    assert!(ports(executors, "egress", "to", scheduler_labels).contains(&port));
+    assert!(ports(executors, "egress", "to", executor_labels).contains(&flight_port));
+    assert!(ports(executors, "ingress", "from", executor_labels).contains(&flight_port));
+    assert!(ports(executors, "ingress", "from", scheduler_labels).contains(&grpc_port));
+    let scheduler_policy = named(&docs, "NetworkPolicy", "switchyard-ballista-scheduler");
+    assert!(selects(&scheduler_policy["spec"]["podSelector"]["matchLabels"], scheduler_labels));
+    assert!(ports(scheduler_policy, "ingress", "from", executor_labels).contains(&port));
+    assert!(ports(scheduler_policy, "egress", "to", executor_labels).contains(&grpc_port));
+    let template = JobTemplate::from_settings(&configmap_settings(&docs), 1).unwrap();
+    let job = template.job("switchyard-worker-test-0", 1, 0);
+    let worker_labels = &job["spec"]["template"]["metadata"]["labels"];
+    assert!(ports(executors, "ingress", "from", worker_labels).contains(&flight_port));
+    assert!(ports(scheduler_policy, "ingress", "from", worker_labels).contains(&port));
+    for policy in [executors, scheduler_policy] {
+        for rule in policy["spec"]["egress"].as_array().unwrap() {
+            for to in rule["to"].as_array().unwrap() {
+                assert_ne!(to["ipBlock"]["cidr"], "0.0.0.0/0", "no egress beyond the lake");
+            }
+        }
+    }
+
+    // systemd: both units' ExecStart lines, with the example env file, parse, and the executor
+    // dials the scheduler unit's port.
+    let dir = deploy().join("systemd");
+    let sched = unit(&dir.join("switchyard-ballista-scheduler.service"));
+    let args = exec_start(&sched["Service"]["ExecStart"][0], "", &BTreeMap::new());
+    assert_eq!(args[0], "/usr/local/bin/switchyard");
+    assert_eq!(args[1], "ballista-scheduler");
+    cli_accepts(&args[1..]).unwrap();
+    assert_eq!(sched["Service"]["User"], ["switchyard"]);
+    let sched_port = flag(&args, "--listen").unwrap().parse::<std::net::SocketAddr>().unwrap().port();
+
+    let executor = unit(&dir.join("switchyard-executor@.service"));
+    let env = env_file(&dir.join("executor-1.env.example"));
+    let line = &executor["Service"]["ExecStart"][0];
+    let args = exec_start(line, "1", &env);
+    assert_eq!(args[0], "/usr/local/bin/switchyard");
+    assert_eq!(args[1], "executor");
+    cli_accepts(&args[1..]).unwrap();
+    // The commented optional flags parse too.
+    let mut extra = env;
+    extra.insert("SWITCHYARD_EXECUTOR_EXTRA_ARGS".into(), "--slots 8".into());
+    cli_accepts(&exec_start(line, "1", &extra)[1..]).unwrap();
+    let url = flag(&args, "--scheduler").unwrap();
+    let suffix = format!(":{sched_port}");
+    assert!(url.starts_with("df://") && url.ends_with(&suffix), "{url} is not the scheduler unit's port");
+    let listen: std::net::SocketAddr = flag(&args, "--listen").unwrap().parse().unwrap();
+    assert!(!listen.ip().is_unspecified(), "the Flight address is advertised as is");
+    assert!(executor["Service"]["EnvironmentFile"].iter().any(|f| f == "/etc/switchyard/executor-%i.env"));
+    assert_eq!(executor["Service"]["User"], ["switchyard"]);
+    // The VMs' commented settings example names the scheduler the executors dial.
+    let settings =
+        load_settings(&with_ballista(&read(&dir.join("switchyard.toml"))), &read(&dir.join("egress.yaml")));
+    assert_eq!(settings.transform.ballista.expect("[transform.ballista]").scheduler, url);
+}
