@@ -93,7 +93,7 @@ pub struct Task {
     /// How a transform's query runs: `local` (the default), in the serverless worker's own
     /// DataFusion; or `distributed`, on the Apache DataFusion Ballista cluster the settings name
     /// (`[transform.ballista] scheduler`), for inputs past one worker. Only for `sql` tasks.
-    /// Planned and checked; this version cannot run `distributed` yet, and `plan` says so.
+    /// The worker still pins the inputs, checks expectations and commits the output.
     #[serde(default, deserialize_with = "recover_opt")]
     pub engine: Option<Engine>,
     /// Pin the task to one pool; placement then considers only that pool. For a task with
