@@ -1,7 +1,8 @@
 //! `engine: distributed` through the control plane: `switchyard serve` plans the task onto the
 //! Ballista cluster its settings name, a `switchyard worker` runs the query on
 //! `switchyard ballista-scheduler` and one `switchyard executor` and commits the output itself;
-//! the attempt's details carry the Ballista job, its stages and the executor.
+//! the attempt's details carry the Ballista job, its stages and the executor, and the dashboard's
+//! run page shows them (in Chromium).
 
 use std::time::Duration;
 
@@ -94,4 +95,42 @@ async fn a_distributed_transform_runs_on_ballista_through_the_control_plane() {
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(rows, vec![("a".to_owned(), 2, 9.0), ("b".to_owned(), 3, 20.0)]);
+
+    // The dashboard's run detail shows the same, in Chromium.
+    let token = std::fs::read_to_string(setup.path("admin.token")).unwrap();
+    browse_run_detail(&setup.url(), token.trim(), run, d["job"].as_str().unwrap());
+}
+
+/// `tests/browser/distributed.cjs` over the run page. Needs what `tests/dashboard.rs` needs
+/// (Chromium, node, playwright-core), which the test command installs.
+fn browse_run_detail(origin: &str, token: &str, run: i64, job: &str) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let chromium = std::env::var_os("SWITCHYARD_CHROMIUM")
+        .map_or_else(|| "/usr/bin/chromium".into(), std::path::PathBuf::from);
+    let modules = std::env::var_os("SWITCHYARD_PLAYWRIGHT_MODULES")
+        .map_or_else(|| target.join("browser/node_modules"), std::path::PathBuf::from);
+    for (path, what) in
+        [(&chromium, "Chromium (Debian package `chromium`)"), (&modules, "playwright-core (npm)")]
+    {
+        assert!(path.exists(), "{what} not found at {}; run the test command (scripts/test)", path.display());
+    }
+    let artifacts = target.join("test-artifacts/dashboard");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(root.join("tests/browser/distributed.cjs"))
+        .args([origin, token, &run.to_string(), job])
+        .arg(&artifacts)
+        .env("NODE_PATH", &modules)
+        .env("SWITCHYARD_CHROMIUM", &chromium)
+        .output()
+        .expect("run node (Debian package `nodejs`)");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser check failed:\n{stdout}\n{stderr}\nscreenshot in {}",
+        artifacts.display()
+    );
 }

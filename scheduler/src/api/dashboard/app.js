@@ -307,7 +307,7 @@ function distributedView(d) {
     h("h3", {}, "Distributed on Ballista"),
     h("dl", { class: "kv" },
       h("dt", {}, "Scheduler"), h("dd", {}, d.scheduler),
-      h("dt", {}, "Job"), h("dd", {}, d.job || "–"),
+      h("dt", {}, "Job"), h("dd", {}, d.job ? d.job + (d.ran_ms != null ? ` (queued ${d.queued_ms} ms, ran ${d.ran_ms} ms on the executors)` : "") : "–"),
       h("dt", {}, "Executors"), h("dd", {}, (d.executors || []).length ? d.executors.join(", ") : "–"),
     ),
     table(["Stage", "Partitions", "Operators"], (d.stages || []).map((s) => h("tr", {},
