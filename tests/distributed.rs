@@ -305,6 +305,30 @@ async fn silver_and_gold_on_ballista_match_the_local_engine() {
     }
 }
 
+/// Failures keep their class on the cluster: a query whose data fails on the executors (a cast
+/// that cannot hold) is `data`, and a scheduler that cannot be reached is `connectivity` (retried
+/// by default). Neither commits anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failures_are_classified_and_commit_nothing() {
+    let cluster = Cluster::start(1);
+    let lake = s3_lake("dist-fail-");
+    bronze(&lake, 1_000).await;
+    let out = sink("silver.broken");
+    let bad = "SELECT CAST(provider AS INT) AS p, count(*) AS n FROM bronze.claims GROUP BY 1";
+    let e =
+        transform(&lake, "broken", bad, &out, &[], Some(&cluster.scheduler)).await.expect_err("a bad cast");
+    assert_eq!(e.class(), FailureClass::Data, "{e}");
+    println!("bad data on the cluster: {e}; hint: {}", e.hint());
+    let closed = format!("df://127.0.0.1:{}", switchyard_testkit::free_port());
+    let e = transform(&lake, "broken", "SELECT provider FROM bronze.claims", &out, &[], Some(&closed))
+        .await
+        .expect_err("no scheduler there");
+    assert_eq!(e.class(), FailureClass::Connectivity, "{e}");
+    assert!(e.hint().contains("retried"), "{}", e.hint());
+    println!("no scheduler: {e}");
+    assert_eq!(lake.version(&table("silver.broken")).await.expect("version"), None, "nothing committed");
+}
+
 /// Incremental refresh on the cluster: after bronze gains an append, a row-wise silver appending
 /// to its table reads only the added files on the cluster, as on one worker, and both tables hold
 /// the same rows.
