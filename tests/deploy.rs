@@ -112,6 +112,8 @@ fn cli_accepts_rejects_unknown_flags_and_bad_values() {
     assert!(ok(&["node", "--pool", "p", "--no-such-flag", "x"]).is_err());
     assert!(ok(&["serve", "--listen", "nowhere"]).is_err());
     assert!(ok(&["worker", "--idle-timeout", "soon"]).is_err());
+    assert!(ok(&["executor", "--scheduler", "df://10.0.0.5:50050"]).is_ok());
+    assert!(ok(&["executor", "--scheduler", "http://10.0.0.5:50050"]).is_err());
 }
 
 /// Substitutes Kubernetes' `$(VAR)` in container args from the container's env (a fieldRef gets

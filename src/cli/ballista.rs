@@ -32,7 +32,7 @@ pub(crate) struct SchedulerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ExecutorArgs {
     /// The scheduler. Default: the settings' `[transform.ballista] scheduler`.
-    #[arg(long, value_name = "df://HOST:PORT")]
+    #[arg(long, value_name = "df://HOST:PORT", value_parser = scheduler_address)]
     scheduler: Option<String>,
     /// Address other executors and clients fetch results from (Arrow Flight); it is advertised
     /// to the scheduler as is, so it must be reachable from them.
@@ -53,6 +53,17 @@ pub(crate) struct ExecutorArgs {
     /// Settings file, for `[lake]` and the scheduler. Default: ./switchyard.toml if it exists.
     #[arg(long, value_name = "FILE")]
     settings: Option<PathBuf>,
+}
+
+/// `--scheduler`: refused at the command line unless it is `df://HOST[:PORT]`, what the settings'
+/// `[transform.ballista] scheduler` takes too.
+fn scheduler_address(value: &str) -> Result<String, String> {
+    match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "df" && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(value.to_owned()),
+        _ => Err(format!(
+            "`{value}` is not a Ballista scheduler address: write df://HOST:PORT, e.g. df://10.0.0.5:50050"
+        )),
+    }
 }
 
 fn lake(settings: Option<PathBuf>) -> anyhow::Result<(Lake, switchyard_config::settings::Settings)> {

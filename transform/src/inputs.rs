@@ -77,6 +77,16 @@ pub(crate) async fn register(
         builder = builder.with_file_paths(files.iter().cloned());
     }
     let provider: Arc<dyn TableProvider> = builder.await.map_err(Error::query)?;
+    register_as(ctx, table, provider)
+}
+
+/// Puts `provider` under `table`'s `schema.table` name, replacing an earlier registration (an
+/// incremental run re-registers an input with only its new files).
+pub(crate) fn register_as(
+    ctx: &SessionContext,
+    table: &TableName,
+    provider: Arc<dyn TableProvider>,
+) -> Result<(), Error> {
     let (schema, name) = table.as_str().split_once('.').unwrap_or(("default", table.as_str()));
     let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::internal("no default catalog"))?;
     if catalog.schema(schema).is_none() {

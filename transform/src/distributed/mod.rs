@@ -15,8 +15,6 @@ pub mod cluster;
 
 use std::sync::Arc;
 
-use deltalake::datafusion::catalog::MemorySchemaProvider;
-use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::datasource::file_format::parquet::ParquetFormat;
 use deltalake::datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -153,17 +151,7 @@ pub(crate) async fn register(
     let config =
         ListingTableConfig::new_with_multi_paths(paths).with_listing_options(options).with_schema(schema);
     let provider = ListingTable::try_new(config).map_err(Error::query)?;
-    let (schema_name, name) = table.as_str().split_once('.').unwrap_or(("default", table.as_str()));
-    let catalog = ctx.catalog("datafusion").ok_or_else(|| Error::internal("no default catalog"))?;
-    if catalog.schema(schema_name).is_none() {
-        catalog
-            .register_schema(schema_name, Arc::new(MemorySchemaProvider::new()))
-            .map_err(|e| Error::internal(e.to_string()))?;
-    }
-    let reference = TableReference::partial(schema_name, name);
-    let _ = ctx.deregister_table(reference.clone());
-    ctx.register_table(reference, Arc::new(provider)).map_err(|e| Error::internal(e.to_string()))?;
-    Ok(())
+    crate::inputs::register_as(ctx, table, Arc::new(provider))
 }
 
 fn listing_url(uri: &str) -> Result<ListingTableUrl, Error> {
